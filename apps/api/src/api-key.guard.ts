@@ -1,0 +1,67 @@
+import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/common';
+import { FastifyRequest } from 'fastify';
+import { DataSource } from 'typeorm';
+import { SETTINGS, Settings } from '@psp/config';
+import { ApiKeyRecord, ApiKeyStore, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
+import { ApiError } from './api-error';
+
+/** The org a request was authenticated for. */
+export interface AuthenticatedRequest extends FastifyRequest {
+  orgId?: string;
+}
+
+interface CachedLookup {
+  record: ApiKeyRecord | null;
+  until: number;
+}
+
+const CACHE_LIMIT = 10000;
+
+function header(request: FastifyRequest, name: string): string {
+  const value = request.headers[name];
+  return (Array.isArray(value) ? value.join(',') : (value ?? '')).trim();
+}
+
+/**
+ * CONTRACT 1.1, in its table's order: key missing, key unknown/malformed/revoked, org missing, org
+ * mismatch, scope. Lookups are cached for at most API_KEY_CACHE_MS (≤ 5 s), keyed by the key's hash,
+ * so a revocation takes effect on every instance within that time.
+ */
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  private readonly store: ApiKeyStore;
+  private readonly cache = new Map<string, CachedLookup>();
+
+  constructor(
+    @Inject(DataSource) db: DataSource,
+    @Inject(SETTINGS) private readonly settings: Settings,
+  ) {
+    this.store = new ApiKeyStore(db);
+  }
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
+    const key = header(request, 'x-reevit-key');
+    if (key === '') throw ApiError.unauthorized('missing_api_key', 'The X-Reevit-Key header is required.');
+    const record = isWellFormedApiKey(key) ? await this.lookup(key) : null;
+    if (!record || record.revokedAt !== null) throw ApiError.unauthorized('invalid_api_key', 'The API key is not valid.');
+    const orgId = header(request, 'x-org-id');
+    if (orgId === '') throw ApiError.validation('missing_org_id', 'The X-Org-Id header is required.', 'X-Org-Id');
+    if (orgId !== record.orgId) throw ApiError.forbidden('org_mismatch', 'The API key does not belong to the org in X-Org-Id.');
+    if (!record.scopes.includes(READ_SCOPE)) throw ApiError.forbidden('insufficient_scopes', `The API key lacks the scope ${READ_SCOPE}.`);
+    request.orgId = orgId;
+    return true;
+  }
+
+  private async lookup(key: string): Promise<ApiKeyRecord | null> {
+    const hash = hashApiKey(key);
+    const cacheKey = hash.toString('base64');
+    const now = Date.now();
+    const cached = this.cache.get(cacheKey);
+    if (cached && cached.until > now) return cached.record;
+    const record = await this.store.findByHash(hash);
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    this.cache.set(cacheKey, { record, until: now + this.settings.apiKeyCacheMs });
+    return record;
+  }
+}

@@ -1,0 +1,151 @@
+import { createHash } from 'node:crypto';
+import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import Redis from 'ioredis';
+import { DataSource } from 'typeorm';
+import { ConnectionView, ListQuery, selectConnections, summariseLabels } from '@psp/domain';
+import { SETTINGS, Settings } from '@psp/config';
+import { createRedis, liveGeneration, OrgDocuments, orgVersionInPostgres, readOrgFromPostgres, RedisReadModel } from '@psp/read-model';
+
+/** A response body ready to send, with its strong ETag. */
+export interface RenderedBody {
+  body: string;
+  etag: string;
+}
+
+/** One org's read model as this API instance holds it, parsed and sorted once per version. */
+class OrgEntry {
+  readonly views: ConnectionView[];
+  readonly documentOf = new Map<ConnectionView, string>();
+  readonly byId = new Map<string, string>();
+  readonly rendered = new Map<string, RenderedBody>();
+
+  constructor(
+    readonly version: number,
+    documents: Map<string, string>,
+  ) {
+    const views: ConnectionView[] = [];
+    for (const [id, document] of documents) {
+      const view = JSON.parse(document) as ConnectionView;
+      views.push(view);
+      this.documentOf.set(view, document);
+      this.byId.set(id, document);
+    }
+    this.views = views;
+  }
+
+  render(cacheKey: string, build: () => string): RenderedBody {
+    let hit = this.rendered.get(cacheKey);
+    if (!hit) {
+      const body = build();
+      hit = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"` };
+      if (this.rendered.size >= 256) this.rendered.clear();
+      this.rendered.set(cacheKey, hit);
+    }
+    return hit;
+  }
+}
+
+const ORG_CACHE_LIMIT = 5000;
+const GENERATION_TTL_MS = 1000;
+
+/**
+ * Serves the read model: from Redis when it holds the org, from PostgreSQL otherwise (then refilling
+ * Redis). Both hold the same rendered documents at the same version, so the bytes are identical
+ * either way. Parsed orgs are kept per version; a request costs one small Redis GET (the version).
+ */
+@Injectable()
+export class ConnectionReads implements OnModuleDestroy {
+  private readonly logger = new Logger('ConnectionReads');
+  private readonly redis: Redis;
+  private readonly readModel: RedisReadModel;
+  private readonly orgs = new Map<string, OrgEntry>();
+  private generation: { value: number; until: number } | null = null;
+  /** Where the last org read came from: 'redis' or 'postgres' (for tests and ops). */
+  lastSource: 'redis' | 'postgres' | 'memory' = 'memory';
+
+  constructor(
+    @Inject(DataSource) private readonly db: DataSource,
+    @Inject(SETTINGS) settings: Settings,
+  ) {
+    this.redis = createRedis(settings, 'api');
+    this.readModel = new RedisReadModel(this.redis, settings.redisKeyPrefix);
+  }
+
+  get redisClient(): Redis {
+    return this.redis;
+  }
+
+  async list(orgId: string, query: ListQuery): Promise<RenderedBody> {
+    const org = await this.org(orgId);
+    const cacheKey = `list:${query.label ?? ''}|${query.provider ?? ''}|${query.status ?? ''}|${query.limit}|${query.offset}`;
+    return org.render(cacheKey, () => {
+      const { connections, total } = selectConnections(org.views, query);
+      const items = connections.map((v) => org.documentOf.get(v)!).join(',');
+      return `{"connections":[${items}],"pagination":${JSON.stringify({ total, limit: query.limit, offset: query.offset })}}`;
+    });
+  }
+
+  async one(orgId: string, connectionId: string): Promise<RenderedBody | null> {
+    const org = await this.org(orgId);
+    const document = org.byId.get(connectionId);
+    if (document === undefined) return null;
+    return org.render(`one:${connectionId}`, () => document);
+  }
+
+  async labels(orgId: string): Promise<RenderedBody> {
+    const org = await this.org(orgId);
+    return org.render('labels', () => JSON.stringify(summariseLabels(org.views)));
+  }
+
+  private async liveGeneration(): Promise<number> {
+    const now = Date.now();
+    if (this.generation && this.generation.until > now) return this.generation.value;
+    const value = await liveGeneration(this.db);
+    this.generation = { value, until: now + GENERATION_TTL_MS };
+    return value;
+  }
+
+  private async org(orgId: string): Promise<OrgEntry> {
+    const generation = await this.liveGeneration();
+    const cacheKey = `${generation}:${orgId}`;
+    const cached = this.orgs.get(cacheKey);
+    let documents: OrgDocuments | null = null;
+    try {
+      const version = await this.readModel.version(generation, orgId);
+      if (version !== null) {
+        if (cached && cached.version === version) {
+          this.lastSource = 'memory';
+          return cached;
+        }
+        documents = await this.readModel.read(generation, orgId);
+        if (documents) this.lastSource = 'redis';
+      }
+      if (!documents) {
+        documents = await readOrgFromPostgres(this.db, generation, orgId);
+        this.lastSource = 'postgres';
+        await this.readModel.fill(generation, orgId, documents);
+      }
+    } catch (error) {
+      // Redis is down or slow: PostgreSQL holds the same read model.
+      if (!documents) {
+        this.logger.debug?.(`redis unavailable, reading PostgreSQL: ${(error as Error).message}`);
+        const version = await orgVersionInPostgres(this.db, generation, orgId);
+        if (cached && cached.version === version) {
+          this.lastSource = 'memory';
+          return cached;
+        }
+        documents = await readOrgFromPostgres(this.db, generation, orgId);
+        this.lastSource = 'postgres';
+      }
+    }
+    if (cached && cached.version === documents.version) return cached;
+    const entry = new OrgEntry(documents.version, documents.documents);
+    if (this.orgs.size >= ORG_CACHE_LIMIT) this.orgs.clear();
+    this.orgs.set(cacheKey, entry);
+    return entry;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.redis.disconnect();
+  }
+}

@@ -1,0 +1,154 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { ConnectionEvent, ConnectionState } from '@psp/domain';
+import { SETTINGS, Settings } from '@psp/config';
+import { appendEvents, EventSource, EventToAppend, findLoggedEventIds, isUniqueViolation, readStreamsAfter, Sql } from '@psp/storage';
+import { ConnectionAggregate, streamKey } from './connection-aggregate';
+
+/** An accepted event and the Kafka message it came from. */
+export interface SourcedEvent {
+  event: ConnectionEvent;
+  source: EventSource;
+}
+
+export interface RecordOutcome {
+  appended: number;
+  duplicates: number;
+  conflictsRetried: number;
+}
+
+const MAX_ATTEMPTS = 20;
+const CACHE_LIMIT = 20000;
+
+/**
+ * The write side's connection streams: keeps each connection's aggregate in memory (loaded from its
+ * latest snapshot plus the events after it), and appends a batch of events to the log with expected
+ * stream versions, in one transaction. A version or event_id conflict (another writer got there
+ * first) is retried with fresh aggregates, never lost; an event_id already logged is a duplicate and
+ * changes nothing.
+ */
+@Injectable()
+export class ConnectionStreams {
+  private readonly logger = new Logger('ConnectionStreams');
+  private readonly aggregates = new Map<string, ConnectionAggregate>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    @Inject(DataSource) private readonly db: DataSource,
+    @Inject(SETTINGS) private readonly settings: Settings,
+  ) {}
+
+  /** Appends the events not yet in the log. One append at a time per process. */
+  record(events: SourcedEvent[]): Promise<RecordOutcome> {
+    const run = this.queue.then(() => this.recordWithRetry(events));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async recordWithRetry(events: SourcedEvent[]): Promise<RecordOutcome> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const outcome = await this.tryRecord(events);
+        return { ...outcome, conflictsRetried: attempt - 1 };
+      } catch (error) {
+        if (!isUniqueViolation(error) || attempt >= MAX_ATTEMPTS) throw error;
+        this.logger.warn(`append conflict (attempt ${attempt}): another writer appended to the same streams; retrying with fresh versions`);
+        await new Promise((r) => setTimeout(r, Math.min(1000, 10 * 2 ** attempt) * Math.random()));
+      }
+    }
+  }
+
+  private async tryRecord(events: SourcedEvent[]): Promise<Omit<RecordOutcome, 'conflictsRetried'>> {
+    // The same event_id twice in one batch: the first one counts.
+    const firstById = new Map<string, SourcedEvent>();
+    for (const e of events) if (!firstById.has(e.event.eventId)) firstById.set(e.event.eventId, e);
+    const logged = await findLoggedEventIds(this.db, [...firstById.keys()]);
+    const fresh = [...firstById.values()].filter((e) => !logged.has(e.event.eventId));
+    const duplicates = events.length - fresh.length;
+    if (fresh.length === 0) return { appended: 0, duplicates };
+
+    const touched = await this.load(fresh.map((e) => e.event));
+    try {
+      const rows: EventToAppend[] = fresh.map(({ event, source }) => ({
+        event,
+        source,
+        streamVersion: touched.get(streamKey(event.orgId, event.connectionId))!.record(event),
+      }));
+      const due = [...touched.values()].filter((a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery);
+      await this.db.transaction(async (tx) => {
+        await appendEvents(tx, rows);
+        await saveSnapshots(tx, due);
+      });
+      for (const a of due) a.snapshotVersion = a.version;
+      return { appended: rows.length, duplicates };
+    } catch (error) {
+      // The in-memory aggregates may be ahead of the log now: forget them, they reload next time.
+      for (const key of touched.keys()) this.aggregates.delete(key);
+      throw error;
+    }
+  }
+
+  /** The aggregates of the events' streams, loading the ones not in memory. */
+  private async load(events: ConnectionEvent[]): Promise<Map<string, ConnectionAggregate>> {
+    const result = new Map<string, ConnectionAggregate>();
+    const missing = new Map<string, { orgId: string; connectionId: string }>();
+    for (const e of events) {
+      const key = streamKey(e.orgId, e.connectionId);
+      if (result.has(key) || missing.has(key)) continue;
+      const cached = this.aggregates.get(key);
+      if (cached) result.set(key, cached);
+      else missing.set(key, { orgId: e.orgId, connectionId: e.connectionId });
+    }
+    if (missing.size > 0) {
+      const loaded = await loadAggregates(this.db, [...missing.values()]);
+      if (this.aggregates.size + loaded.size > CACHE_LIMIT) this.aggregates.clear();
+      for (const [key, aggregate] of loaded) {
+        this.aggregates.set(key, aggregate);
+        result.set(key, aggregate);
+      }
+    }
+    return result;
+  }
+
+  /** Forgets every aggregate in memory (after a rebalance, streams may be written elsewhere). */
+  forget(): void {
+    this.aggregates.clear();
+  }
+}
+
+/** Loads aggregates from their snapshots and the events logged after them. */
+export async function loadAggregates(sql: Sql, streams: { orgId: string; connectionId: string }[]): Promise<Map<string, ConnectionAggregate>> {
+  const snapshots: { org_id: string; connection_id: string; stream_version: number; state: ConnectionState }[] = await sql.query(
+    `SELECT s.org_id, s.connection_id, s.stream_version, s.state
+       FROM unnest($1::text[], $2::text[]) AS k(org_id, connection_id)
+       JOIN connection_snapshot s ON s.org_id = k.org_id AND s.connection_id = k.connection_id`,
+    [streams.map((s) => s.orgId), streams.map((s) => s.connectionId)],
+  );
+  const result = new Map<string, ConnectionAggregate>();
+  for (const s of streams) result.set(streamKey(s.orgId, s.connectionId), ConnectionAggregate.empty(s.orgId, s.connectionId));
+  for (const row of snapshots) {
+    result.set(streamKey(row.org_id, row.connection_id), ConnectionAggregate.fromSnapshot(row.org_id, row.connection_id, row.stream_version, row.state));
+  }
+  const tail = await readStreamsAfter(
+    sql,
+    [...result.values()].map((a) => ({ orgId: a.orgId, connectionId: a.connectionId, afterVersion: a.version })),
+  );
+  for (const { event, streamVersion } of tail) {
+    const aggregate = result.get(streamKey(event.orgId, event.connectionId))!;
+    aggregate.record(event);
+    if (aggregate.version !== streamVersion) throw new Error(`stream ${event.orgId}/${event.connectionId} has a gap before version ${streamVersion}`);
+  }
+  return result;
+}
+
+async function saveSnapshots(sql: Sql, aggregates: ConnectionAggregate[]): Promise<void> {
+  if (aggregates.length === 0) return;
+  await sql.query(
+    `INSERT INTO connection_snapshot (org_id, connection_id, stream_version, state)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[])
+     ON CONFLICT (org_id, connection_id) DO UPDATE
+       SET stream_version = EXCLUDED.stream_version, state = EXCLUDED.state, taken_at = clock_timestamp()
+       WHERE connection_snapshot.stream_version < EXCLUDED.stream_version`,
+    [aggregates.map((a) => a.orgId), aggregates.map((a) => a.connectionId), aggregates.map((a) => a.version), aggregates.map((a) => JSON.stringify(a.state))],
+  );
+}

@@ -1,0 +1,94 @@
+/**
+ * The service's settings, read from the environment and validated once at start. A missing or
+ * malformed setting stops the process with one line naming it (`InvalidSettingError`). Defaults
+ * work on the local stack (scripts/services-start.sh) with no .env file.
+ */
+export interface Settings {
+  databaseUrl: string;
+  redisUrl: string;
+  /** Prefix of every Redis key this service writes: lets test runs and deployments share a server. */
+  redisKeyPrefix: string;
+  kafkaBrokers: string[];
+  kafkaClientId: string;
+  topics: { calls: string; validations: string; connections: string; dlq: string };
+  topicPartitions: number;
+  writerGroupId: string;
+  httpHost: string;
+  httpPort: number;
+  /** How long an API instance may trust a cached key lookup (revocation takes effect within it). */
+  apiKeyCacheMs: number;
+  projectorBatchSize: number;
+  projectorIdleMs: number;
+  writerSnapshotEvery: number;
+  logLevel: 'error' | 'warn' | 'log' | 'debug';
+}
+
+export class InvalidSettingError extends Error {
+  constructor(
+    readonly setting: string,
+    reason: string,
+  ) {
+    super(`Invalid setting ${setting}: ${reason}`);
+    this.name = 'InvalidSettingError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function text(env: Env, name: string, fallback: string, pattern?: RegExp, rule?: string): string {
+  const raw = env[name];
+  const value = raw === undefined || raw.trim() === '' ? fallback : raw.trim();
+  if (pattern && !pattern.test(value)) throw new InvalidSettingError(name, rule ?? `must match ${pattern}`);
+  return value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new InvalidSettingError(name, `must be an integer between ${min} and ${max}`);
+  const value = Number(raw.trim());
+  if (value < min || value > max) throw new InvalidSettingError(name, `must be an integer between ${min} and ${max}`);
+  return value;
+}
+
+function url(env: Env, name: string, fallback: string, protocols: string[]): string {
+  const value = text(env, name, fallback);
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new InvalidSettingError(name, `must be a URL (${protocols.join(' or ')})`);
+  }
+  if (!protocols.includes(parsed.protocol)) throw new InvalidSettingError(name, `must be a URL (${protocols.join(' or ')})`);
+  return value;
+}
+
+const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
+const TOPIC_RULE = 'must be a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)';
+
+export function loadSettings(env: Env = process.env): Settings {
+  const brokers = text(env, 'KAFKA_BROKERS', '127.0.0.1:9092', /^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'must be host:port[,host:port...]').split(',');
+  const logLevel = text(env, 'LOG_LEVEL', 'log', /^(error|warn|log|debug)$/, 'must be one of error, warn, log, debug');
+  return {
+    databaseUrl: url(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/psp_connections', ['postgres:', 'postgresql:']),
+    redisUrl: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379/0', ['redis:', 'rediss:']),
+    redisKeyPrefix: text(env, 'REDIS_KEY_PREFIX', 'psp:', /^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 : _ . -'),
+    kafkaBrokers: brokers,
+    kafkaClientId: text(env, 'KAFKA_CLIENT_ID', 'psp-connections', /^[A-Za-z0-9._-]{1,100}$/, 'must be 1-100 of A-Z a-z 0-9 . _ -'),
+    topics: {
+      calls: text(env, 'TOPIC_CALLS', 'psp.calls', TOPIC, TOPIC_RULE),
+      validations: text(env, 'TOPIC_VALIDATIONS', 'psp.validations', TOPIC, TOPIC_RULE),
+      connections: text(env, 'TOPIC_CONNECTIONS', 'psp.connections', TOPIC, TOPIC_RULE),
+      dlq: text(env, 'TOPIC_DLQ', 'psp.dlq', TOPIC, TOPIC_RULE),
+    },
+    topicPartitions: integer(env, 'TOPIC_PARTITIONS', 6, 1, 1000),
+    writerGroupId: text(env, 'WRITER_GROUP_ID', 'psp-connections-writer', /^[A-Za-z0-9._-]{1,200}$/, 'must be 1-200 of A-Z a-z 0-9 . _ -'),
+    httpHost: text(env, 'HTTP_HOST', '127.0.0.1'),
+    httpPort: integer(env, 'HTTP_PORT', 8081, 0, 65535),
+    apiKeyCacheMs: integer(env, 'API_KEY_CACHE_MS', 2000, 0, 5000),
+    projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
+    projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
+    writerSnapshotEvery: integer(env, 'WRITER_SNAPSHOT_EVERY', 500, 1, 1000000),
+    logLevel: logLevel as Settings['logLevel'],
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * Health (CONTRACT 3.3), measured on stream time: the greatest occurred_at of all accepted events,
+ * never the wall clock.
+ */
+import { ConnectionState, HEALTH_WINDOW_MINUTES } from './connection-state';
+import { minuteBucket } from './time';
+
+export const HEALTH_STATUSES = ['healthy', 'degraded', 'unhealthy', 'unknown'] as const;
+export type HealthStatus = (typeof HEALTH_STATUSES)[number];
+
+export interface Health {
+  /** Rounded to 2 decimals. */
+  score: number;
+  status: HealthStatus;
+}
+
+/** A bucket `a` minutes older than the current one weighs 2^(-a / HALF_LIFE_MINUTES). */
+export const HALF_LIFE_MINUTES = 15;
+/** Virtual successes added to the success ratio: no calls means no alarm. */
+export const VIRTUAL_SUCCESSES = 5;
+/** Below this weighted call count the verdict is `unknown` (unless `unhealthy`). */
+export const MIN_CALLS_FOR_VERDICT = 20;
+/** The score cap while the latest validation failed and no call succeeded after it. */
+export const FAILED_VALIDATION_CAP = 25;
+export const HEALTHY_FROM = 90;
+export const UNHEALTHY_BELOW = 60;
+
+/**
+ * The connection's health at `streamTimeMs` (null: no event accepted yet, so no calls in any window).
+ * Only buckets b-59 .. b count, where b = minuteBucket(streamTime); buckets outside the window are
+ * ignored whether or not they were pruned yet.
+ */
+export function healthAt(state: ConnectionState, streamTimeMs: number | null): Health {
+  // Weighted sums, in ascending bucket order (the buckets are kept sorted), so the floating-point
+  // result is the same however the state was built.
+  let n = 0;
+  let f = 0;
+  let s = 0;
+  if (streamTimeMs !== null) {
+    const b = minuteBucket(streamTimeMs);
+    const oldest = b - (HEALTH_WINDOW_MINUTES - 1);
+    for (const bucket of state.buckets) {
+      if (bucket.minute < oldest || bucket.minute > b) continue;
+      const w = Math.pow(2, -(b - bucket.minute) / HALF_LIFE_MINUTES);
+      n += w * bucket.calls;
+      f += w * bucket.technicalFailures;
+      s += w * bucket.slowCalls;
+    }
+  }
+
+  const success = (n - f + VIRTUAL_SUCCESSES) / (n + VIRTUAL_SUCCESSES);
+  const slow = n > 0 ? s / n : 0;
+  let score = 100 * success * (1 - 0.3 * slow);
+
+  const v = state.lastValidation;
+  const capped = v !== null && v.result === 'failure' && (state.lastSuccessAt === null || state.lastSuccessAt < v.at);
+  if (capped) score = Math.min(score, FAILED_VALIDATION_CAP);
+
+  const rounded = Math.round(score * 100) / 100;
+  return { score: rounded, status: statusOf(rounded, n, capped) };
+}
+
+/** The first rule that matches. */
+function statusOf(score: number, n: number, capped: boolean): HealthStatus {
+  if (capped || score < UNHEALTHY_BELOW) return 'unhealthy';
+  if (n < MIN_CALLS_FOR_VERDICT) return 'unknown';
+  if (score >= HEALTHY_FROM) return 'healthy';
+  return 'degraded';
+}

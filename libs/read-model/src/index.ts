@@ -1,0 +1,4 @@
+export * from './redis-read-model';
+export * from './postgres-read-model';
+export * from './projection';
+export * from './redis-client';

@@ -1,0 +1,28 @@
+import { Sql } from '@psp/storage';
+import { OrgDocuments } from './redis-read-model';
+
+/** The generation of the read model that the API serves. */
+export async function liveGeneration(sql: Sql): Promise<number> {
+  const rows: { generation: number }[] = await sql.query(`SELECT generation FROM projection_generation WHERE status = 'live'`);
+  if (rows.length === 0) throw new Error('no live read-model generation (migrations not run?)');
+  return rows[0].generation;
+}
+
+/** One org's listed connections and its version, read in one statement (one snapshot). */
+export async function readOrgFromPostgres(sql: Sql, generation: number, orgId: string): Promise<OrgDocuments> {
+  const rows: { version: string; connection_id: string | null; document: string | null }[] = await sql.query(
+    `WITH v AS (SELECT version FROM org_read_model WHERE generation = $1 AND org_id = $2)
+     SELECT v.version::text AS version, c.connection_id, c.document
+       FROM v LEFT JOIN connection_read_model c ON c.generation = $1 AND c.org_id = $2 AND c.listed`,
+    [generation, orgId],
+  );
+  const documents = new Map<string, string>();
+  for (const r of rows) if (r.connection_id !== null && r.document !== null) documents.set(r.connection_id, r.document);
+  return { version: rows.length > 0 ? Number(rows[0].version) : 0, documents };
+}
+
+/** The org's read-model version in PostgreSQL (0 when the projector has not seen the org). */
+export async function orgVersionInPostgres(sql: Sql, generation: number, orgId: string): Promise<number> {
+  const rows: { version: string }[] = await sql.query(`SELECT version::text AS version FROM org_read_model WHERE generation = $1 AND org_id = $2`, [generation, orgId]);
+  return rows.length > 0 ? Number(rows[0].version) : 0;
+}

@@ -1,0 +1,237 @@
+import { DataSource } from 'typeorm';
+import {
+  advanceStreamTime,
+  applyEvent,
+  ConnectionState,
+  healthAt,
+  initialConnectionState,
+  isListed,
+  minuteBucket,
+  pruneHealthWindow,
+  toConnectionView,
+} from '@psp/domain';
+import { LOG_START, LogPosition, readLogAfter, Sql } from '@psp/storage';
+import { OrgChange, RedisReadModel } from './redis-read-model';
+
+/** A generation's checkpoint: where in the log it stands, and its stream time. */
+export interface Checkpoint {
+  at: LogPosition;
+  streamTime: number | null;
+  eventsApplied: number;
+  status: 'building' | 'live' | 'retired';
+}
+
+export interface ProjectionStep {
+  applied: number;
+  connectionsWritten: number;
+  orgsChanged: number;
+  checkpoint: Checkpoint;
+}
+
+const STATE_CACHE_LIMIT = 100000;
+
+function key(orgId: string, connectionId: string): string {
+  return `${orgId}:${connectionId}`;
+}
+
+/**
+ * Projects the event log into one generation of the read model. Each step reads the next events in
+ * the log's global order and, in ONE PostgreSQL transaction, writes the connections they change and
+ * the generation's checkpoint (exactly-once: a crash rolls both back). Redis is written after the
+ * commit, version-guarded. Health depends on stream time only through its minute bucket, so when a
+ * step moves stream time into a new minute, every connection with calls in the old window is
+ * re-rendered too: every stored document is always consistent with the checkpoint's stream time.
+ */
+export class Projection {
+  private readonly states = new Map<string, ConnectionState>();
+  private cachedAt: LogPosition | null = null;
+
+  constructor(
+    private readonly db: DataSource,
+    readonly generation: number,
+    private readonly redis: RedisReadModel | null,
+    private readonly batchSize: number,
+  ) {}
+
+  /** Projects up to one batch; `applied` is 0 when the projection has caught up with the log. */
+  async step(): Promise<ProjectionStep> {
+    let changes: OrgChange[] = [];
+    let result!: ProjectionStep;
+    try {
+      result = await this.db.transaction(async (tx) => {
+        // One projector per generation at a time; without taking a transaction id (no row lock), so
+        // this transaction never holds back the log's xmin.
+        await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [this.generation]);
+        const checkpoint = await readCheckpoint(tx, this.generation);
+        if (!this.cachedAt || this.cachedAt.transactionId !== checkpoint.at.transactionId || this.cachedAt.position !== checkpoint.at.position) {
+          this.states.clear(); // someone else advanced this generation: what we hold may be stale
+        }
+        this.cachedAt = null;
+        const logged = await readLogAfter(tx, checkpoint.at, this.batchSize);
+        if (logged.length === 0) return { applied: 0, connectionsWritten: 0, orgsChanged: 0, checkpoint };
+
+        const touched = await this.loadStates(tx, logged.map((l) => l.event));
+        let streamTime = checkpoint.streamTime;
+        for (const { event } of logged) {
+          applyEvent(touched.get(key(event.orgId, event.connectionId))!, event);
+          streamTime = advanceStreamTime(streamTime, event.occurredAt);
+        }
+        // A new minute bucket changes the health of every connection whose window had calls.
+        if (streamTime !== null && (checkpoint.streamTime === null || minuteBucket(streamTime) !== minuteBucket(checkpoint.streamTime))) {
+          const oldBucket = checkpoint.streamTime === null ? minuteBucket(streamTime) : minuteBucket(checkpoint.streamTime);
+          const rows: { org_id: string; connection_id: string }[] = await tx.query(
+            `SELECT org_id, connection_id FROM connection_read_model WHERE generation = $1 AND last_call_minute >= $2`,
+            [this.generation, oldBucket - 59],
+          );
+          const extra = await this.loadStates(
+            tx,
+            rows.filter((r) => !touched.has(key(r.org_id, r.connection_id))).map((r) => ({ orgId: r.org_id, connectionId: r.connection_id })),
+          );
+          for (const [k, s] of extra) touched.set(k, s);
+        }
+
+        const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime);
+        const versions: { org_id: string; version: string }[] = await tx.query(
+          `INSERT INTO org_read_model (generation, org_id, version)
+           SELECT $1, o, 1 FROM unnest($2::text[]) AS o
+           ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1
+           RETURNING org_id, version::text AS version`,
+          [this.generation, [...new Set(written.map((w) => w.orgId))]],
+        );
+        const last = logged[logged.length - 1].at;
+        const eventsApplied = checkpoint.eventsApplied + logged.length;
+        await tx.query(
+          `UPDATE projection_generation
+              SET checkpoint_transaction_id = $2::xid8, checkpoint_position = $3, stream_time = $4,
+                  events_applied = $5, updated_at = clock_timestamp()
+            WHERE generation = $1`,
+          [this.generation, last.transactionId, last.position, streamTime === null ? null : new Date(streamTime).toISOString(), eventsApplied],
+        );
+        const byOrg = new Map<string, OrgChange>();
+        for (const v of versions) byOrg.set(v.org_id, { orgId: v.org_id, version: Number(v.version), upserts: [], removals: [] });
+        for (const w of written) {
+          const change = byOrg.get(w.orgId)!;
+          if (w.document === null) change.removals.push(w.connectionId);
+          else change.upserts.push([w.connectionId, w.document]);
+        }
+        changes = [...byOrg.values()];
+        this.cachedAt = last;
+        return {
+          applied: logged.length,
+          connectionsWritten: written.length,
+          orgsChanged: changes.length,
+          checkpoint: { at: last, streamTime, eventsApplied, status: checkpoint.status },
+        };
+      });
+    } catch (error) {
+      this.states.clear();
+      this.cachedAt = null;
+      throw error;
+    }
+    if (this.redis && changes.length > 0) {
+      // After the commit. If Redis is down the API reads PostgreSQL and refills it later.
+      await this.redis.applyChanges(this.generation, changes).catch(() => undefined);
+    }
+    return result;
+  }
+
+  private async loadStates(sql: Sql, wanted: { orgId: string; connectionId: string }[]): Promise<Map<string, ConnectionState>> {
+    const result = new Map<string, ConnectionState>();
+    const missing = new Map<string, { orgId: string; connectionId: string }>();
+    for (const w of wanted) {
+      const k = key(w.orgId, w.connectionId);
+      if (result.has(k) || missing.has(k)) continue;
+      const cached = this.states.get(k);
+      if (cached) result.set(k, cached);
+      else missing.set(k, w);
+    }
+    if (missing.size > 0) {
+      const list = [...missing.values()];
+      const rows: { org_id: string; connection_id: string; state: ConnectionState }[] = await sql.query(
+        `SELECT c.org_id, c.connection_id, c.state
+           FROM unnest($2::text[], $3::text[]) AS k(org_id, connection_id)
+           JOIN connection_read_model c ON c.generation = $1 AND c.org_id = k.org_id AND c.connection_id = k.connection_id`,
+        [this.generation, list.map((w) => w.orgId), list.map((w) => w.connectionId)],
+      );
+      const found = new Map(rows.map((r) => [key(r.org_id, r.connection_id), r.state]));
+      if (this.states.size + list.length > STATE_CACHE_LIMIT) this.states.clear();
+      for (const [k, w] of missing) {
+        const state = found.get(k) ?? initialConnectionState(w.orgId, w.connectionId);
+        this.states.set(k, state);
+        result.set(k, state);
+      }
+    }
+    return result;
+  }
+}
+
+export async function readCheckpoint(sql: Sql, generation: number): Promise<Checkpoint> {
+  const rows: { tx: string; pos: string; stream_time: Date | null; events_applied: string; status: Checkpoint['status'] }[] = await sql.query(
+    `SELECT checkpoint_transaction_id::text AS tx, checkpoint_position::text AS pos, stream_time, events_applied::text AS events_applied, status
+       FROM projection_generation WHERE generation = $1`,
+    [generation],
+  );
+  if (rows.length === 0) throw new Error(`read-model generation ${generation} does not exist`);
+  const r = rows[0];
+  return {
+    at: r.tx === '0' && r.pos === '0' ? LOG_START : { transactionId: r.tx, position: r.pos },
+    streamTime: r.stream_time === null ? null : r.stream_time.getTime(),
+    eventsApplied: Number(r.events_applied),
+    status: r.status,
+  };
+}
+
+interface WrittenConnection {
+  orgId: string;
+  connectionId: string;
+  /** The rendered Connection JSON, or null when the connection is not listed. */
+  document: string | null;
+}
+
+/** Renders and upserts connections at `streamTime`. */
+async function writeConnections(sql: Sql, generation: number, states: ConnectionState[], streamTime: number | null): Promise<WrittenConnection[]> {
+  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], [], []];
+  const written: WrittenConnection[] = [];
+  for (const state of states) {
+    if (streamTime !== null) pruneHealthWindow(state, streamTime);
+    const listed = isListed(state);
+    const view = listed ? toConnectionView(state, streamTime) : null;
+    const health = healthAt(state, streamTime);
+    const document = view ? JSON.stringify(view) : null;
+    const lastCallMinute = state.buckets.length > 0 ? state.buckets[state.buckets.length - 1].minute : null;
+    cols[0].push(state.orgId);
+    cols[1].push(state.connectionId);
+    cols[2].push(listed);
+    cols[3].push(state.provider?.value ?? null);
+    cols[4].push(state.status?.value ?? null);
+    cols[5].push(JSON.stringify(state.labels?.value ?? []));
+    cols[6].push(health.score);
+    cols[7].push(health.status);
+    cols[8].push(state.createdAt === null ? null : new Date(state.createdAt).toISOString());
+    cols[9].push(state.updatedAt === null ? null : new Date(state.updatedAt).toISOString());
+    cols[10].push(lastCallMinute);
+    cols[11].push(document);
+    cols[12].push(JSON.stringify(state));
+    written.push({ orgId: state.orgId, connectionId: state.connectionId, document });
+  }
+  if (states.length > 0) {
+    await sql.query(
+      `INSERT INTO connection_read_model (generation, org_id, connection_id, listed, provider, status, labels, health_score,
+                                          health_status, created_at, updated_at, last_call_minute, document, state)
+       SELECT $1, c.org_id, c.connection_id, c.listed, c.provider, c.status,
+              ARRAY(SELECT jsonb_array_elements_text(c.labels)), c.health_score, c.health_status, c.created_at, c.updated_at,
+              c.last_call_minute, c.document, c.state
+         FROM unnest($2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::jsonb[], $8::float8[], $9::text[],
+                     $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[], $14::jsonb[])
+              AS c(org_id, connection_id, listed, provider, status, labels, health_score, health_status, created_at, updated_at,
+                   last_call_minute, document, state)
+       ON CONFLICT (generation, org_id, connection_id) DO UPDATE SET
+         listed = EXCLUDED.listed, provider = EXCLUDED.provider, status = EXCLUDED.status, labels = EXCLUDED.labels,
+         health_score = EXCLUDED.health_score, health_status = EXCLUDED.health_status, created_at = EXCLUDED.created_at,
+         updated_at = EXCLUDED.updated_at, last_call_minute = EXCLUDED.last_call_minute, document = EXCLUDED.document,
+         state = EXCLUDED.state`,
+      [generation, ...cols],
+    );
+  }
+  return written;
+}

@@ -1,0 +1,133 @@
+import Redis from 'ioredis';
+
+/** One org's read model as Redis holds it: the rendered Connection documents by id, at a version. */
+export interface OrgDocuments {
+  version: number;
+  documents: Map<string, string>;
+}
+
+/** What one projector batch changed in one org. */
+export interface OrgChange {
+  orgId: string;
+  version: number;
+  upserts: [connectionId: string, document: string][];
+  removals: string[];
+}
+
+// KEYS: documents hash, version of that hash, latest version the projector committed.
+// Applies a projector batch only on top of the version just before it; anything else is stale and is
+// dropped, so the API refills the org from PostgreSQL. Always records the latest committed version.
+const APPLY_CHANGE = `
+local latest = tonumber(redis.call('GET', KEYS[3]) or '0')
+local v = tonumber(ARGV[1])
+if v > latest then redis.call('SET', KEYS[3], ARGV[1]) end
+local cur = redis.call('GET', KEYS[2])
+if not cur then return 0 end
+cur = tonumber(cur)
+if cur >= v then return -1 end
+if cur ~= v - 1 then redis.call('DEL', KEYS[1], KEYS[2]) return -2 end
+local n = tonumber(ARGV[2])
+local i = 3
+for j = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) i = i + 2 end
+while i <= #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) i = i + 1 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1`;
+
+// Fills an org read from PostgreSQL, unless Redis already has it at that version or a newer one was
+// committed since (then the filler's copy is stale and is not cached).
+const FILL = `
+local latest = tonumber(redis.call('GET', KEYS[3]) or '0')
+local v = tonumber(ARGV[1])
+if v < latest then return -1 end
+local cur = redis.call('GET', KEYS[2])
+if cur and tonumber(cur) >= v then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[2], ARGV[1])
+if v > latest then redis.call('SET', KEYS[3], ARGV[1]) end
+return 1`;
+
+const READ = `
+local v = redis.call('GET', KEYS[2])
+if not v then return false end
+return {v, redis.call('HGETALL', KEYS[1])}`;
+
+type ScriptedRedis = Redis & {
+  applyOrgChange(docs: string, version: string, latest: string, ...args: (string | number)[]): Promise<number>;
+  fillOrg(docs: string, version: string, latest: string, ...args: (string | number)[]): Promise<number>;
+  readOrg(docs: string, version: string): Promise<[string, string[]] | null>;
+};
+
+/**
+ * The hot copy of the read model in Redis, per generation and org. Written by the projector after its
+ * PostgreSQL commit and by the API when it reads an org from PostgreSQL; version-guarded so an older
+ * write never overwrites a newer one. See docs/read-model.md.
+ */
+export class RedisReadModel {
+  private readonly redis: ScriptedRedis;
+
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+  ) {
+    redis.defineCommand('applyOrgChange', { numberOfKeys: 3, lua: APPLY_CHANGE });
+    redis.defineCommand('fillOrg', { numberOfKeys: 3, lua: FILL });
+    redis.defineCommand('readOrg', { numberOfKeys: 2, lua: READ });
+    this.redis = redis as ScriptedRedis;
+  }
+
+  private keys(generation: number, orgId: string): [string, string, string] {
+    const base = `${this.prefix}g${generation}:org:${orgId}:`;
+    return [`${base}docs`, `${base}version`, `${base}latest`];
+  }
+
+  /** Applies a batch's changes, all orgs in one round trip. */
+  async applyChanges(generation: number, changes: OrgChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    const pipeline = this.redis.pipeline() as unknown as ScriptedRedis & { exec(): Promise<[Error | null, unknown][] | null> };
+    for (const c of changes) {
+      const args: (string | number)[] = [c.version, c.upserts.length];
+      for (const [id, doc] of c.upserts) args.push(id, doc);
+      args.push(...c.removals);
+      void pipeline.applyOrgChange(...this.keys(generation, c.orgId), ...args);
+    }
+    const results = await pipeline.exec();
+    const failed = results?.find(([error]) => error);
+    if (failed) throw failed[0];
+  }
+
+  /** The org's version in Redis, or null when Redis does not hold the org. */
+  async version(generation: number, orgId: string): Promise<number | null> {
+    const v = await this.redis.get(this.keys(generation, orgId)[1]);
+    return v === null ? null : Number(v);
+  }
+
+  async read(generation: number, orgId: string): Promise<OrgDocuments | null> {
+    const [docs, version] = this.keys(generation, orgId);
+    const reply = await this.redis.readOrg(docs, version);
+    if (!reply) return null;
+    const [v, flat] = reply;
+    const documents = new Map<string, string>();
+    for (let i = 0; i < flat.length; i += 2) documents.set(flat[i], flat[i + 1]);
+    return { version: Number(v), documents };
+  }
+
+  /** Caches an org read from PostgreSQL; false when a newer version was committed meanwhile. */
+  async fill(generation: number, orgId: string, org: OrgDocuments): Promise<boolean> {
+    const args: (string | number)[] = [org.version];
+    for (const [id, doc] of org.documents) args.push(id, doc);
+    return (await this.redis.fillOrg(...this.keys(generation, orgId), ...args)) >= 0;
+  }
+
+  /** Drops every key of a generation (after it is retired). Returns how many keys were removed. */
+  async dropGeneration(generation: number): Promise<number> {
+    let removed = 0;
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}g${generation}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) removed += await this.redis.del(...keys);
+    } while (cursor !== '0');
+    return removed;
+  }
+}

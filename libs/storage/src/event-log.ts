@@ -1,0 +1,140 @@
+import { ConnectionEvent } from '@psp/domain';
+
+/** Anything that runs SQL: a TypeORM DataSource, EntityManager or QueryRunner. */
+export interface Sql {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  query(sql: string, parameters?: unknown[]): Promise<any>;
+}
+
+/** Where an event came from in Kafka. */
+export interface EventSource {
+  topic: string;
+  partition: number;
+  offset: string;
+}
+
+/** An event about to be appended to its connection's stream at `streamVersion`. */
+export interface EventToAppend {
+  event: ConnectionEvent;
+  streamVersion: number;
+  source: EventSource;
+}
+
+/** The position of an event in the log's global order: (writing transaction id, position). */
+export interface LogPosition {
+  transactionId: string;
+  position: string;
+}
+
+export const LOG_START: LogPosition = { transactionId: '0', position: '0' };
+
+/** An event read back from the log, with its place in the global order. */
+export interface LoggedEvent {
+  at: LogPosition;
+  event: ConnectionEvent;
+}
+
+interface EventRow {
+  event_id: string;
+  org_id: string;
+  connection_id: string;
+  type: ConnectionEvent['type'];
+  occurred_at: Date;
+  data: ConnectionEvent['data'];
+}
+
+export function eventFromRow(row: EventRow): ConnectionEvent {
+  return {
+    eventId: row.event_id,
+    type: row.type,
+    orgId: row.org_id,
+    connectionId: row.connection_id,
+    occurredAt: row.occurred_at.getTime(),
+    data: row.data,
+  } as ConnectionEvent;
+}
+
+/** The ids among `eventIds` that the log already holds. */
+export async function findLoggedEventIds(sql: Sql, eventIds: string[]): Promise<Set<string>> {
+  if (eventIds.length === 0) return new Set();
+  const rows: { event_id: string }[] = await sql.query(`SELECT event_id FROM event_log WHERE event_id = ANY($1::text[])`, [eventIds]);
+  return new Set(rows.map((r) => r.event_id));
+}
+
+/**
+ * Appends events in one statement. The unique indexes make it fail (SQLSTATE 23505) when an event_id
+ * is already logged or a stream version is taken: the caller retries with fresh stream versions.
+ */
+export async function appendEvents(sql: Sql, events: EventToAppend[]): Promise<void> {
+  if (events.length === 0) return;
+  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], []];
+  for (const { event, streamVersion, source } of events) {
+    cols[0].push(event.eventId);
+    cols[1].push(event.orgId);
+    cols[2].push(event.connectionId);
+    cols[3].push(streamVersion);
+    cols[4].push(event.type);
+    cols[5].push(new Date(event.occurredAt).toISOString());
+    cols[6].push(JSON.stringify(event.data));
+    cols[7].push(source.topic);
+    cols[8].push(source.partition);
+    cols[9].push(source.offset);
+  }
+  await sql.query(
+    `INSERT INTO event_log (event_id, org_id, connection_id, stream_version, type, occurred_at, data,
+                            source_topic, source_partition, source_offset)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[],
+                          $7::jsonb[], $8::text[], $9::int[], $10::bigint[])`,
+    cols,
+  );
+}
+
+/** A connection's stream events after `afterVersion`, for several streams at once, in version order. */
+export async function readStreamsAfter(
+  sql: Sql,
+  streams: { orgId: string; connectionId: string; afterVersion: number }[],
+): Promise<{ streamVersion: number; event: ConnectionEvent }[]> {
+  if (streams.length === 0) return [];
+  const rows: (EventRow & { stream_version: number })[] = await sql.query(
+    `SELECT e.event_id, e.org_id, e.connection_id, e.type, e.occurred_at, e.data, e.stream_version
+       FROM unnest($1::text[], $2::text[], $3::int[]) AS s(org_id, connection_id, after_version)
+       JOIN event_log e ON e.org_id = s.org_id AND e.connection_id = s.connection_id AND e.stream_version > s.after_version
+      ORDER BY e.org_id, e.connection_id, e.stream_version`,
+    [streams.map((s) => s.orgId), streams.map((s) => s.connectionId), streams.map((s) => s.afterVersion)],
+  );
+  return rows.map((r) => ({ streamVersion: r.stream_version, event: eventFromRow(r) }));
+}
+
+/**
+ * Up to `limit` events after `after` in the log's global order, never skipping one that commits late:
+ * only rows written by transactions older than every transaction still running (the snapshot's xmin)
+ * are read, so no row can later appear before the returned ones. See docs/event-log.md.
+ */
+export async function readLogAfter(sql: Sql, after: LogPosition, limit: number): Promise<LoggedEvent[]> {
+  const rows: (EventRow & { transaction_id: string; position: string })[] = await sql.query(
+    `SELECT transaction_id::text AS transaction_id, position, event_id, org_id, connection_id, type, occurred_at, data
+       FROM event_log
+      WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY transaction_id, position
+      LIMIT $3`,
+    [after.transactionId, after.position, limit],
+  );
+  return rows.map((r) => ({ at: { transactionId: r.transaction_id, position: String(r.position) }, event: eventFromRow(r) }));
+}
+
+/** How far a reader at `after` is behind the log: events not yet read, and the age of the oldest. */
+export async function logLagAfter(sql: Sql, after: LogPosition): Promise<{ events: number; seconds: number }> {
+  const rows: { events: string; seconds: number | null }[] = await sql.query(
+    `SELECT count(*)::text AS events, EXTRACT(EPOCH FROM clock_timestamp() - min(recorded_at))::float8 AS seconds
+       FROM event_log WHERE (transaction_id, position) > ($1::xid8, $2::bigint)`,
+    [after.transactionId, after.position],
+  );
+  return { events: Number(rows[0].events), seconds: rows[0].seconds === null ? 0 : Math.max(0, rows[0].seconds) };
+}
+
+/** True when PostgreSQL says the error is a unique violation (a concurrent append won the race). */
+export function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: string; driverError?: { code?: string } };
+  return e?.code === '23505' || e?.driverError?.code === '23505';
+}

@@ -1,0 +1,3 @@
+export * from './data-source';
+export * from './event-log';
+export * from './storage.module';
