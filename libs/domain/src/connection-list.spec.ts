@@ -22,7 +22,14 @@ describe('parseListQuery', () => {
     });
 
     it('ignores unknown parameters, also repeated ones, and names in another case', () => {
-      expect(parsed([['page', '2'], ['page', '3'], ['LIMIT', 'abc'], ['Status', 'x']])).toEqual(DEFAULT_QUERY);
+      expect(
+        parsed([
+          ['page', '2'],
+          ['page', '3'],
+          ['LIMIT', 'abc'],
+          ['Status', 'x'],
+        ]),
+      ).toEqual(DEFAULT_QUERY);
     });
 
     it.each(['label', 'provider', 'status', 'limit', 'offset'])('an empty %s counts as absent', (name) => {
@@ -41,7 +48,13 @@ describe('parseListQuery', () => {
       ['offset', '', ''],
       ['status', 'bogus', 'active'],
     ])('%s given twice (%j, %j)', (name, first, second) => {
-      expect(rejected([[name, first], ['other', 'x'], [name, second]])).toEqual({
+      expect(
+        rejected([
+          [name, first],
+          ['other', 'x'],
+          [name, second],
+        ]),
+      ).toEqual({
         status: 400,
         body: {
           error: 'validation_error',
@@ -53,17 +66,33 @@ describe('parseListQuery', () => {
     });
 
     it('is reported before a bad value of another parameter', () => {
-      expect(rejected([['limit', '0'], ['label', 'a'], ['label', 'b']]).body.code).toBe('duplicate_parameter');
+      expect(
+        rejected([
+          ['limit', '0'],
+          ['label', 'a'],
+          ['label', 'b'],
+        ]).body.code,
+      ).toBe('duplicate_parameter');
     });
   });
 
   describe('label and provider: free text, matched case-insensitively', () => {
     it('lowercases them', () => {
-      expect(parsed([['label', 'Ghana'], ['provider', 'PayStack']])).toEqual({ ...DEFAULT_QUERY, label: 'ghana', provider: 'paystack' });
+      expect(
+        parsed([
+          ['label', 'Ghana'],
+          ['provider', 'PayStack'],
+        ]),
+      ).toEqual({ ...DEFAULT_QUERY, label: 'ghana', provider: 'paystack' });
     });
 
     it('accepts any value (an unknown provider simply matches nothing)', () => {
-      expect(parsed([['provider', 'paypal'], ['label', 'a b']])).toMatchObject({ provider: 'paypal', label: 'a b' });
+      expect(
+        parsed([
+          ['provider', 'paypal'],
+          ['label', 'a b'],
+        ]),
+      ).toMatchObject({ provider: 'paypal', label: 'a b' });
     });
   });
 
@@ -79,7 +108,12 @@ describe('parseListQuery', () => {
     it.each(['deleted', 'act', ' active', 'active ', 'true'])('invalid_status for %j', (value) => {
       expect(rejected([['status', value]])).toEqual({
         status: 400,
-        body: { error: 'validation_error', code: 'invalid_status', message: 'status must be active or inactive', details: { field: 'status' } },
+        body: {
+          error: 'validation_error',
+          code: 'invalid_status',
+          message: 'status must be active or inactive',
+          details: { field: 'status' },
+        },
       });
     });
   });
@@ -95,20 +129,31 @@ describe('parseListQuery', () => {
       expect(parsed([['limit', value]]).limit).toBe(limit);
     });
 
-    it.each(['0', '201', '-1', '+5', '1.0', '1e2', ' 5', '5 ', '0x10', 'ten', '１０', '99999999999999999999999', '9'.repeat(400)])(
-      'invalid_limit for %j',
-      (value) => {
-        expect(rejected([['limit', value]])).toEqual({
-          status: 400,
-          body: {
-            error: 'validation_error',
-            code: 'invalid_limit',
-            message: 'limit must be an integer between 1 and 200',
-            details: { field: 'limit' },
-          },
-        });
-      },
-    );
+    it.each([
+      '0',
+      '201',
+      '-1',
+      '+5',
+      '1.0',
+      '1e2',
+      ' 5',
+      '5 ',
+      '0x10',
+      'ten',
+      '１０',
+      '99999999999999999999999',
+      '9'.repeat(400),
+    ])('invalid_limit for %j', (value) => {
+      expect(rejected([['limit', value]])).toEqual({
+        status: 400,
+        body: {
+          error: 'validation_error',
+          code: 'invalid_limit',
+          message: 'limit must be an integer between 1 and 200',
+          details: { field: 'limit' },
+        },
+      });
+    });
   });
 
   describe('offset: decimal digits, >= 0', () => {
@@ -138,8 +183,19 @@ describe('parseListQuery', () => {
   });
 
   it('reports the first bad parameter in the order status, limit, offset', () => {
-    expect(rejected([['offset', '-1'], ['limit', '0'], ['status', 'x']]).body.code).toBe('invalid_status');
-    expect(rejected([['offset', '-1'], ['limit', '0']]).body.code).toBe('invalid_limit');
+    expect(
+      rejected([
+        ['offset', '-1'],
+        ['limit', '0'],
+        ['status', 'x'],
+      ]).body.code,
+    ).toBe('invalid_status');
+    expect(
+      rejected([
+        ['offset', '-1'],
+        ['limit', '0'],
+      ]).body.code,
+    ).toBe('invalid_limit');
   });
 });
 
@@ -191,7 +247,10 @@ describe('selectConnections', () => {
   });
 
   it('compares created_at as instants, also across year widths', () => {
-    const far = [view('x', { created_at: '+010000-01-01T00:00:00.000Z' }), view('y', { created_at: '9999-12-31T23:59:59.999Z' })];
+    const far = [
+      view('x', { created_at: '+010000-01-01T00:00:00.000Z' }),
+      view('y', { created_at: '9999-12-31T23:59:59.999Z' }),
+    ];
     expect(ids(selectConnections(far, DEFAULT_QUERY).connections)).toEqual(['x', 'y']);
   });
 
@@ -203,23 +262,42 @@ describe('selectConnections', () => {
   it('filters by provider and by status', () => {
     expect(ids(selectConnections(views, { ...DEFAULT_QUERY, provider: 'hubtel' }).connections)).toEqual(['b']);
     expect(ids(selectConnections(views, { ...DEFAULT_QUERY, status: 'inactive' }).connections)).toEqual(['c']);
-    expect(ids(selectConnections(views, { ...DEFAULT_QUERY, status: 'active', provider: 'paystack' }).connections)).toEqual(['e', 'a']);
+    expect(
+      ids(selectConnections(views, { ...DEFAULT_QUERY, status: 'active', provider: 'paystack' }).connections),
+    ).toEqual(['e', 'a']);
   });
 
   it('combines filters with AND', () => {
-    expect(selectConnections(views, { ...DEFAULT_QUERY, label: 'prod', status: 'active' })).toEqual({ connections: [views[1]], total: 1 });
+    expect(selectConnections(views, { ...DEFAULT_QUERY, label: 'prod', status: 'active' })).toEqual({
+      connections: [views[1]],
+      total: 1,
+    });
   });
 
   it('pages with offset and limit; total counts every match', () => {
-    expect(selectConnections(views, { ...DEFAULT_QUERY, limit: 2, offset: 0 })).toEqual({ connections: [views[2], views[5]], total: 6 });
-    expect(selectConnections(views, { ...DEFAULT_QUERY, limit: 2, offset: 2 })).toEqual({ connections: [views[3], views[1]], total: 6 });
-    expect(selectConnections(views, { ...DEFAULT_QUERY, limit: 2, offset: 5 })).toEqual({ connections: [views[4]], total: 6 });
+    expect(selectConnections(views, { ...DEFAULT_QUERY, limit: 2, offset: 0 })).toEqual({
+      connections: [views[2], views[5]],
+      total: 6,
+    });
+    expect(selectConnections(views, { ...DEFAULT_QUERY, limit: 2, offset: 2 })).toEqual({
+      connections: [views[3], views[1]],
+      total: 6,
+    });
+    expect(selectConnections(views, { ...DEFAULT_QUERY, limit: 2, offset: 5 })).toEqual({
+      connections: [views[4]],
+      total: 6,
+    });
     expect(selectConnections(views, { ...DEFAULT_QUERY, limit: 2, offset: 6 })).toEqual({ connections: [], total: 6 });
-    expect(selectConnections(views, { ...DEFAULT_QUERY, offset: Number.MAX_SAFE_INTEGER })).toEqual({ connections: [], total: 6 });
+    expect(selectConnections(views, { ...DEFAULT_QUERY, offset: Number.MAX_SAFE_INTEGER })).toEqual({
+      connections: [],
+      total: 6,
+    });
   });
 
   it('pages never repeat or skip a connection', () => {
-    const pages = [0, 1, 2, 3, 4, 5].flatMap((offset) => ids(selectConnections(views, { ...DEFAULT_QUERY, limit: 1, offset }).connections));
+    const pages = [0, 1, 2, 3, 4, 5].flatMap((offset) =>
+      ids(selectConnections(views, { ...DEFAULT_QUERY, limit: 1, offset }).connections),
+    );
     expect(pages).toEqual(ids(selectConnections(views, DEFAULT_QUERY).connections));
     expect(new Set(pages).size).toBe(6);
   });

@@ -2,7 +2,7 @@
  * The query rules of the read routes (CONTRACT 1.2 and 1.4): parsing `GET /v1/connections`'s query
  * parameters, filtering, ordering and paging the listed connections, and the label summary.
  *
- * Decisions where the contract is silent (also in the project's docs):
+ * Decisions where the contract is silent (for the project docs to repeat):
  * - A known parameter given twice is `duplicate_parameter` whatever its values, even when one or both
  *   are empty: "given twice" is about the request, not about the values.
  * - When several parameters are wrong, the error names the first in the order label, provider,
@@ -175,7 +175,12 @@ export function summariseLabels(views: readonly ConnectionView[]): LabelSummary[
   }
   return sortedKeys(byLabel).map((label) => {
     const entry = byLabel.get(label) as LabelCounts;
-    return { label, total: entry.total, providers: sortedRecord(entry.providers), statuses: sortedRecord(entry.statuses) };
+    return {
+      label,
+      total: entry.total,
+      providers: sortedRecord(entry.providers),
+      statuses: sortedRecord(entry.statuses),
+    };
   });
 }
 

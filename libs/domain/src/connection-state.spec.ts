@@ -311,7 +311,11 @@ describe('created_at and updated_at', () => {
   });
 
   it('created_at ignores every other type', () => {
-    const state = stateOf(callEvent('e1', T0 - MINUTE), statusChangedEvent('s1', T0 - MINUTE, 'active'), configuredEvent('c1', T0));
+    const state = stateOf(
+      callEvent('e1', T0 - MINUTE),
+      statusChangedEvent('s1', T0 - MINUTE, 'active'),
+      configuredEvent('c1', T0),
+    );
     expect(state.createdAt).toBe(T0);
   });
 
@@ -328,8 +332,7 @@ describe('created_at and updated_at', () => {
       const state = stateOf(configuredEvent('c1', T0), latest(T0 + MINUTE), configuredEvent('c0', T0 - MINUTE));
       expect(state.updatedAt).toBe(T0 + MINUTE);
     }
-    // A status write that lost (older than the configured) still moves updated_at? Only if later:
-    // here it is older, so updated_at stays at the configured event's time.
+    // updated_at is a maximum: an older event leaves it where it is.
     expect(stateOf(configuredEvent('c1', T0), statusChangedEvent('s1', T0 - 1, 'active')).updatedAt).toBe(T0);
   });
 

@@ -141,8 +141,12 @@ describe('toConnectionView', () => {
   it('writes nested objects in contract order even when storage reordered their keys', () => {
     const state = stateOf(configuredEvent('c1', T0));
     // jsonb orders keys by length, then bytes: simulate it on the nested config.
-    state.routingHints = JSON.parse('{"value":{"method_bias":{},"fallback_only":false,"country_preference":[]},"at":0,"eventId":"c1"}');
-    state.feeStructure = JSON.parse('{"value":{"fixed":0,"per_method":{},"percentage":0,"per_currency":{}},"at":0,"eventId":"c1"}');
+    state.routingHints = JSON.parse(
+      '{"value":{"method_bias":{},"fallback_only":false,"country_preference":[]},"at":0,"eventId":"c1"}',
+    );
+    state.feeStructure = JSON.parse(
+      '{"value":{"fixed":0,"per_method":{},"percentage":0,"per_currency":{}},"at":0,"eventId":"c1"}',
+    );
     const json = JSON.stringify(toConnectionView(state, T0));
     expect(json).toContain('"routing_hints":{"country_preference":[],"method_bias":{},"fallback_only":false}');
     expect(json).toContain('"fee_structure":{"percentage":0,"fixed":0,"per_method":{},"per_currency":{}}');
@@ -180,7 +184,10 @@ describe('the view is a function of the set of events (CONTRACT 3: any order, pr
         labels: fc.subarray(LABELS),
         fixed: fc.integer({ min: 0, max: 500 }),
       }),
-      fc.record({ type: fc.constant('status' as const), status: fc.constantFrom('active' as const, 'inactive' as const) }),
+      fc.record({
+        type: fc.constant('status' as const),
+        status: fc.constantFrom('active' as const, 'inactive' as const),
+      }),
       fc.record({ type: fc.constant('labels' as const), labels: fc.subarray(LABELS) }),
       fc.record({ type: fc.constant('deleted' as const) }),
       fc.record({
@@ -231,7 +238,12 @@ describe('the view is a function of the set of events (CONTRACT 3: any order, pr
           where,
         );
       case 'validation':
-        return validationEvent(id, spec.at, k.error === undefined ? { result: k.result } : { result: k.result, error: k.error }, where);
+        return validationEvent(
+          id,
+          spec.at,
+          k.error === undefined ? { result: k.result } : { result: k.result, error: k.error },
+          where,
+        );
     }
   }
 

@@ -123,7 +123,10 @@ describe('healthAt', () => {
       // 43 calls in b: 19 technical failures, 1 slow success.
       // success = (43 - 19 + 5) / 48 = 29 / 48 = 0.6041667; slow = 1 / 43 = 0.0232558
       // score = 60.41667 * (1 - 0.3 * 0.0232558) = 60.41667 * 0.9930233 = 59.99516 -> 60
-      expect(healthAt(stateWith(ok(23), slow(1), technicalFailures(19)), NOW)).toEqual({ score: 60, status: 'degraded' });
+      expect(healthAt(stateWith(ok(23), slow(1), technicalFailures(19)), NOW)).toEqual({
+        score: 60,
+        status: 'degraded',
+      });
     });
 
     it('59.99 is unhealthy', () => {
@@ -164,7 +167,10 @@ describe('healthAt', () => {
       // 53 calls: 2 technical failures, 12 slow successes.
       // success = 56 / 58 = 0.9655172; slow = 12 / 53 = 0.2264151
       // score = 96.55172 * (1 - 0.0679245) = 96.55172 * 0.9320755 = 89.99349 -> 89.99
-      expect(healthAt(stateWith(ok(39), slow(12), technicalFailures(2)), NOW)).toEqual({ score: 89.99, status: 'degraded' });
+      expect(healthAt(stateWith(ok(39), slow(12), technicalFailures(2)), NOW)).toEqual({
+        score: 89.99,
+        status: 'degraded',
+      });
     });
 
     it('89 is degraded', () => {

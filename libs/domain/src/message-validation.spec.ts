@@ -79,12 +79,15 @@ describe('validateMessage', () => {
     });
 
     it('drops envelope members the contract does not name', () => {
-      const event = accepted(validate(envelope({ key: 'org_123:x', producer: 'router-7', credentials: { secret: 's' } })));
+      const event = accepted(
+        validate(envelope({ key: 'org_123:x', producer: 'router-7', credentials: { secret: 's' } })),
+      );
       expect(Object.keys(event)).toEqual(['eventId', 'type', 'orgId', 'connectionId', 'occurredAt', 'data']);
     });
 
     it('accepts a value whose JSON has whitespace, escapes and a 1.0 schema_version', () => {
-      const text = ' {\n "event_id":"e\\u0031", "type":"psp.call.completed", "schema_version":1.0, "org_id":"o",' +
+      const text =
+        ' {\n "event_id":"e\\u0031", "type":"psp.call.completed", "schema_version":1.0, "org_id":"o",' +
         ' "connection_id":"c", "occurred_at":"2026-11-24T10:15:00Z", "data":{"outcome":"failure","latency_ms":0}}\n';
       const event = accepted(validateMessage(Buffer.from(text, 'utf8'), NOW));
       expect(event.eventId).toBe('e1');
@@ -255,7 +258,9 @@ describe('validateMessage', () => {
 
   describe('occurred_at: RFC 3339 with an offset', () => {
     it('converts an offset to UTC: 15:45:00.250+05:30 is 10:15:00.250Z', () => {
-      expect(accepted(validate(envelope({ occurred_at: '2026-11-24T15:45:00.250+05:30' }))).occurredAt).toBe(OCCURRED_AT_MS);
+      expect(accepted(validate(envelope({ occurred_at: '2026-11-24T15:45:00.250+05:30' }))).occurredAt).toBe(
+        OCCURRED_AT_MS,
+      );
     });
 
     it.each([
@@ -285,7 +290,11 @@ describe('validateMessage', () => {
     });
 
     it('rejects 5 minutes and 1 ms ahead', () => {
-      expectRejected(validate(envelope({ occurred_at: '2026-11-24T10:25:00.001Z' })), 'occurred_at_in_future', 'occurred_at');
+      expectRejected(
+        validate(envelope({ occurred_at: '2026-11-24T10:25:00.001Z' })),
+        'occurred_at_in_future',
+        'occurred_at',
+      );
     });
 
     it('compares instants, not local times: 15:55:00.001+05:30 is 10:25:00.001Z', () => {
@@ -311,9 +320,19 @@ describe('validateMessage', () => {
       ['size before JSON', null, 'message_too_large', undefined],
       ['event_id before type', envelope({ event_id: '', type: 'nope' }), 'invalid_field', 'event_id'],
       ['type before schema_version', envelope({ type: 'nope', schema_version: 2 }), 'unknown_type', 'type'],
-      ['schema_version before org_id', envelope({ schema_version: 2, org_id: '' }), 'unsupported_schema_version', 'schema_version'],
+      [
+        'schema_version before org_id',
+        envelope({ schema_version: 2, org_id: '' }),
+        'unsupported_schema_version',
+        'schema_version',
+      ],
       ['org_id before connection_id', envelope({ org_id: '', connection_id: '' }), 'invalid_field', 'org_id'],
-      ['connection_id before occurred_at', envelope({ connection_id: '', occurred_at: 'x' }), 'invalid_field', 'connection_id'],
+      [
+        'connection_id before occurred_at',
+        envelope({ connection_id: '', occurred_at: 'x' }),
+        'invalid_field',
+        'connection_id',
+      ],
       ['occurred_at before data', envelope({ occurred_at: 'x', data: [] }), 'invalid_field', 'occurred_at'],
       ['envelope before data rules', envelope({ data: { outcome: 'x' }, org_id: '' }), 'invalid_field', 'org_id'],
       [
@@ -322,13 +341,13 @@ describe('validateMessage', () => {
         'invalid_data',
         'data.outcome',
       ],
+      ['unknown type before missing members', { event_id: 'e1', type: 'nope' }, 'unknown_type', 'type'],
       [
-        'unknown type before missing members',
-        { event_id: 'e1', type: 'nope' },
-        'unknown_type',
-        'type',
+        'data members in contract order',
+        ofType('psp.call.completed', { latency_ms: -1 }),
+        'missing_field',
+        'data.outcome',
       ],
-      ['data members in contract order', ofType('psp.call.completed', { latency_ms: -1 }), 'missing_field', 'data.outcome'],
     ])('%s', (_name, message, reason, field) => {
       const value = message === null ? Buffer.from('not json'.repeat(10_000)) : bytes(message);
       expectRejected(validateMessage(value, NOW), reason, field);
@@ -340,9 +359,23 @@ describe('validateMessage', () => {
 
     it('keeps the optional strings, in contract order', () => {
       const data = accepted(
-        call({ currency: 'GHS', method: 'card', operation: 'charge', error_code: 'timeout', latency_ms: 5, outcome: 'failure' }),
+        call({
+          currency: 'GHS',
+          method: 'card',
+          operation: 'charge',
+          error_code: 'timeout',
+          latency_ms: 5,
+          outcome: 'failure',
+        }),
       ).data;
-      expect(data).toEqual({ outcome: 'failure', latency_ms: 5, error_code: 'timeout', operation: 'charge', method: 'card', currency: 'GHS' });
+      expect(data).toEqual({
+        outcome: 'failure',
+        latency_ms: 5,
+        error_code: 'timeout',
+        operation: 'charge',
+        method: 'card',
+        currency: 'GHS',
+      });
       expect(Object.keys(data)).toEqual(['outcome', 'latency_ms', 'error_code', 'operation', 'method', 'currency']);
     });
 
@@ -362,7 +395,10 @@ describe('validateMessage', () => {
     });
 
     it.each([[0], [1], [3000], [600_000]])('accepts latency_ms %j', (latency) => {
-      expect(accepted(call({ ...CALL_DATA, latency_ms: latency })).data).toEqual({ outcome: 'success', latency_ms: latency });
+      expect(accepted(call({ ...CALL_DATA, latency_ms: latency })).data).toEqual({
+        outcome: 'success',
+        latency_ms: latency,
+      });
     });
 
     it.each([[-1], [600_001], [1.5], ['412'], [1e21], [[412]]])('rejects latency_ms %j', (latency) => {
@@ -446,9 +482,20 @@ describe('validateMessage', () => {
     it('normalises a full config: keys in contract order, labels lowercased, unknown parts dropped', () => {
       const data = accepted(
         configured({
-          fee_structure: { per_currency: { GHS: { fixed: 1 } }, fixed: 100, extra: true, percentage: 1.5, per_method: { card: 2 } },
+          fee_structure: {
+            per_currency: { GHS: { fixed: 1 } },
+            fixed: 100,
+            extra: true,
+            percentage: 1.5,
+            per_method: { card: 2 },
+          },
           labels: ['Ghana', 'PRIMARY', 'ghana'],
-          routing_hints: { fallback_only: true, method_bias: { card: 'prefer' }, country_preference: ['GH', 'NG'], weight: 3 },
+          routing_hints: {
+            fallback_only: true,
+            method_bias: { card: 'prefer' },
+            country_preference: ['GH', 'NG'],
+            weight: 3,
+          },
           capabilities: { refunds: true, nested: { extra: [1, 'two', null] } },
           status: 'inactive',
           mode: 'sandbox',
@@ -494,7 +541,10 @@ describe('validateMessage', () => {
 
       it.each([
         ['bad provider', { provider: 'sk_live_SECRET_VALUE', credentials }],
-        ['credentials in capabilities shape', { provider: 'paystack', capabilities: 'sk_live_SECRET_VALUE', credentials }],
+        [
+          'credentials in capabilities shape',
+          { provider: 'paystack', capabilities: 'sk_live_SECRET_VALUE', credentials },
+        ],
         ['bad label', { provider: 'paystack', labels: ['sk_live_SECRET_VALUE!'], credentials }],
       ])('is not in any rejection: %s', (_name, data) => {
         const result = configured(data);
@@ -503,18 +553,24 @@ describe('validateMessage', () => {
       });
     });
 
-    it.each([['paystack'], ['hubtel'], ['flutterwave'], ['monnify'], ['mpesa'], ['stripe']])('accepts provider %s', (provider) => {
-      expect((accepted(configured({ provider })).data as typeof DEFAULTS).provider).toBe(provider);
-    });
+    it.each([['paystack'], ['hubtel'], ['flutterwave'], ['monnify'], ['mpesa'], ['stripe']])(
+      'accepts provider %s',
+      (provider) => {
+        expect((accepted(configured({ provider })).data as typeof DEFAULTS).provider).toBe(provider);
+      },
+    );
 
     it('missing_field when provider is absent or null', () => {
       expectRejected(configured({ mode: 'live' }), 'missing_field', 'data.provider');
       expectRejected(configured({ provider: null }), 'missing_field', 'data.provider');
     });
 
-    it.each([['Paystack'], ['PAYSTACK'], ['paypal'], [''], [1]])('rejects provider %j (exact, lowercase)', (provider) => {
-      expectRejected(configured({ provider }), 'invalid_data', 'data.provider');
-    });
+    it.each([['Paystack'], ['PAYSTACK'], ['paypal'], [''], [1]])(
+      'rejects provider %j (exact, lowercase)',
+      (provider) => {
+        expectRejected(configured({ provider }), 'invalid_data', 'data.provider');
+      },
+    );
 
     it.each<[string, unknown, string]>([
       ['mode "LIVE"', { mode: 'LIVE' }, 'data.mode'],
@@ -524,12 +580,28 @@ describe('validateMessage', () => {
       ['capabilities array', { capabilities: ['refunds'] }, 'data.capabilities'],
       ['capabilities string', { capabilities: 'refunds' }, 'data.capabilities'],
       ['routing_hints array', { routing_hints: [] }, 'data.routing_hints'],
-      ['country_preference string', { routing_hints: { country_preference: 'GH' } }, 'data.routing_hints.country_preference'],
-      ['country_preference with a number', { routing_hints: { country_preference: ['GH', 1] } }, 'data.routing_hints.country_preference'],
-      ['country_preference with null', { routing_hints: { country_preference: [null] } }, 'data.routing_hints.country_preference'],
+      [
+        'country_preference string',
+        { routing_hints: { country_preference: 'GH' } },
+        'data.routing_hints.country_preference',
+      ],
+      [
+        'country_preference with a number',
+        { routing_hints: { country_preference: ['GH', 1] } },
+        'data.routing_hints.country_preference',
+      ],
+      [
+        'country_preference with null',
+        { routing_hints: { country_preference: [null] } },
+        'data.routing_hints.country_preference',
+      ],
       ['method_bias array', { routing_hints: { method_bias: ['card'] } }, 'data.routing_hints.method_bias'],
       ['method_bias number value', { routing_hints: { method_bias: { card: 1 } } }, 'data.routing_hints.method_bias'],
-      ['method_bias NUL in a key', { routing_hints: { method_bias: { 'c\u0000': 'x' } } }, 'data.routing_hints.method_bias'],
+      [
+        'method_bias NUL in a key',
+        { routing_hints: { method_bias: { 'c\u0000': 'x' } } },
+        'data.routing_hints.method_bias',
+      ],
       ['fallback_only string', { routing_hints: { fallback_only: 'true' } }, 'data.routing_hints.fallback_only'],
       ['fallback_only number', { routing_hints: { fallback_only: 1 } }, 'data.routing_hints.fallback_only'],
       ['fee_structure array', { fee_structure: [] }, 'data.fee_structure'],
@@ -544,13 +616,15 @@ describe('validateMessage', () => {
     });
 
     it('rejects a percentage that JSON parses to Infinity', () => {
-      const text = JSON.stringify(ofType('connection.configured', { provider: 'paystack', fee_structure: { percentage: 0 } }))
-        .replace('"percentage":0', '"percentage":1e400');
+      const text = JSON.stringify(
+        ofType('connection.configured', { provider: 'paystack', fee_structure: { percentage: 0 } }),
+      ).replace('"percentage":0', '"percentage":1e400');
       expectRejected(validateMessage(Buffer.from(text), NOW), 'invalid_data', 'data.fee_structure.percentage');
     });
 
     it('accepts negative and fractional percentages and negative fixed fees (the contract bounds neither)', () => {
-      const data = accepted(configured({ provider: 'paystack', fee_structure: { percentage: -0.5, fixed: -10 } })).data as typeof DEFAULTS;
+      const data = accepted(configured({ provider: 'paystack', fee_structure: { percentage: -0.5, fixed: -10 } }))
+        .data as typeof DEFAULTS;
       expect(data.fee_structure).toEqual({ percentage: -0.5, fixed: -10, per_method: {}, per_currency: {} });
     });
 
@@ -563,33 +637,48 @@ describe('validateMessage', () => {
 
       it(`accepts nesting of ${MAX_FREE_FORM_DEPTH} levels and rejects one more`, () => {
         expect(configured({ provider: 'paystack', capabilities: nested(MAX_FREE_FORM_DEPTH) }).ok).toBe(true);
-        expectRejected(configured({ provider: 'paystack', capabilities: nested(MAX_FREE_FORM_DEPTH + 1) }), 'invalid_data', 'data.capabilities');
+        expectRejected(
+          configured({ provider: 'paystack', capabilities: nested(MAX_FREE_FORM_DEPTH + 1) }),
+          'invalid_data',
+          'data.capabilities',
+        );
       });
 
       it('rejects nesting far deeper than JSON.stringify could write back', () => {
-        const text = JSON.stringify(ofType('connection.configured', { provider: 'paystack', capabilities: { deep: 0 } }))
-          .replace('"deep":0', `"deep":${'['.repeat(20_000)}${']'.repeat(20_000)}`);
+        const text = JSON.stringify(
+          ofType('connection.configured', { provider: 'paystack', capabilities: { deep: 0 } }),
+        ).replace('"deep":0', `"deep":${'['.repeat(20_000)}${']'.repeat(20_000)}`);
         expectRejected(validateMessage(Buffer.from(text), NOW), 'invalid_data', 'data.capabilities');
       });
 
       it.each<[string, Json, string]>([
         ['NUL in a capabilities string', { capabilities: { a: ['x\u0000'] } }, 'data.capabilities'],
         ['NUL in a capabilities key', { capabilities: { 'a\u0000': 1 } }, 'data.capabilities'],
-        ['an unpaired surrogate in per_method', { fee_structure: { per_method: { card: '\ud83d' } } }, 'data.fee_structure.per_method'],
-        ['NUL in per_currency', { fee_structure: { per_currency: { '\u0000': 1 } } }, 'data.fee_structure.per_currency'],
+        [
+          'an unpaired surrogate in per_method',
+          { fee_structure: { per_method: { card: '\ud83d' } } },
+          'data.fee_structure.per_method',
+        ],
+        [
+          'NUL in per_currency',
+          { fee_structure: { per_currency: { '\u0000': 1 } } },
+          'data.fee_structure.per_currency',
+        ],
       ])('rejects %s', (_name, member, field) => {
         expectRejected(configured({ provider: 'paystack', ...member }), 'invalid_data', field);
       });
 
       it('rejects a number that JSON parses to Infinity', () => {
-        const text = JSON.stringify(ofType('connection.configured', { provider: 'paystack', capabilities: { max: 0 } }))
-          .replace('"max":0', '"max":-1e999');
+        const text = JSON.stringify(
+          ofType('connection.configured', { provider: 'paystack', capabilities: { max: 0 } }),
+        ).replace('"max":0', '"max":-1e999');
         expectRejected(validateMessage(Buffer.from(text), NOW), 'invalid_data', 'data.capabilities');
       });
 
       it('keeps a paired surrogate (an emoji) and a "__proto__" key as plain data', () => {
-        const text = JSON.stringify(ofType('connection.configured', { provider: 'paystack', capabilities: { note: '😀' } }))
-          .replace('"note"', '"__proto__":{"polluted":true},"note"');
+        const text = JSON.stringify(
+          ofType('connection.configured', { provider: 'paystack', capabilities: { note: '😀' } }),
+        ).replace('"note"', '"__proto__":{"polluted":true},"note"');
         const data = accepted(validateMessage(Buffer.from(text), NOW)).data as typeof DEFAULTS;
         expect(JSON.stringify(data.capabilities)).toBe('{"__proto__":{"polluted":true},"note":"😀"}');
         expect(({} as Json).polluted).toBeUndefined();
@@ -628,7 +717,11 @@ describe('validateMessage', () => {
       ['an object', { ghana: true }],
     ])('rejects %s', (_name, labels) => {
       expectRejected(labelled(labels), 'invalid_data', 'data.labels');
-      expectRejected(validate(ofType('connection.configured', { provider: 'paystack', labels })), 'invalid_data', 'data.labels');
+      expectRejected(
+        validate(ofType('connection.configured', { provider: 'paystack', labels })),
+        'invalid_data',
+        'data.labels',
+      );
     });
 
     it('names the position of the bad label in the detail', () => {
@@ -662,7 +755,9 @@ describe('validateMessage', () => {
     });
 
     it('keeps only labels', () => {
-      expect(accepted(validate(ofType('connection.labels_changed', { labels: ['X'], by: 'me' }))).data).toEqual({ labels: ['x'] });
+      expect(accepted(validate(ofType('connection.labels_changed', { labels: ['X'], by: 'me' }))).data).toEqual({
+        labels: ['x'],
+      });
     });
   });
 

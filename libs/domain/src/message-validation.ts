@@ -7,7 +7,7 @@
  * schema_version, org_id, connection_id, occurred_at, data), the `data` members by type in contract
  * order, and last the future rule.
  *
- * Decisions where the contract is silent (also in the project's docs):
+ * Decisions where the contract is silent (for the project docs to repeat):
  * - A member whose value is JSON `null` counts as left out, everywhere: a required one is
  *   `missing_field`, an optional one takes its default (for `connection.configured`, also inside
  *   `routing_hints` and `fee_structure`). Producers that serialise "no value" as null are common.
@@ -222,7 +222,11 @@ function readType(root: JsonObject): EventType {
   const v = requiredEnvelopeMember(root, 'type');
   if (typeof v !== 'string') throw invalidField('type', 'type must be a string.');
   if (!KNOWN_TYPES.has(v)) {
-    throw new Rejection('unknown_type', `type is not one of the known event types (${EVENT_TYPES.join(', ')}).`, 'type');
+    throw new Rejection(
+      'unknown_type',
+      `type is not one of the known event types (${EVENT_TYPES.join(', ')}).`,
+      'type',
+    );
   }
   return v as EventType;
 }

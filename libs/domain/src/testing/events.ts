@@ -51,7 +51,14 @@ export function validationEvent(
   where: Where = {},
 ): ConnectionEvent {
   const e = envelope(eventId, occurredAt, where);
-  return { eventId: e.eventId, type: 'connection.validation.completed', orgId: e.orgId, connectionId: e.connectionId, occurredAt, data };
+  return {
+    eventId: e.eventId,
+    type: 'connection.validation.completed',
+    orgId: e.orgId,
+    connectionId: e.connectionId,
+    occurredAt,
+    data,
+  };
 }
 
 export function config(overrides: Partial<ConnectionConfig> = {}): ConnectionConfig {
@@ -91,7 +98,14 @@ export function statusChangedEvent(
   where: Where = {},
 ): ConnectionEvent {
   const e = envelope(eventId, occurredAt, where);
-  return { eventId: e.eventId, type: 'connection.status_changed', orgId: e.orgId, connectionId: e.connectionId, occurredAt, data: { status } };
+  return {
+    eventId: e.eventId,
+    type: 'connection.status_changed',
+    orgId: e.orgId,
+    connectionId: e.connectionId,
+    occurredAt,
+    data: { status },
+  };
 }
 
 export function labelsChangedEvent(
@@ -101,10 +115,24 @@ export function labelsChangedEvent(
   where: Where = {},
 ): ConnectionEvent {
   const e = envelope(eventId, occurredAt, where);
-  return { eventId: e.eventId, type: 'connection.labels_changed', orgId: e.orgId, connectionId: e.connectionId, occurredAt, data: { labels } };
+  return {
+    eventId: e.eventId,
+    type: 'connection.labels_changed',
+    orgId: e.orgId,
+    connectionId: e.connectionId,
+    occurredAt,
+    data: { labels },
+  };
 }
 
 export function deletedEvent(eventId: string, occurredAt: number, where: Where = {}): ConnectionEvent {
   const e = envelope(eventId, occurredAt, where);
-  return { eventId: e.eventId, type: 'connection.deleted', orgId: e.orgId, connectionId: e.connectionId, occurredAt, data: {} };
+  return {
+    eventId: e.eventId,
+    type: 'connection.deleted',
+    orgId: e.orgId,
+    connectionId: e.connectionId,
+    occurredAt,
+    data: {},
+  };
 }

@@ -1,0 +1,94 @@
+import { randomUUID } from 'node:crypto';
+import { DataSource, QueryRunner } from 'typeorm';
+import { Settings } from '@psp/config';
+import { ConnectionEvent } from '@psp/domain';
+import { appendEvents, LOG_START, LogPosition, readLogAfter } from '@psp/storage';
+import { dropIsolated, isolatedSettings, openDatabase } from '../support/isolated-stack';
+
+function call(connectionId: string, i: number): ConnectionEvent {
+  return {
+    eventId: randomUUID(),
+    type: 'psp.call.completed',
+    orgId: 'org_t',
+    connectionId,
+    occurredAt: Date.UTC(2026, 10, 24, 9, 0, 0) + i,
+    data: { outcome: 'success', latency_ms: i },
+  };
+}
+
+async function openWriter(db: DataSource): Promise<QueryRunner> {
+  const q = db.createQueryRunner();
+  await q.connect();
+  await q.startTransaction();
+  return q;
+}
+
+/** The log is read in (transaction id, position) order, never skipping a row that commits late. */
+describe('tailing the event log', () => {
+  let settings: Settings;
+  let db: DataSource;
+
+  beforeAll(async () => {
+    settings = isolatedSettings('tailing');
+    db = await openDatabase(settings);
+  });
+
+  afterAll(async () => {
+    await db?.destroy();
+    if (settings) await dropIsolated(settings);
+  });
+
+  it('does not read past a transaction that is still open, then reads everything once it commits', async () => {
+    const early = await openWriter(db);
+    await appendEvents(early, [{ event: call('c1', 1), streamVersion: 1, source: { topic: 't', partition: 0, offset: '1' } }]);
+    const late = await openWriter(db);
+    await appendEvents(late, [{ event: call('c2', 2), streamVersion: 1, source: { topic: 't', partition: 0, offset: '2' } }]);
+    await late.commitTransaction();
+
+    // The later transaction has committed, but the earlier one is open: reading past it now could skip it.
+    expect(await readLogAfter(db, LOG_START, 100)).toEqual([]);
+    await early.commitTransaction();
+    const read = await readLogAfter(db, LOG_START, 100);
+    expect(read.map((r) => r.event.connectionId)).toEqual(['c1', 'c2']);
+    await early.release();
+    await late.release();
+  });
+
+  it('sees every event exactly once while many writers commit out of order', async () => {
+    const writers = 8;
+    const perWriter = 50;
+    const seen: string[] = [];
+    let at: LogPosition = (await readLogAfter(db, LOG_START, 1000)).slice(-1)[0]?.at ?? LOG_START;
+    let stop = false;
+    const reader = (async () => {
+      while (!stop || seen.length < writers * perWriter) {
+        const batch = await readLogAfter(db, at, 37);
+        for (const r of batch) seen.push(r.event.eventId);
+        if (batch.length > 0) at = batch[batch.length - 1].at;
+        else await new Promise((r) => setTimeout(r, 5));
+        if (stop && batch.length === 0 && seen.length >= writers * perWriter) break;
+      }
+    })();
+    const produced: string[] = [];
+    await Promise.all(
+      Array.from({ length: writers }, async (_, w) => {
+        for (let i = 0; i < perWriter; i += 5) {
+          const q = await openWriter(db);
+          const rows = Array.from({ length: 5 }, (_, k) => {
+            const event = call(`w${w}`, i + k);
+            produced.push(event.eventId);
+            return { event, streamVersion: i + k + 1, source: { topic: 't', partition: w, offset: String(i + k) } };
+          });
+          await appendEvents(q, rows);
+          await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 15))); // commit in random order
+          await q.commitTransaction();
+          await q.release();
+        }
+      }),
+    );
+    stop = true;
+    await Promise.race([reader, new Promise((_, reject) => setTimeout(() => reject(new Error('reader did not catch up')), 20000))]);
+    expect(seen.length).toBe(produced.length);
+    expect(new Set(seen)).toEqual(new Set(produced));
+  });
+});
