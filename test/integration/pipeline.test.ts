@@ -60,6 +60,7 @@ describe('the service end to end', () => {
       envelope('connection.configured', 'org_a', 'paystack_gh', base, {
         provider: 'paystack',
         labels: ['Ghana', 'primary', 'ghana'],
+        capabilities: { zeta: true, alpha: { b: 1, a: 2 } },
         routing_hints: { country_preference: ['GH'] },
         fee_structure: { percentage: 1.5 },
         credentials: { secret_key: 'sk_live_never_shown' },
@@ -93,7 +94,7 @@ describe('the service end to end', () => {
       provider: 'paystack',
       mode: 'live',
       status: 'active',
-      capabilities: {},
+      capabilities: { zeta: true, alpha: { b: 1, a: 2 } },
       routing_hints: { country_preference: ['GH'], method_bias: {}, fallback_only: false },
       labels: ['ghana', 'primary'],
       fee_structure: { percentage: 1.5, fixed: 0, per_method: {}, per_currency: {} },
@@ -110,6 +111,8 @@ describe('the service end to end', () => {
       created_at: new Date(base).toISOString(),
       updated_at: new Date(base + 4000).toISOString(),
     });
+    // Free-form members keep the producer's key order.
+    expect(res.text).toContain('"capabilities":{"zeta":true,"alpha":{"b":1,"a":2}}');
     // The validation failed after the last success: capped at 25, unhealthy.
     expect(c.health_score).toBe(25);
     expect(c.health_status).toBe('unhealthy');

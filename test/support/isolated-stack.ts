@@ -11,11 +11,16 @@ import { testServers } from './servers';
  * the shared test servers. Reruns and parallel runs never see each other's data.
  */
 export function isolatedSettings(label: string, overrides: Record<string, string> = {}): Settings {
+  return loadSettings(isolatedEnv(label, overrides));
+}
+
+/** The environment of an isolated run, to start the service's processes with. */
+export function isolatedEnv(label: string, overrides: Record<string, string> = {}): Record<string, string> {
   const servers = testServers();
   const id = `${label.replace(/[^a-z0-9]/g, '')}_${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
   const db = new URL(servers.databaseUrl);
   db.pathname = `/psp_test_${id}`;
-  return loadSettings({
+  return {
     DATABASE_URL: db.toString(),
     REDIS_URL: servers.redisUrl,
     REDIS_KEY_PREFIX: `test:${id}:`,
@@ -31,7 +36,7 @@ export function isolatedSettings(label: string, overrides: Record<string, string
     API_KEY_CACHE_MS: '1000',
     PROJECTOR_IDLE_MS: '20',
     ...overrides,
-  });
+  };
 }
 
 /** Creates the run's database and migrates it; returns a DataSource on it. */

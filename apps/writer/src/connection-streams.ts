@@ -145,7 +145,7 @@ async function saveSnapshots(sql: Sql, aggregates: ConnectionAggregate[]): Promi
   if (aggregates.length === 0) return;
   await sql.query(
     `INSERT INTO connection_snapshot (org_id, connection_id, stream_version, state)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[])
+     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::json[])
      ON CONFLICT (org_id, connection_id) DO UPDATE
        SET stream_version = EXCLUDED.stream_version, state = EXCLUDED.state, taken_at = clock_timestamp()
        WHERE connection_snapshot.stream_version < EXCLUDED.stream_version`,

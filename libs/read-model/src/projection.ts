@@ -222,7 +222,7 @@ async function writeConnections(sql: Sql, generation: number, states: Connection
               ARRAY(SELECT jsonb_array_elements_text(c.labels)), c.health_score, c.health_status, c.created_at, c.updated_at,
               c.last_call_minute, c.document, c.state
          FROM unnest($2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::jsonb[], $8::float8[], $9::text[],
-                     $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[], $14::jsonb[])
+                     $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[], $14::json[])
               AS c(org_id, connection_id, listed, provider, status, labels, health_score, health_status, created_at, updated_at,
                    last_call_minute, document, state)
        ON CONFLICT (generation, org_id, connection_id) DO UPDATE SET

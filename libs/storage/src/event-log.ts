@@ -84,7 +84,7 @@ export async function appendEvents(sql: Sql, events: EventToAppend[]): Promise<v
     `INSERT INTO event_log (event_id, org_id, connection_id, stream_version, type, occurred_at, data,
                             source_topic, source_partition, source_offset)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[],
-                          $7::jsonb[], $8::text[], $9::int[], $10::bigint[])`,
+                          $7::json[], $8::text[], $9::int[], $10::bigint[])`,
     cols,
   );
 }

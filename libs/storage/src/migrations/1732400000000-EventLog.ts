@@ -17,7 +17,7 @@ export class EventLog1732400000000 implements MigrationInterface {
         stream_version integer NOT NULL CHECK (stream_version > 0),
         type text NOT NULL,
         occurred_at timestamptz NOT NULL,
-        data jsonb NOT NULL,
+        data json NOT NULL, -- json, not jsonb: keeps the producer's key order (free-form capabilities)
         source_topic text NOT NULL,
         source_partition integer NOT NULL,
         source_offset bigint NOT NULL,
@@ -40,7 +40,7 @@ export class EventLog1732400000000 implements MigrationInterface {
         org_id text NOT NULL,
         connection_id text NOT NULL,
         stream_version integer NOT NULL,
-        state jsonb NOT NULL,
+        state json NOT NULL,
         taken_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         PRIMARY KEY (org_id, connection_id)
       )`);

@@ -37,7 +37,7 @@ export class ReadModel1732400000001 implements MigrationInterface {
         updated_at timestamptz NULL,
         last_call_minute bigint NULL,
         document text NULL,
-        state jsonb NOT NULL,
+        state json NOT NULL,
         PRIMARY KEY (generation, org_id, connection_id)
       )`);
     await q.query(`CREATE INDEX connection_read_model_recent_calls ON connection_read_model (generation, last_call_minute) WHERE last_call_minute IS NOT NULL`);

@@ -1,0 +1,126 @@
+import { randomUUID } from 'node:crypto';
+import { Kafka, Producer } from 'kafkajs';
+import { DataSource } from 'typeorm';
+import { Settings } from '@psp/config';
+import { createKafka, ensureTopics } from '@psp/messaging';
+import { loadAggregates } from '../../apps/writer/src/connection-streams';
+import { dropIsolated, eventually, isolatedEnv, isolatedSettings, openDatabase } from '../support/isolated-stack';
+import { startProcess, stopProcess } from '../support/processes';
+
+const CONNECTIONS = 40;
+const CALLS = 24000;
+
+/**
+ * Exactly-once effect of the write side (offsets committed only after the batch is durable): kill -9
+ * in the middle of a stream, and a second writer joining then leaving the group, lose nothing and
+ * count nothing twice.
+ */
+describe('the writer under crashes and rebalances', () => {
+  let env: Record<string, string>;
+  let settings: Settings;
+  let db: DataSource;
+  let kafka: Kafka;
+  let producer: Producer;
+  const expected = new Map<string, { calls: number; latency: number }>();
+
+  async function produceCalls(count: number, start: number): Promise<void> {
+    const messages = [];
+    for (let i = 0; i < count; i++) {
+      const c = `c${(start + i) % CONNECTIONS}`;
+      const latency = (start + i) % 997;
+      const e = expected.get(c) ?? { calls: 0, latency: 0 };
+      expected.set(c, { calls: e.calls + 1, latency: e.latency + latency });
+      messages.push({
+        key: `org_w:${c}`,
+        value: JSON.stringify({
+          event_id: randomUUID(),
+          type: 'psp.call.completed',
+          schema_version: 1,
+          org_id: 'org_w',
+          connection_id: c,
+          occurred_at: new Date(Date.now() - 60000).toISOString(),
+          data: { outcome: 'success', latency_ms: latency },
+        }),
+      });
+    }
+    for (let i = 0; i < messages.length; i += 2000) await producer.send({ topic: settings.topics.calls, acks: -1, messages: messages.slice(i, i + 2000) });
+  }
+
+  async function logCount(): Promise<number> {
+    return (await db.query(`SELECT count(*)::int AS n FROM event_log`))[0].n;
+  }
+
+  async function expectExactlyOnce(total: number): Promise<void> {
+    await eventually(logCount, (n) => n >= total, 90000, `${total} events in the log`);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await logCount()).toBe(total);
+    const rows: { connection_id: string; calls: number; latency: number; max_version: number }[] = await db.query(
+      `SELECT connection_id, count(*)::int AS calls, sum((data->>'latency_ms')::int)::int AS latency, max(stream_version) AS max_version
+         FROM event_log GROUP BY connection_id`,
+    );
+    for (const r of rows) {
+      expect({ c: r.connection_id, calls: r.calls, latency: r.latency }).toEqual({ c: r.connection_id, ...expected.get(r.connection_id) });
+      expect(r.max_version).toBe(r.calls); // stream versions have no gaps and no repeats
+    }
+    // The write model's counters (snapshot + events after it) agree with what was produced.
+    const aggregates = await loadAggregates(db, [...expected.keys()].map((c) => ({ orgId: 'org_w', connectionId: c })));
+    for (const [c, e] of expected) {
+      const a = aggregates.get(`org_w:${c}`)!;
+      expect({ c, calls: a.state.totalCalls, latency: a.state.totalLatencyMs }).toEqual({ c, calls: e.calls, latency: e.latency });
+    }
+  }
+
+  beforeAll(async () => {
+    env = isolatedEnv('crash', { WRITER_SNAPSHOT_EVERY: '100' });
+    settings = isolatedSettings('unused', env);
+    db = await openDatabase(settings);
+    kafka = createKafka(settings, 'test', () => undefined);
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, settings);
+    await admin.disconnect();
+    producer = kafka.producer();
+    await producer.connect();
+  });
+
+  afterAll(async () => {
+    await producer?.disconnect();
+    await db?.destroy();
+    if (settings) await dropIsolated(settings);
+  });
+
+  it('loses and double-counts nothing when the writer is killed with SIGKILL mid-stream', async () => {
+    await produceCalls(CALLS, 0);
+    const first = startProcess('writer', env);
+    try {
+      await eventually(logCount, (n) => n > CALLS / 5, 60000, 'the writer to be part-way');
+    } finally {
+      await stopProcess(first, 'SIGKILL');
+    }
+    const partial = await logCount();
+    expect(partial).toBeLessThan(CALLS);
+    const second = startProcess('writer', env);
+    try {
+      await expectExactlyOnce(CALLS);
+    } finally {
+      await stopProcess(second);
+    }
+  });
+
+  it('loses and double-counts nothing when a second writer joins the group and the first leaves', async () => {
+    const before = await logCount();
+    await produceCalls(CALLS, before);
+    const a = startProcess('writer', env);
+    let b: ReturnType<typeof startProcess> | undefined;
+    try {
+      await eventually(logCount, (n) => n > before + CALLS / 10, 60000, 'writer A part-way');
+      b = startProcess('writer', env); // rebalance: partitions move between A and B
+      await new Promise((r) => setTimeout(r, 6000));
+      await stopProcess(a); // and again when A leaves
+      await expectExactlyOnce(before + CALLS);
+    } finally {
+      await stopProcess(a, 'SIGKILL');
+      if (b) await stopProcess(b);
+    }
+  });
+});
