@@ -114,6 +114,7 @@ const ORG_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const CONNECTION_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const LABEL = /^[A-Za-z0-9_-]{1,64}$/;
 // U+0000, a high surrogate not followed by a low one, or a low surrogate not preceded by a high one.
+// eslint-disable-next-line no-control-regex -- NUL is exactly what this looks for
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 const UNSTORABLE_RULE = 'must not contain the NUL character or unpaired UTF-16 surrogates';
