@@ -82,5 +82,18 @@ describe('replay of the read model', () => {
     await new Promise((r) => setTimeout(r, 1100)); // API instances re-read the live generation every second
     const after = await snapshotResponses();
     expect(after).toEqual(before);
+
+    // A second replay retires the first rebuild and drops the original generation.
+    const redis2 = createRedis(settings, 'test-replay-2');
+    try {
+      const again = await replay(db, new RedisReadModel(redis2, settings.redisKeyPrefix), { batchSize: 5000, shouldStop: () => false, log: () => undefined });
+      expect(again).toMatchObject({ switched: true, resumed: false, droppedGenerations: [1] });
+      const left: { generation: number; status: string }[] = await db.query(`SELECT generation, status FROM projection_generation ORDER BY generation`);
+      expect(left.map((g) => g.status)).toEqual(['retired', 'live']);
+    } finally {
+      redis2.disconnect();
+    }
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await snapshotResponses()).toEqual(before);
   });
 });

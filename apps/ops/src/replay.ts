@@ -62,8 +62,10 @@ export async function replay(
   });
   options.log(`switched: generation ${generation} is live (${applied} events); generation ${previous} retired`);
   // Keep the generation just retired (API instances may read it for up to a second); drop older ones.
+  // Wrapped in a SELECT: TypeORM answers a bare DELETE … RETURNING with [rows, rowCount].
   const old: { generation: number }[] = await db.query(
-    `DELETE FROM projection_generation WHERE status = 'retired' AND generation <> $1 RETURNING generation`,
+    `WITH dropped AS (DELETE FROM projection_generation WHERE status = 'retired' AND generation <> $1 RETURNING generation)
+     SELECT generation FROM dropped ORDER BY generation`,
     [previous],
   );
   const dropped = old.map((o) => o.generation);
