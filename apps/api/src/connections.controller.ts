@@ -1,9 +1,11 @@
 import { Controller, Get, Param, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiHeader, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { FastifyReply } from 'fastify';
 import { parseListQuery } from '@psp/domain';
 import { ApiError, JSON_CONTENT_TYPE } from './api-error';
 import { ApiKeyGuard, AuthenticatedRequest } from './api-key.guard';
 import { ConnectionReads, RenderedBody } from './connection-reads';
+import { ConnectionListSchema, ConnectionSchema, ErrorBodySchema, LabelSummarySchema } from './openapi';
 
 /** The query string's pairs in order, duplicates kept (Fastify's parsed object merges them). */
 export function queryPairs(url: string): [string, string][] {
@@ -30,10 +32,24 @@ export function matchesEtag(ifNoneMatch: string, etag: string): boolean {
 
 @Controller('v1/connections')
 @UseGuards(ApiKeyGuard)
+@ApiTags('connections')
+@ApiSecurity('api-key')
+@ApiHeader({ name: 'X-Org-Id', required: true, description: 'Organization identifier for multi-tenancy' })
+@ApiResponse({ status: 400, description: 'validation_error (missing_org_id, duplicate_parameter, invalid_status, invalid_limit, invalid_offset)', type: ErrorBodySchema })
+@ApiResponse({ status: 401, description: 'unauthorized (missing_api_key, invalid_api_key)', type: ErrorBodySchema })
+@ApiResponse({ status: 403, description: 'forbidden (org_mismatch, insufficient_scopes)', type: ErrorBodySchema })
+@ApiResponse({ status: 304, description: 'Not modified (If-None-Match matched the ETag)' })
 export class ConnectionsController {
   constructor(private readonly reads: ConnectionReads) {}
 
   @Get()
+  @ApiOperation({ summary: 'List PSP connections for the calling org (BYOK)' })
+  @ApiQuery({ name: 'label', required: false, description: 'connections whose labels include it (case-insensitive)' })
+  @ApiQuery({ name: 'provider', required: false, description: 'connections of this provider (case-insensitive)' })
+  @ApiQuery({ name: 'status', required: false, enum: ['active', 'inactive'], description: 'case-insensitive' })
+  @ApiQuery({ name: 'limit', required: false, schema: { type: 'integer', minimum: 1, maximum: 200, default: 50 } })
+  @ApiQuery({ name: 'offset', required: false, schema: { type: 'integer', minimum: 0, default: 0 } })
+  @ApiOkResponse({ type: ConnectionListSchema })
   async list(@Req() request: AuthenticatedRequest, @Res() reply: FastifyReply): Promise<void> {
     const parsed = parseListQuery(queryPairs(request.url));
     if (!parsed.ok) throw new ApiError(parsed.error.status, parsed.error.body);
@@ -41,11 +57,16 @@ export class ConnectionsController {
   }
 
   @Get('labels')
+  @ApiOperation({ summary: "Labels of the calling org's listed connections, with counts by provider and status" })
+  @ApiOkResponse({ type: [LabelSummarySchema] })
   async labels(@Req() request: AuthenticatedRequest, @Res() reply: FastifyReply): Promise<void> {
     sendRendered(request, reply, await this.reads.labels(request.orgId!));
   }
 
   @Get(':id')
+  @ApiOperation({ summary: 'One connection of the calling org' })
+  @ApiOkResponse({ type: ConnectionSchema })
+  @ApiNotFoundResponse({ description: 'not_found / connection_not_found', type: ErrorBodySchema })
   async one(@Req() request: AuthenticatedRequest, @Res() reply: FastifyReply, @Param('id') id: string): Promise<void> {
     const rendered = await this.reads.one(request.orgId!, id);
     if (!rendered) throw ApiError.notFound('connection_not_found', 'No connection with this id in your org.');

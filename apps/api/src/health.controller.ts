@@ -1,4 +1,5 @@
 import { Controller, Get, Inject, OnModuleDestroy, Res } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { FastifyReply } from 'fastify';
 import { Admin } from 'kafkajs';
 import { DataSource } from 'typeorm';
@@ -17,6 +18,7 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /** /healthz: the process is alive. /readyz: PostgreSQL, Redis and Kafka answer (CONTRACT 1.4). */
 @Controller()
+@ApiTags('health')
 export class HealthController implements OnModuleDestroy {
   private admin?: Admin;
 
@@ -27,11 +29,13 @@ export class HealthController implements OnModuleDestroy {
   ) {}
 
   @Get('healthz')
+  @ApiOperation({ summary: 'The process is alive' })
   healthz(@Res() reply: FastifyReply): void {
     void reply.status(200).header('content-type', JSON_CONTENT_TYPE).send(JSON.stringify({ status: 'ok' }));
   }
 
   @Get('readyz')
+  @ApiOperation({ summary: '200 when PostgreSQL, Redis and Kafka are reachable, else 503 naming what is not; also the projector lag' })
   async readyz(@Res() reply: FastifyReply): Promise<void> {
     const [postgres, redis, kafka] = await Promise.all([
       this.check(() => this.db.query('SELECT 1')),
