@@ -1,14 +1,61 @@
 import { INestApplication, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { FastifyError } from 'fastify';
 import { SETTINGS, Settings } from '@psp/config';
+import { ApiError, ErrorBody, JSON_CONTENT_TYPE, toApiError } from './api-error';
+import { serveOpenApi } from './openapi';
+
+/** Request line plus headers: what a request may carry before Node answers 431 itself. */
+const MAX_HEADER_BYTES = 64 * 1024;
+
+/** What frameworkErrors uses of the reply (its declared type is generic over the server type). */
+interface MinimalReply {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  status(code: number): { header(name: string, value: string): { send(payload?: any): unknown } };
+}
+
+/** A raw HTTP response with the contract's error body, for errors Fastify answers before Nest runs. */
+function rawErrorResponse(status: number, reason: string, body: ErrorBody): string {
+  const text = JSON.stringify(body);
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${JSON_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`;
+}
 
 /**
  * Fastify for the API. Headers up to 64 KiB reach the app (and get the contract's error body rather
- * than a bare 431); route params up to 1000 characters reach the router.
+ * than a bare 431); route params as long as that reach the router (so a long id is answered by the
+ * guard and then connection_not_found, not route_not_found). Errors that Fastify or Node answer
+ * before Nest runs (a malformed percent-escape in the path, headers over 64 KiB, an unparsable
+ * request) still get the contract's body and content type, and never echo the request.
  */
 export function apiHttpAdapter(): FastifyAdapter {
-  return new FastifyAdapter({ routerOptions: { maxParamLength: 1000 }, http: { maxHeaderSize: 64 * 1024 }, trustProxy: false });
+  return new FastifyAdapter({
+    routerOptions: { maxParamLength: MAX_HEADER_BYTES },
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    trustProxy: false,
+    frameworkErrors: (error: FastifyError, _request: unknown, reply: MinimalReply) => {
+      const { status, body } =
+        error.code === 'FST_ERR_BAD_URL'
+          ? new ApiError(400, { error: 'bad_request', code: 'malformed_url', message: 'The request path is not valid percent-encoded UTF-8.' })
+          : toApiError(error);
+      void reply.status(status).header('content-type', JSON_CONTENT_TYPE).send(JSON.stringify(body));
+    },
+    clientErrorHandler: (error, socket) => {
+      if (error.code === 'ECONNRESET' || socket.destroyed) return;
+      const response =
+        error.code === 'HPE_HEADER_OVERFLOW'
+          ? rawErrorResponse(431, 'Request Header Fields Too Large', {
+              error: 'bad_request',
+              code: 'headers_too_large',
+              message: 'The request line and headers must fit in 64 KiB.',
+            })
+          : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? rawErrorResponse(408, 'Request Timeout', { error: 'bad_request', code: 'request_timeout', message: 'The request took too long to arrive.' })
+            : rawErrorResponse(400, 'Bad Request', { error: 'bad_request', code: 'bad_request', message: 'The request could not be understood.' });
+      if (socket.writable) socket.write(response);
+      socket.destroy(error);
+    },
+  });
 }
 
 /**
@@ -16,6 +63,7 @@ export function apiHttpAdapter(): FastifyAdapter {
  * NotFoundException and answer the contract's body.)
  */
 export function configureHttpApp(app: NestFastifyApplication): NestFastifyApplication {
+  serveOpenApi(app);
   app.enableShutdownHooks();
   return app;
 }

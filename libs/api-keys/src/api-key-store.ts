@@ -57,9 +57,12 @@ export class ApiKeyStore {
 
   /** Revokes a key by id; returns the record, or null when no such key. Revoking twice is harmless. */
   async revoke(id: string): Promise<ApiKeyRecord | null> {
+    // Wrapped in a SELECT: TypeORM answers a bare UPDATE with [rows, rowCount], not the rows.
     const rows: Row[] = await this.sql.query(
-      `UPDATE api_key SET revoked_at = COALESCE(revoked_at, clock_timestamp()) WHERE id = $1
-       RETURNING id, org_id, environment, scopes, key_hash, created_at, revoked_at`,
+      `WITH revoked AS (
+         UPDATE api_key SET revoked_at = COALESCE(revoked_at, clock_timestamp()) WHERE id = $1
+         RETURNING id, org_id, environment, scopes, key_hash, created_at, revoked_at)
+       SELECT * FROM revoked`,
       [id],
     );
     return rows.length > 0 ? toRecord(rows[0]) : null;
