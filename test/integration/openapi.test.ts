@@ -22,7 +22,7 @@ describe('the OpenAPI document', () => {
     ({ app, url } = await startService(ApiModule, settings));
     const res = await fetch(`${url}/docs-json`);
     expect(res.status).toBe(200);
-    doc = await res.json();
+    doc = (await res.json()) as typeof doc;
   });
 
   afterAll(async () => {

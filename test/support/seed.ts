@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { ConnectionEvent, PROVIDERS } from '@psp/domain';
-import { appendEvents, EventToAppend } from '@psp/storage';
+import { appendEvents, EventToAppend, logLagAfter } from '@psp/storage';
 import { Projection } from '@psp/read-model';
 
 /** A deterministic pseudo-random generator (mulberry32), so seeded data is the same every run. */
@@ -83,12 +83,18 @@ export async function seedLog(db: DataSource, events: ConnectionEvent[], chunk =
   for (let i = 0; i < rows.length; i += chunk) await appendEvents(db, rows.slice(i, i + chunk));
 }
 
-/** Steps a projection until it has caught up with the log. */
-export async function projectAll(projection: Projection): Promise<number> {
+/**
+ * Steps a projection until it has read every committed event. (An empty step alone does not prove
+ * that: a transaction open anywhere in the cluster holds back the xmin the log is read below.)
+ */
+export async function projectAll(projection: Projection, db: DataSource): Promise<number> {
   let applied = 0;
   for (;;) {
     const step = await projection.step();
     applied += step.applied;
-    if (step.applied === 0) return applied;
+    if (step.applied === 0) {
+      if ((await logLagAfter(db, step.checkpoint.at)).events === 0) return applied;
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 }

@@ -1,5 +1,6 @@
 import { DataSource } from 'typeorm';
 import { Projection, readCheckpoint, RedisReadModel } from '@psp/read-model';
+import { logLagAfter } from '@psp/storage';
 import { Progress } from './progress';
 
 export interface ReplayOutcome {
@@ -42,6 +43,7 @@ export async function replay(
   const totalRows: { n: string }[] = await db.query(`SELECT count(*)::text AS n FROM event_log`);
   let total = Number(totalRows[0].n);
   let applied = (await readCheckpoint(db, generation)).eventsApplied;
+  let lastWaitNote = 0;
   for (;;) {
     if (options.shouldStop()) {
       options.progress?.finish();
@@ -52,7 +54,17 @@ export async function replay(
     applied = step.checkpoint.eventsApplied;
     if (applied > total) total = applied;
     options.progress?.update(applied, total, step.applied === 0);
-    if (step.applied === 0) break;
+    if (step.applied === 0) {
+      // Caught up only when no committed event is left after the checkpoint: a transaction still
+      // open elsewhere in the cluster holds back the xmin the log is read below, so wait for it.
+      const left = await logLagAfter(db, step.checkpoint.at);
+      if (left.events === 0) break;
+      if (Date.now() - lastWaitNote > 5000) {
+        lastWaitNote = Date.now();
+        options.log(`waiting: ${left.events} events are committed but an older transaction is still open in the cluster`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
   options.progress?.finish();
   // Caught up: switch in one transaction. The live projector follows the new generation from its checkpoint.

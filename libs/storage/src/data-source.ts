@@ -13,7 +13,7 @@ export function createDataSource(databaseUrl: string, options: { poolSize?: numb
     migrations: MIGRATIONS,
     migrationsTableName: 'schema_migration',
     synchronize: false,
-    logging: ['error'],
+    logging: false, // TypeORM would log failed queries with their parameters (key hashes): we log errors ourselves
     poolSize: options.poolSize ?? 10,
     applicationName: options.applicationName ?? 'psp-connections',
     extra: { max: options.poolSize ?? 10 },
@@ -26,7 +26,7 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   const name = decodeURIComponent(url.pathname.replace(/^\//, ''));
   if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`database name must be A-Z a-z 0-9 _ (got an unusable name)`);
   url.pathname = '/postgres';
-  const admin = new DataSource({ type: 'postgres', url: url.toString(), logging: ['error'] });
+  const admin = new DataSource({ type: 'postgres', url: url.toString(), logging: false });
   await admin.initialize();
   try {
     const rows: unknown[] = await admin.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [name]);
