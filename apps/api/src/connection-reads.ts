@@ -18,6 +18,8 @@ class OrgEntry {
   readonly documentOf = new Map<ConnectionView, string>();
   readonly byId = new Map<string, string>();
   readonly rendered = new Map<string, RenderedBody>();
+  /** When this instance last compared the version with PostgreSQL's. */
+  checkedInPostgresAt = Date.now();
 
   constructor(
     readonly version: number,
@@ -47,6 +49,7 @@ class OrgEntry {
 
 const ORG_CACHE_LIMIT = 5000;
 const GENERATION_TTL_MS = 1000;
+const POSTGRES_RECHECK_MS = 1000;
 
 /**
  * Serves the read model: from Redis when it holds the org, from PostgreSQL otherwise (then refilling
@@ -111,7 +114,13 @@ export class ConnectionReads implements OnModuleDestroy {
     const cached = this.orgs.get(cacheKey);
     let documents: OrgDocuments | null = null;
     try {
-      const version = await this.readModel.version(generation, orgId);
+      let version = await this.readModel.version(generation, orgId);
+      if (version !== null && cached && Date.now() - cached.checkedInPostgresAt > POSTGRES_RECHECK_MS) {
+        // Bounded staleness: should an update ever have missed Redis, PostgreSQL's newer version wins.
+        const committed = await orgVersionInPostgres(this.db, generation, orgId);
+        cached.checkedInPostgresAt = Date.now();
+        if (committed > version) version = null;
+      }
       if (version !== null) {
         if (cached && cached.version === version) {
           this.lastSource = 'memory';

@@ -45,6 +45,8 @@ function key(orgId: string, connectionId: string): string {
 export class Projection {
   private readonly states = new Map<string, ConnectionState>();
   private cachedAt: LogPosition | null = null;
+  /** Orgs whose last update did not reach Redis. */
+  private readonly staleInRedis = new Set<string>();
 
   constructor(
     private readonly db: DataSource,
@@ -128,11 +130,25 @@ export class Projection {
       this.cachedAt = null;
       throw error;
     }
-    if (this.redis && changes.length > 0) {
-      // After the commit. If Redis is down the API reads PostgreSQL and refills it later.
-      await this.redis.applyChanges(this.generation, changes).catch(() => undefined);
-    }
+    if (this.redis) await this.updateRedis(changes);
     return result;
+  }
+
+  /**
+   * After the commit. If Redis is down the API reads PostgreSQL. An org whose update did not reach
+   * Redis is remembered and dropped from Redis as soon as Redis answers again, so Redis never keeps
+   * serving the version before it (the API also re-checks PostgreSQL's version every second).
+   */
+  private async updateRedis(changes: OrgChange[]): Promise<void> {
+    try {
+      if (this.staleInRedis.size > 0) {
+        await this.redis!.invalidate(this.generation, [...this.staleInRedis]);
+        this.staleInRedis.clear();
+      }
+      if (changes.length > 0) await this.redis!.applyChanges(this.generation, changes);
+    } catch {
+      for (const c of changes) this.staleInRedis.add(c.orgId);
+    }
   }
 
   private async loadStates(sql: Sql, wanted: { orgId: string; connectionId: string }[]): Promise<Map<string, ConnectionState>> {

@@ -96,6 +96,14 @@ export class RedisReadModel {
     if (failed) throw failed[0];
   }
 
+  /** Drops orgs' documents (not their latest version), so the next read refills them from PostgreSQL. */
+  async invalidate(generation: number, orgIds: string[]): Promise<void> {
+    if (orgIds.length === 0) return;
+    const keys: string[] = [];
+    for (const orgId of orgIds) keys.push(...this.keys(generation, orgId).slice(0, 2));
+    await this.redis.del(...keys);
+  }
+
   /** The org's version in Redis, or null when Redis does not hold the org. */
   async version(generation: number, orgId: string): Promise<number | null> {
     const v = await this.redis.get(this.keys(generation, orgId)[1]);
