@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
-import { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import { Consumer, EachBatchPayload, Kafka, Partitioners, Producer } from 'kafkajs';
 import { validateMessage } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
 import { createKafka, ensureTopics, intakeTopics, toDlqMessage } from '@psp/messaging';
@@ -49,7 +49,15 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     } finally {
       await admin.disconnect();
     }
-    this.producer = this.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+    // The DLQ producer retries for as long as it takes: a batch's offsets are committed only after
+    // its rejected messages are in the DLQ, so giving up would mean losing them.
+    this.producer = this.kafka.producer({
+      allowAutoTopicCreation: false,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5000 },
+    });
     await this.producer.connect();
     this.consumer = this.kafka.consumer({
       groupId: this.settings.writerGroupId,
