@@ -53,6 +53,7 @@ our_pid() {
   echo "$pid"
 }
 
+LOG_OFFSET=0 # bytes of server.log written before this start (the fallback check reads only what follows)
 HAVE_KAFKAJS=0
 [[ -f "$ROOT/node_modules/kafkajs/package.json" ]] && command -v node >/dev/null && HAVE_KAFKAJS=1
 
@@ -65,7 +66,7 @@ ready() {
     # Fallback before `npm ci`: the port is open and the broker logged that it started.
     local end=$((SECONDS + timeout))
     while :; do
-      if port_open "$HOST" "$PORT" && { [[ -z "$pid" ]] || grep -q 'Kafka Server started' "$LOGS/server.log" 2>/dev/null; }; then
+      if port_open "$HOST" "$PORT" && { [[ -z "$pid" ]] || tail -c "+$((LOG_OFFSET + 1))" "$LOGS/server.log" 2>/dev/null | grep -q 'Kafka Server started'; }; then
         [[ -n "${QUIET:-}" ]] || say "$HOST:$PORT is open (kafkajs not installed yet: checked the port, not a metadata request)"
         return 0
       fi
@@ -75,6 +76,12 @@ ready() {
     done
   fi
 }
+
+# Two starts at once (two shells, CI + dev) would race on the pid file and the data dir: serialize.
+if command -v flock >/dev/null; then
+  exec 9>"$STATE/start.lock"
+  flock -w "$((TIMEOUT + 30))" 9 || die "another kafka-start.sh holds $STATE/start.lock"
+fi
 
 # 1. Already running? -----------------------------------------------------------------------------
 if pid="$(our_pid)"; then
@@ -111,16 +118,26 @@ JAVA_MAJOR="$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *jav
 # 3. Jars (resolved from Maven Central by tools/kafka/pom.xml; re-resolved when the pom changes) ---
 POM_SUM="$(sha256sum "$TOOLS/pom.xml" | cut -d' ' -f1)"
 MARKER="$LIB/.resolved"
-if [[ ! -f "$MARKER" || "$(cat "$MARKER")" != "$POM_SUM" ]] || ! compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null; then
+# The marker holds the pom's checksum and the jar names of the last complete resolution.
+jars_complete() {
+  [[ -f "$MARKER" && "$(head -n1 "$MARKER")" == "$POM_SUM" ]] || return 1
+  local jar n=0
+  while IFS= read -r jar; do [[ -f "$LIB/$jar" ]] || return 1; n=$((n + 1)); done < <(tail -n +2 "$MARKER")
+  ((n > 0)) && compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null
+}
+if ! jars_complete; then
   command -v mvn >/dev/null || die "mvn not found: needed once to fetch the Kafka jars (apt-get install maven)"
-  say "resolving Kafka jars from Maven Central into tools/kafka/lib (mvn; first time takes ~1 min)"
+  say "resolving Kafka jars from Maven Central into tools/kafka/lib (mvn; about a minute with an empty ~/.m2)"
   t0=$SECONDS
   rm -rf "$LIB"
   if ! (cd "$TOOLS" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=lib >"$STATE/mvn.log" 2>&1); then
     tail -n 30 "$STATE/mvn.log" >&2
     die "mvn could not resolve the Kafka jars (full output: $STATE/mvn.log)"
   fi
-  echo "$POM_SUM" >"$MARKER"
+  if ! compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null; then
+    die "mvn finished but tools/kafka/lib has no kafka_2.13 jar (see $STATE/mvn.log)"
+  fi
+  { echo "$POM_SUM"; (cd "$LIB" && ls -1 -- *.jar); } >"$MARKER"
   say "resolved $(ls "$LIB"/*.jar | wc -l) jars in $((SECONDS - t0))s"
 fi
 KAFKA_JAR="$(ls "$LIB"/kafka_2.13-*.jar | head -n1)"
@@ -174,22 +191,26 @@ fi
 
 # 6. Start -------------------------------------------------------------------------------------
 t0=$SECONDS
+LOG_OFFSET="$(stat -c %s "$LOGS/server.log" 2>/dev/null || echo 0)"
 # setsid + nohup: the broker outlives this shell and its process group; `exec` keeps the pid.
 SETSID=(); command -v setsid >/dev/null && SETSID=(setsid)
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086,SC2016 # $HEAP is a word list; $$/$0/$@ belong to the inner bash
 nohup "${SETSID[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
   "$JAVA" $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent \
   -Djava.awt.headless=true "${JVM_LOG_OPTS[@]}" -cp "$CP" kafka.Kafka "$CONF" \
-  >"$LOGS/kafka.out" 2>&1 </dev/null &
+  >"$LOGS/kafka.out" 2>&1 </dev/null 9>&- &
 for _ in $(seq 50); do [[ -s "$PIDFILE" ]] && break; sleep 0.1; done
 pid="$(cat "$PIDFILE" 2>/dev/null || true)"
 [[ "$pid" =~ ^[0-9]+$ ]] || die "broker did not start (no pid); see $LOGS/kafka.out"
 say "started Kafka $KAFKA_VERSION (pid $pid) on $HOST:$PORT, controller $HOST:$CPORT; waiting up to ${TIMEOUT}s"
 
 if ! ready "$TIMEOUT" "$pid"; then
-  echo "---- last lines of $LOGS/server.log ----" >&2
-  tail -n 40 "$LOGS/server.log" 2>/dev/null >&2 || true
-  tail -n 20 "$LOGS/kafka.out" 2>/dev/null >&2 || true
+  {
+    echo "---- last lines of $LOGS/server.log (this start) ----"
+    tail -c "+$((LOG_OFFSET + 1))" "$LOGS/server.log" 2>/dev/null | tail -n 40
+    echo "---- last lines of $LOGS/kafka.out (JVM output) ----"
+    tail -n 20 "$LOGS/kafka.out" 2>/dev/null
+  } >&2 || true
   if alive "$pid"; then
     die "broker (pid $pid) did not answer within ${TIMEOUT}s; it is left running (bash scripts/kafka-stop.sh)"
   fi

@@ -49,8 +49,9 @@ t0=$SECONDS
 if pg_up; then
   say "PostgreSQL answers on $PG_HOST:$PG_PORT"
 else
-  command -v pg_ctlcluster >/dev/null && compgen -G "/etc/postgresql/*/main" >/dev/null ||
+  if ! command -v pg_ctlcluster >/dev/null || ! compgen -G "/etc/postgresql/*/main" >/dev/null; then
     die "PostgreSQL is not answering on $PG_HOST:$PG_PORT and this machine has no pg_ctlcluster cluster to start (start it yourself, or: docker compose up -d --wait)"
+  fi
   PG_VERSION="$(ls /etc/postgresql | sort -V | tail -n1)"
   say "PostgreSQL is down; starting cluster $PG_VERSION/main"
   pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start ||
