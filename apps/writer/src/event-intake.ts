@@ -62,8 +62,9 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     this.consumer = this.kafka.consumer({
       groupId: this.settings.writerGroupId,
       allowAutoTopicCreation: false,
-      sessionTimeout: 30000,
-      heartbeatInterval: 3000,
+      // A writer that dies is noticed within 10 s, and its partitions move to the others.
+      sessionTimeout: 10000,
+      heartbeatInterval: 1000,
       maxBytesPerPartition: 2 * 1024 * 1024,
       maxWaitTimeInMs: 100,
     });

@@ -1,0 +1,250 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { expectedConnections, WireEvent } from './expected-model';
+import { ChaosStack } from './stack';
+import { DEFAULT_TRAFFIC, generateTraffic, Sent, TrafficOptions } from './traffic';
+
+const ROOT = join(__dirname, '..');
+
+/** One reconciled scenario: the row of docs/reliability.md's table. */
+export interface ScenarioRow {
+  scenario: string;
+  produced: number;
+  applied: number;
+  dlq: number;
+  duplicatesIgnored: number;
+  lost: number;
+  countedTwice: number;
+  mismatches: number;
+  recoverySeconds: number;
+  notes: string[];
+}
+
+export interface Scenario {
+  name: string;
+  traffic?: Partial<TrafficOptions>;
+  /** Disturbs the stack while traffic flows; resolves when the disturbance is over. */
+  fault?: (stack: ChaosStack, notes: string[]) => Promise<void>;
+  /** Restarts a machine service (Kafka, PostgreSQL, Redis): not for a shared machine's test suite. */
+  disruptive?: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function sh(command: string): void {
+  execFileSync('bash', ['-c', command], { cwd: ROOT, stdio: 'ignore', timeout: 180_000 });
+}
+
+export const SCENARIOS: Scenario[] = [
+  { name: 'baseline (no fault)' },
+  {
+    name: 'kill -9 writer',
+    fault: async (stack) => {
+      await stack.kill('writer');
+      await sleep(1000);
+      stack.spawn('writer');
+    },
+  },
+  {
+    name: 'kill -9 projector',
+    fault: async (stack) => {
+      await stack.kill('projector');
+      await sleep(1000);
+      stack.spawn('projector');
+    },
+  },
+  {
+    name: 'kill -9 API',
+    fault: async (stack) => {
+      await stack.kill('api');
+      await sleep(500);
+      stack.spawn('api');
+      await stack.waitForApi(60000);
+    },
+  },
+  {
+    name: 'two writers, rebalance',
+    fault: async (stack) => {
+      const first = stack.processes.get('writer')![0];
+      stack.spawn('writer');
+      await sleep(5000);
+      await stack.kill('writer', 'SIGTERM', first);
+    },
+  },
+  { name: 'bad-message storm (10%)', traffic: { badFraction: 0.1 } },
+  { name: 'every event twice', traffic: { duplicateFraction: 1 } },
+  { name: 'shuffled across topics', traffic: { shuffleTopics: true, duplicateFraction: 0.2 } },
+  {
+    name: 'Kafka broker restart',
+    disruptive: true,
+    fault: async () => {
+      sh('bash scripts/kafka-stop.sh && bash scripts/kafka-start.sh');
+    },
+  },
+  {
+    name: 'PostgreSQL restart',
+    disruptive: true,
+    fault: async () => {
+      sh('pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart');
+    },
+  },
+  {
+    name: 'Redis down 30 s',
+    disruptive: true,
+    fault: async (stack, notes) => {
+      sh('redis-cli shutdown nosave || true');
+      const until = Date.now() + 30_000;
+      let answered = 0;
+      let failed = 0;
+      let readyReportsRedis = 0;
+      while (Date.now() < until) {
+        const res = await stack.get('/v1/connections', 'org_0', stack.apiKey).catch(() => ({ status: 0, body: '' }));
+        if (res.status === 200) answered += 1;
+        else failed += 1;
+        const ready = await fetch(`${stack.apiUrl}/readyz`).then(async (r) => ({ status: r.status, body: await r.text() })).catch(() => null);
+        if (ready && ready.status === 503 && ready.body.includes('redis')) readyReportsRedis += 1;
+        await sleep(500);
+      }
+      sh('redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log');
+      notes.push(`while Redis was down the API answered ${answered}/${answered + failed} requests; /readyz named redis ${readyReportsRedis} times`);
+      if (failed > 0 || readyReportsRedis === 0) notes.push('FAILED: the API did not keep answering from PostgreSQL, or /readyz did not report Redis');
+    },
+  },
+];
+
+async function dlqDistinct(stack: ChaosStack, timeoutMs: number, atLeast: number): Promise<{ distinct: number; raw: number }> {
+  const admin = stack.kafka.admin();
+  await admin.connect();
+  const offsets = await admin.fetchTopicOffsets(stack.settings.topics.dlq);
+  await admin.disconnect();
+  const high = offsets.reduce((n, p) => n + Number(p.high), 0);
+  if (high === 0) return { distinct: 0, raw: 0 };
+  const consumer = stack.kafka.consumer({ groupId: `${stack.settings.writerGroupId}.dlq-audit.${Date.now()}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic: stack.settings.topics.dlq, fromBeginning: true });
+  const seen = new Set<string>();
+  let raw = 0;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    void consumer.run({
+      eachMessage: async ({ message }) => {
+        raw += 1;
+        const h = (n: string) => String(message.headers?.[n] ?? '');
+        seen.add(`${h('dlq-topic')}/${h('dlq-partition')}/${h('dlq-offset')}`);
+        if (raw >= high && seen.size >= atLeast) {
+          clearTimeout(timer);
+          resolve();
+        }
+      },
+    });
+  });
+  await consumer.disconnect();
+  return { distinct: seen.size, raw };
+}
+
+async function produce(stack: ChaosStack, batch: Sent[]): Promise<void> {
+  const byTopic = new Map<string, Sent[]>();
+  for (const s of batch) byTopic.set(s.topic, [...(byTopic.get(s.topic) ?? []), s]);
+  await stack.producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, ms]) => ({ topic, messages: ms.map((m) => ({ key: m.key, value: m.value })) })) });
+}
+
+/**
+ * Runs one scenario on a fresh isolated stack: traffic in 20 chunks, the fault a third of the way
+ * in, then waits for the service to settle and reconciles what was produced with the log, the DLQ
+ * and the API, against the independent oracle in expected-model.ts.
+ */
+export async function runScenario(scenario: Scenario, options: { mode: 'compiled' | 'source'; events: number; log?: (line: string) => void }): Promise<ScenarioRow> {
+  const notes: string[] = [];
+  const stack = new ChaosStack(scenario.name.replace(/[^a-z0-9]/gi, '').slice(0, 12).toLowerCase(), options.mode);
+  try {
+    await stack.start();
+    const traffic = generateTraffic({ ...DEFAULT_TRAFFIC, ...scenario.traffic, events: options.events }, stack.settings.topics);
+    const good = traffic.filter((s) => s.kind === 'good');
+    const bad = traffic.filter((s) => s.kind === 'bad').length;
+    const orgs = [...new Set(good.map((s) => s.event!.org_id))];
+    const keys = await stack.keysFor(orgs);
+    const chunks = 20;
+    const size = Math.ceil(traffic.length / chunks);
+    let fault: Promise<void> = Promise.resolve();
+    let faultEnded = 0;
+    for (let i = 0; i < chunks; i++) {
+      if (i === Math.floor(chunks / 3) && scenario.fault) {
+        options.log?.(`  fault: ${scenario.name}`);
+        fault = scenario.fault(stack, notes).then(() => {
+          faultEnded = Date.now();
+        });
+      }
+      await produce(stack, traffic.slice(i * size, (i + 1) * size));
+      await sleep(100);
+    }
+    await fault;
+    const settleFrom = Math.max(Date.now(), faultEnded);
+    const expected = expectedConnections(good.map((s) => s.event as WireEvent));
+    const goodIds = new Set(good.map((s) => s.event!.event_id));
+
+    // Settle: every good event in the log, the projector caught up, the API answering the oracle.
+    let mismatches = Infinity;
+    let api = new Map<string, Record<string, unknown>>();
+    const deadline = Date.now() + 180_000;
+    while (Date.now() < deadline) {
+      const [{ n }] = await stack.db.query(`SELECT count(*)::int AS n FROM event_log`).catch(() => [{ n: -1 }]);
+      const ready = await fetch(`${stack.apiUrl}/readyz`).then((r) => r.json() as Promise<{ projection?: { lag_events: number } }>).catch(() => null);
+      if (n >= goodIds.size && ready?.projection?.lag_events === 0) {
+        api = new Map();
+        for (const org of orgs) {
+          const res = await stack.get('/v1/connections?limit=200', org, keys.get(org)!).catch(() => null);
+          if (!res || res.status !== 200) continue;
+          for (const c of (JSON.parse(res.body) as { connections: Record<string, unknown>[] }).connections) api.set(`${org}/${c.id}`, c);
+        }
+        mismatches = 0;
+        for (const [k, e] of expected) {
+          const got = api.get(k);
+          const { org: _org, ...fields } = e;
+          if (!got || Object.entries(fields).some(([f, v]) => JSON.stringify(got[f]) !== JSON.stringify(v))) mismatches += 1;
+        }
+        for (const k of api.keys()) if (!expected.has(k)) mismatches += 1;
+        if (mismatches === 0) break;
+      }
+      await sleep(500);
+    }
+    const recoverySeconds = (Date.now() - settleFrom) / 1000;
+    const logged: { event_id: string }[] = await stack.db.query(`SELECT event_id FROM event_log`);
+    const loggedIds = new Set(logged.map((r) => r.event_id));
+    const dlq = await dlqDistinct(stack, 20000, bad);
+    if (dlq.raw > dlq.distinct) notes.push(`${dlq.raw - dlq.distinct} DLQ message(s) produced twice (same source offset) after a crash`);
+    let lost = [...goodIds].filter((id) => !loggedIds.has(id)).length + Math.max(0, bad - dlq.distinct);
+    let countedTwice = logged.length - loggedIds.size + [...loggedIds].filter((id) => !goodIds.has(id)).length;
+    for (const [k, e] of expected) {
+      const got = api.get(k);
+      if (!got) continue;
+      const diff = (got.total_calls as number) - (e.total_calls as number);
+      if (diff > 0) countedTwice += diff;
+      if (diff < 0) lost += -diff;
+    }
+    if (mismatches > 0) notes.push(`${mismatches} connection(s) differ from the contract's answer`);
+    return {
+      scenario: scenario.name,
+      produced: traffic.length,
+      applied: logged.length,
+      dlq: dlq.distinct,
+      duplicatesIgnored: traffic.length - logged.length - dlq.distinct,
+      lost,
+      countedTwice,
+      mismatches,
+      recoverySeconds: Math.round(recoverySeconds * 10) / 10,
+      notes,
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+export function passed(row: ScenarioRow): boolean {
+  return row.lost === 0 && row.countedTwice === 0 && row.mismatches === 0 && !row.notes.some((n) => n.startsWith('FAILED'));
+}
+
+export const TABLE_HEADER = '| scenario | produced | applied | DLQ | duplicates ignored | lost | counted twice | API mismatches | s to recover | result |\n|---|---|---|---|---|---|---|---|---|---|';
+
+export function tableRow(r: ScenarioRow): string {
+  return `| ${r.scenario} | ${r.produced} | ${r.applied} | ${r.dlq} | ${r.duplicatesIgnored} | ${r.lost} | ${r.countedTwice} | ${r.mismatches} | ${r.recoverySeconds} | ${passed(r) ? 'pass' : 'FAIL'} |`;
+}

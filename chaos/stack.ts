@@ -1,0 +1,173 @@
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Kafka, Producer } from 'kafkajs';
+import { DataSource } from 'typeorm';
+import { loadSettings, Settings } from '@psp/config';
+import { ApiKeyStore } from '@psp/api-keys';
+import { createKafka, ensureTopics } from '@psp/messaging';
+import { createDataSource, migrate } from '@psp/storage';
+
+const ROOT = join(__dirname, '..');
+
+export type ProcessName = 'writer' | 'projector' | 'api';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/**
+ * The real service as separate processes (writer, projector, API) on an isolated database, topics,
+ * consumer group and Redis prefix, with the levers a fault needs: kill -9 a process, restart it.
+ */
+export class ChaosStack {
+  readonly env: Record<string, string>;
+  readonly settings: Settings;
+  db!: DataSource;
+  kafka!: Kafka;
+  producer!: Producer;
+  apiKey!: string;
+  apiUrl!: string;
+  readonly processes = new Map<ProcessName, ChildProcess[]>();
+  readonly output: string[] = [];
+
+  constructor(
+    label: string,
+    private readonly mode: 'compiled' | 'source',
+    overrides: Record<string, string> = {},
+  ) {
+    const id = `${label}_${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+    const base = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+    base.pathname = `/psp_chaos_${id}`;
+    this.env = {
+      DATABASE_URL: base.toString(),
+      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0',
+      REDIS_KEY_PREFIX: `chaos:${id}:`,
+      KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092',
+      KAFKA_CLIENT_ID: `chaos-${id}`,
+      TOPIC_CALLS: `chaos.${id}.calls`,
+      TOPIC_VALIDATIONS: `chaos.${id}.validations`,
+      TOPIC_CONNECTIONS: `chaos.${id}.connections`,
+      TOPIC_DLQ: `chaos.${id}.dlq`,
+      TOPIC_PARTITIONS: '3',
+      WRITER_GROUP_ID: `chaos.${id}.writer`,
+      API_KEY_CACHE_MS: '1000',
+      PROJECTOR_IDLE_MS: '20',
+      LOG_LEVEL: 'warn',
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+      ...overrides,
+    };
+    this.settings = loadSettings(this.env);
+  }
+
+  async start(): Promise<void> {
+    await migrate(this.settings.databaseUrl);
+    this.db = await createDataSource(this.settings.databaseUrl, { poolSize: 3, applicationName: 'psp-chaos' }).initialize();
+    this.kafka = createKafka(this.settings, 'chaos', () => undefined);
+    const admin = this.kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, this.settings);
+    await admin.disconnect();
+    this.producer = this.kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 30 } });
+    await this.producer.connect();
+    this.apiKey = (await new ApiKeyStore(this.db).create('org_0', ['connections:read'], 'test')).key;
+    const port = await freePort();
+    this.env.HTTP_PORT = String(port);
+    this.apiUrl = `http://127.0.0.1:${port}`;
+    this.spawn('writer');
+    this.spawn('projector');
+    this.spawn('api');
+    await this.waitForApi(60000);
+  }
+
+  /** Keys for every org the traffic uses. */
+  async keysFor(orgs: string[]): Promise<Map<string, string>> {
+    const store = new ApiKeyStore(this.db);
+    const keys = new Map<string, string>();
+    for (const org of orgs) keys.set(org, (await store.create(org, ['connections:read'], 'test')).key);
+    return keys;
+  }
+
+  spawn(name: ProcessName): ChildProcess {
+    const entry = this.mode === 'compiled' ? ['-r', join(ROOT, 'scripts/register-paths.js'), join(ROOT, 'dist/apps', name, 'src/main.js')] : ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register', join(ROOT, 'apps', name, 'src/main.ts')];
+    const child = spawn(process.execPath, entry, {
+      cwd: ROOT,
+      env: { ...process.env, ...this.env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const keep = (d: Buffer) => {
+      this.output.push(`[${name}] ${d.toString()}`);
+      if (this.output.length > 2000) this.output.splice(0, 1000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.processes.set(name, [...(this.processes.get(name) ?? []), child]);
+    return child;
+  }
+
+  /** Kills every instance of a process (SIGKILL by default), and waits until they are gone. */
+  async kill(name: ProcessName, signal: NodeJS.Signals = 'SIGKILL', which?: ChildProcess): Promise<void> {
+    const targets = which ? [which] : (this.processes.get(name) ?? []);
+    await Promise.all(
+      targets.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            child.once('exit', () => resolve());
+            child.kill(signal);
+          }),
+      ),
+    );
+    this.processes.set(name, (this.processes.get(name) ?? []).filter((c) => !targets.includes(c)));
+  }
+
+  async waitForApi(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      try {
+        if ((await fetch(`${this.apiUrl}/healthz`)).status === 200) return;
+      } catch {
+        // not up yet
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`API did not come up on ${this.apiUrl}: ${this.output.slice(-5).join('')}`);
+  }
+
+  async get(path: string, org: string, key: string): Promise<{ status: number; body: string }> {
+    const res = await fetch(`${this.apiUrl}${path}`, { headers: { 'X-Reevit-Key': key, 'X-Org-Id': org } });
+    return { status: res.status, body: await res.text() };
+  }
+
+  async stop(): Promise<void> {
+    for (const name of ['writer', 'projector', 'api'] as ProcessName[]) await this.kill(name, 'SIGTERM');
+    await this.producer?.disconnect().catch(() => undefined);
+    const admin = this.kafka?.admin();
+    if (admin) {
+      await admin.connect().catch(() => undefined);
+      await admin.deleteTopics({ topics: Object.values(this.settings.topics) }).catch(() => undefined);
+      await admin.disconnect().catch(() => undefined);
+    }
+    await this.db?.destroy().catch(() => undefined);
+    const url = new URL(this.settings.databaseUrl);
+    const name = url.pathname.slice(1);
+    url.pathname = '/postgres';
+    const admin2 = new DataSource({ type: 'postgres', url: url.toString() });
+    await admin2.initialize();
+    await admin2.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await admin2.destroy();
+    try {
+      execFileSync('bash', ['-c', `redis-cli --scan --pattern '${this.settings.redisKeyPrefix}*' | xargs -r redis-cli del > /dev/null`], { stdio: 'ignore' });
+    } catch {
+      // Redis cleanup is best effort
+    }
+  }
+}
