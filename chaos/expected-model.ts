@@ -53,13 +53,25 @@ export function expectedConnections(accepted: WireEvent[]): Map<string, Record<s
     const d = e.data;
     if (e.type === 'psp.call.completed') {
       const ok = d.outcome === 'success';
-      c.calls.push({ at, ok, latency: d.latency_ms as number, tech: !ok && !DECLINES.has(String(d.error_code)), slow: (d.latency_ms as number) > 3000 });
+      c.calls.push({
+        at,
+        ok,
+        latency: d.latency_ms as number,
+        tech: !ok && !DECLINES.has(String(d.error_code)),
+        slow: (d.latency_ms as number) > 3000,
+      });
     } else if (e.type === 'connection.validation.completed') {
-      c.validations.push({ at, id: e.event_id, ok: d.result === 'success', error: d.result === 'success' ? null : ((d.error as string) ?? null) });
+      c.validations.push({
+        at,
+        id: e.event_id,
+        ok: d.result === 'success',
+        error: d.result === 'success' ? null : ((d.error as string) ?? null),
+      });
     } else if (e.type === 'connection.configured') {
       c.created = Math.min(c.created ?? Infinity, at);
       const set = <T>(name: 'exists' | 'provider' | 'mode' | 'status' | 'labels', value: T) => {
-        if (newer(at, e.event_id, c[name])) (c as unknown as Record<string, Reg<T>>)[name] = { value, at, id: e.event_id };
+        if (newer(at, e.event_id, c[name]))
+          (c as unknown as Record<string, Reg<T>>)[name] = { value, at, id: e.event_id };
       };
       set('exists', true);
       set('provider', d.provider as string);
@@ -69,7 +81,8 @@ export function expectedConnections(accepted: WireEvent[]): Map<string, Record<s
     } else if (e.type === 'connection.status_changed') {
       if (newer(at, e.event_id, c.status)) c.status = { value: d.status as string, at, id: e.event_id };
     } else if (e.type === 'connection.labels_changed') {
-      if (newer(at, e.event_id, c.labels)) c.labels = { value: [...new Set((d.labels as string[]).map((l) => l.toLowerCase()))], at, id: e.event_id };
+      if (newer(at, e.event_id, c.labels))
+        c.labels = { value: [...new Set((d.labels as string[]).map((l) => l.toLowerCase()))], at, id: e.event_id };
     } else if (e.type === 'connection.deleted') {
       if (newer(at, e.event_id, c.exists)) c.exists = { value: false, at, id: e.event_id };
     }
@@ -82,7 +95,8 @@ export function expectedConnections(accepted: WireEvent[]): Map<string, Record<s
     const fail = c.calls.filter((x) => !x.ok);
     const lastSuccess = succ.length ? Math.max(...succ.map((x) => x.at)) : null;
     const lastFailure = fail.length ? Math.max(...fail.map((x) => x.at)) : null;
-    const latestValidation = [...c.validations].sort((x, y) => (x.at - y.at) || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)).pop() ?? null;
+    const latestValidation =
+      [...c.validations].sort((x, y) => x.at - y.at || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)).pop() ?? null;
     // Health: 60 minute buckets ending at the stream time's, 15-minute half-life, ascending sums.
     const buckets = new Map<number, { n: number; f: number; s: number }>();
     for (const x of c.calls) {
@@ -105,10 +119,12 @@ export function expectedConnections(accepted: WireEvent[]): Map<string, Record<s
       S += w * bucket.s;
     }
     let score = 100 * ((N - F + 5) / (N + 5)) * (1 - 0.3 * (N > 0 ? S / N : 0));
-    const capped = latestValidation !== null && !latestValidation.ok && (lastSuccess === null || lastSuccess < latestValidation.at);
+    const capped =
+      latestValidation !== null && !latestValidation.ok && (lastSuccess === null || lastSuccess < latestValidation.at);
     if (capped) score = Math.min(score, 25);
     const healthScore = Math.round(score * 100) / 100;
-    const healthStatus = capped || healthScore < 60 ? 'unhealthy' : N < 20 ? 'unknown' : healthScore >= 90 ? 'healthy' : 'degraded';
+    const healthStatus =
+      capped || healthScore < 60 ? 'unhealthy' : N < 20 ? 'unknown' : healthScore >= 90 ? 'healthy' : 'degraded';
     const [org, id] = k.split('/');
     out.set(k, {
       org,

@@ -9,9 +9,13 @@ import { passed, runScenario, SCENARIOS, TABLE_HEADER, tableRow } from './scenar
  * PostgreSQL or Redis) against the compiled service and prints one reconciled row each.
  */
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { events: { type: 'string' }, only: { type: 'string' }, safe: { type: 'boolean' } } });
+  const { values } = parseArgs({
+    options: { events: { type: 'string' }, only: { type: 'string' }, safe: { type: 'boolean' } },
+  });
   const events = Number(values.events ?? 20000);
-  const chosen = SCENARIOS.filter((s) => (!values.only || s.name.toLowerCase().includes(values.only.toLowerCase())) && !(values.safe && s.disruptive));
+  const chosen = SCENARIOS.filter(
+    (s) => (!values.only || s.name.toLowerCase().includes(values.only.toLowerCase())) && !(values.safe && s.disruptive),
+  );
   process.stderr.write(`building the service...\n`);
   execFileSync('npm', ['run', '-s', 'build'], { cwd: join(__dirname, '..'), stdio: 'inherit' });
   process.stdout.write(`chaos: ${chosen.length} scenario(s), ${events} messages each\n\n${TABLE_HEADER}\n`);

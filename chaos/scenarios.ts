@@ -101,18 +101,29 @@ export const SCENARIOS: Scenario[] = [
         const res = await stack.get('/v1/connections', 'org_0', stack.apiKey).catch(() => ({ status: 0, body: '' }));
         if (res.status === 200) answered += 1;
         else failed += 1;
-        const ready = await fetch(`${stack.apiUrl}/readyz`).then(async (r) => ({ status: r.status, body: await r.text() })).catch(() => null);
+        const ready = await fetch(`${stack.apiUrl}/readyz`)
+          .then(async (r) => ({ status: r.status, body: await r.text() }))
+          .catch(() => null);
         if (ready && ready.status === 503 && ready.body.includes('redis')) readyReportsRedis += 1;
         await sleep(500);
       }
-      sh('redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log');
-      notes.push(`while Redis was down the API answered ${answered}/${answered + failed} requests; /readyz named redis ${readyReportsRedis} times`);
-      if (failed > 0 || readyReportsRedis === 0) notes.push('FAILED: the API did not keep answering from PostgreSQL, or /readyz did not report Redis');
+      sh(
+        'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log',
+      );
+      notes.push(
+        `while Redis was down the API answered ${answered}/${answered + failed} requests; /readyz named redis ${readyReportsRedis} times`,
+      );
+      if (failed > 0 || readyReportsRedis === 0)
+        notes.push('FAILED: the API did not keep answering from PostgreSQL, or /readyz did not report Redis');
     },
   },
 ];
 
-async function dlqDistinct(stack: ChaosStack, timeoutMs: number, atLeast: number): Promise<{ distinct: number; raw: number }> {
+async function dlqDistinct(
+  stack: ChaosStack,
+  timeoutMs: number,
+  atLeast: number,
+): Promise<{ distinct: number; raw: number }> {
   const admin = stack.kafka.admin();
   await admin.connect();
   const offsets = await admin.fetchTopicOffsets(stack.settings.topics.dlq);
@@ -145,7 +156,13 @@ async function dlqDistinct(stack: ChaosStack, timeoutMs: number, atLeast: number
 async function produce(stack: ChaosStack, batch: Sent[]): Promise<void> {
   const byTopic = new Map<string, Sent[]>();
   for (const s of batch) byTopic.set(s.topic, [...(byTopic.get(s.topic) ?? []), s]);
-  await stack.producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, ms]) => ({ topic, messages: ms.map((m) => ({ key: m.key, value: m.value })) })) });
+  await stack.producer.sendBatch({
+    acks: -1,
+    topicMessages: [...byTopic].map(([topic, ms]) => ({
+      topic,
+      messages: ms.map((m) => ({ key: m.key, value: m.value })),
+    })),
+  });
 }
 
 /**
@@ -153,12 +170,24 @@ async function produce(stack: ChaosStack, batch: Sent[]): Promise<void> {
  * in, then waits for the service to settle and reconciles what was produced with the log, the DLQ
  * and the API, against the independent oracle in expected-model.ts.
  */
-export async function runScenario(scenario: Scenario, options: { mode: 'compiled' | 'source'; events: number; log?: (line: string) => void }): Promise<ScenarioRow> {
+export async function runScenario(
+  scenario: Scenario,
+  options: { mode: 'compiled' | 'source'; events: number; log?: (line: string) => void },
+): Promise<ScenarioRow> {
   const notes: string[] = [];
-  const stack = new ChaosStack(scenario.name.replace(/[^a-z0-9]/gi, '').slice(0, 12).toLowerCase(), options.mode);
+  const stack = new ChaosStack(
+    scenario.name
+      .replace(/[^a-z0-9]/gi, '')
+      .slice(0, 12)
+      .toLowerCase(),
+    options.mode,
+  );
   try {
     await stack.start();
-    const traffic = generateTraffic({ ...DEFAULT_TRAFFIC, ...scenario.traffic, events: options.events }, stack.settings.topics);
+    const traffic = generateTraffic(
+      { ...DEFAULT_TRAFFIC, ...scenario.traffic, events: options.events },
+      stack.settings.topics,
+    );
     const good = traffic.filter((s) => s.kind === 'good');
     const bad = traffic.filter((s) => s.kind === 'bad').length;
     const orgs = [...new Set(good.map((s) => s.event!.org_id))];
@@ -188,19 +217,23 @@ export async function runScenario(scenario: Scenario, options: { mode: 'compiled
     const deadline = Date.now() + 180_000;
     while (Date.now() < deadline) {
       const [{ n }] = await stack.db.query(`SELECT count(*)::int AS n FROM event_log`).catch(() => [{ n: -1 }]);
-      const ready = await fetch(`${stack.apiUrl}/readyz`).then((r) => r.json() as Promise<{ projection?: { lag_events: number } }>).catch(() => null);
+      const ready = await fetch(`${stack.apiUrl}/readyz`)
+        .then((r) => r.json() as Promise<{ projection?: { lag_events: number } }>)
+        .catch(() => null);
       if (n >= goodIds.size && ready?.projection?.lag_events === 0) {
         api = new Map();
         for (const org of orgs) {
           const res = await stack.get('/v1/connections?limit=200', org, keys.get(org)!).catch(() => null);
           if (!res || res.status !== 200) continue;
-          for (const c of (JSON.parse(res.body) as { connections: Record<string, unknown>[] }).connections) api.set(`${org}/${c.id}`, c);
+          for (const c of (JSON.parse(res.body) as { connections: Record<string, unknown>[] }).connections)
+            api.set(`${org}/${c.id}`, c);
         }
         mismatches = 0;
         for (const [k, e] of expected) {
           const got = api.get(k);
           const { org: _org, ...fields } = e;
-          if (!got || Object.entries(fields).some(([f, v]) => JSON.stringify(got[f]) !== JSON.stringify(v))) mismatches += 1;
+          if (!got || Object.entries(fields).some(([f, v]) => JSON.stringify(got[f]) !== JSON.stringify(v)))
+            mismatches += 1;
         }
         for (const k of api.keys()) if (!expected.has(k)) mismatches += 1;
         if (mismatches === 0) break;
@@ -211,7 +244,8 @@ export async function runScenario(scenario: Scenario, options: { mode: 'compiled
     const logged: { event_id: string }[] = await stack.db.query(`SELECT event_id FROM event_log`);
     const loggedIds = new Set(logged.map((r) => r.event_id));
     const dlq = await dlqDistinct(stack, 20000, bad);
-    if (dlq.raw > dlq.distinct) notes.push(`${dlq.raw - dlq.distinct} DLQ message(s) produced twice (same source offset) after a crash`);
+    if (dlq.raw > dlq.distinct)
+      notes.push(`${dlq.raw - dlq.distinct} DLQ message(s) produced twice (same source offset) after a crash`);
     let lost = [...goodIds].filter((id) => !loggedIds.has(id)).length + Math.max(0, bad - dlq.distinct);
     let countedTwice = logged.length - loggedIds.size + [...loggedIds].filter((id) => !goodIds.has(id)).length;
     for (const [k, e] of expected) {
@@ -240,10 +274,13 @@ export async function runScenario(scenario: Scenario, options: { mode: 'compiled
 }
 
 export function passed(row: ScenarioRow): boolean {
-  return row.lost === 0 && row.countedTwice === 0 && row.mismatches === 0 && !row.notes.some((n) => n.startsWith('FAILED'));
+  return (
+    row.lost === 0 && row.countedTwice === 0 && row.mismatches === 0 && !row.notes.some((n) => n.startsWith('FAILED'))
+  );
 }
 
-export const TABLE_HEADER = '| scenario | produced | applied | DLQ | duplicates ignored | lost | counted twice | API mismatches | s to recover | result |\n|---|---|---|---|---|---|---|---|---|---|';
+export const TABLE_HEADER =
+  '| scenario | produced | applied | DLQ | duplicates ignored | lost | counted twice | API mismatches | s to recover | result |\n|---|---|---|---|---|---|---|---|---|---|';
 
 export function tableRow(r: ScenarioRow): string {
   return `| ${r.scenario} | ${r.produced} | ${r.applied} | ${r.dlq} | ${r.duplicatesIgnored} | ${r.lost} | ${r.countedTwice} | ${r.mismatches} | ${r.recoverySeconds} | ${passed(r) ? 'pass' : 'FAIL'} |`;

@@ -70,7 +70,10 @@ export class ChaosStack {
 
   async start(): Promise<void> {
     await migrate(this.settings.databaseUrl);
-    this.db = await createDataSource(this.settings.databaseUrl, { poolSize: 3, applicationName: 'psp-chaos' }).initialize();
+    this.db = await createDataSource(this.settings.databaseUrl, {
+      poolSize: 3,
+      applicationName: 'psp-chaos',
+    }).initialize();
     this.kafka = createKafka(this.settings, 'chaos', () => undefined);
     const admin = this.kafka.admin();
     await admin.connect();
@@ -97,7 +100,16 @@ export class ChaosStack {
   }
 
   spawn(name: ProcessName): ChildProcess {
-    const entry = this.mode === 'compiled' ? ['-r', join(ROOT, 'scripts/register-paths.js'), join(ROOT, 'dist/apps', name, 'src/main.js')] : ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register', join(ROOT, 'apps', name, 'src/main.ts')];
+    const entry =
+      this.mode === 'compiled'
+        ? ['-r', join(ROOT, 'scripts/register-paths.js'), join(ROOT, 'dist/apps', name, 'src/main.js')]
+        : [
+            '-r',
+            'ts-node/register/transpile-only',
+            '-r',
+            'tsconfig-paths/register',
+            join(ROOT, 'apps', name, 'src/main.ts'),
+          ];
     const child = spawn(process.execPath, entry, {
       cwd: ROOT,
       env: { ...process.env, ...this.env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
@@ -126,7 +138,10 @@ export class ChaosStack {
           }),
       ),
     );
-    this.processes.set(name, (this.processes.get(name) ?? []).filter((c) => !targets.includes(c)));
+    this.processes.set(
+      name,
+      (this.processes.get(name) ?? []).filter((c) => !targets.includes(c)),
+    );
   }
 
   async waitForApi(timeoutMs: number): Promise<void> {
@@ -165,7 +180,11 @@ export class ChaosStack {
     await admin2.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     await admin2.destroy();
     try {
-      execFileSync('bash', ['-c', `redis-cli --scan --pattern '${this.settings.redisKeyPrefix}*' | xargs -r redis-cli del > /dev/null`], { stdio: 'ignore' });
+      execFileSync(
+        'bash',
+        ['-c', `redis-cli --scan --pattern '${this.settings.redisKeyPrefix}*' | xargs -r redis-cli del > /dev/null`],
+        { stdio: 'ignore' },
+      );
     } catch {
       // Redis cleanup is best effort
     }

@@ -23,7 +23,15 @@ export interface TrafficOptions {
   shuffleTopics: boolean;
 }
 
-export const DEFAULT_TRAFFIC: TrafficOptions = { orgs: 3, connections: 8, events: 6000, seed: 1, badFraction: 0, duplicateFraction: 0, shuffleTopics: false };
+export const DEFAULT_TRAFFIC: TrafficOptions = {
+  orgs: 3,
+  connections: 8,
+  events: 6000,
+  seed: 1,
+  badFraction: 0,
+  duplicateFraction: 0,
+  shuffleTopics: false,
+};
 
 function random(seed: number): () => number {
   let a = seed >>> 0;
@@ -43,21 +51,57 @@ const DECLINES = ['insufficient_funds', 'card_declined', 'do_not_honor'];
  * technical failures, customer declines, slow calls), validations, status and label changes, with
  * event times up to two minutes in the past (so arrival order differs from event order).
  */
-export function generateTraffic(options: TrafficOptions, topics: { calls: string; validations: string; connections: string }, now = Date.now()): Sent[] {
+export function generateTraffic(
+  options: TrafficOptions,
+  topics: { calls: string; validations: string; connections: string },
+  now = Date.now(),
+): Sent[] {
   const rnd = random(options.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
   const all = [topics.calls, topics.validations, topics.connections];
   const sent: Sent[] = [];
   const good: Sent[] = [];
-  const push = (type: string, org: string, conn: string, data: Record<string, unknown>, topic: string, at = now - Math.floor(rnd() * 120_000)) => {
-    const event: WireEvent = { event_id: randomUUID(), type, schema_version: 1, org_id: org, connection_id: conn, occurred_at: new Date(at).toISOString(), data };
-    const s: Sent = { topic: options.shuffleTopics ? pick(all) : topic, key: `${org}:${conn}`, value: JSON.stringify(event), kind: 'good', event };
+  const push = (
+    type: string,
+    org: string,
+    conn: string,
+    data: Record<string, unknown>,
+    topic: string,
+    at = now - Math.floor(rnd() * 120_000),
+  ) => {
+    const event: WireEvent = {
+      event_id: randomUUID(),
+      type,
+      schema_version: 1,
+      org_id: org,
+      connection_id: conn,
+      occurred_at: new Date(at).toISOString(),
+      data,
+    };
+    const s: Sent = {
+      topic: options.shuffleTopics ? pick(all) : topic,
+      key: `${org}:${conn}`,
+      value: JSON.stringify(event),
+      kind: 'good',
+      event,
+    };
     sent.push(s);
     good.push(s);
   };
   for (let o = 0; o < options.orgs; o++) {
     for (let c = 0; c < options.connections; c++) {
-      push('connection.configured', `org_${o}`, `conn_${c}`, { provider: pick(PROVIDERS), labels: [pick(['ghana', 'kenya']), 'primary'], credentials: { secret: 'sk_live_chaos' } }, topics.connections, now - 180_000);
+      push(
+        'connection.configured',
+        `org_${o}`,
+        `conn_${c}`,
+        {
+          provider: pick(PROVIDERS),
+          labels: [pick(['ghana', 'kenya']), 'primary'],
+          credentials: { secret: 'sk_live_chaos' },
+        },
+        topics.connections,
+        now - 180_000,
+      );
     }
   }
   let bad = 0;
@@ -68,11 +112,51 @@ export function generateTraffic(options: TrafficOptions, topics: { calls: string
       const conn = `conn_${Math.floor(rnd() * options.connections)}`;
       const variants = [
         'not json {',
-        JSON.stringify({ event_id: randomUUID(), type: 'psp.call.completed', schema_version: 2, org_id: 'org_0', connection_id: conn, occurred_at: new Date(now).toISOString(), data: { outcome: 'success', latency_ms: 1 } }),
-        JSON.stringify({ event_id: randomUUID(), type: 'psp.call.exploded', schema_version: 1, org_id: 'org_0', connection_id: conn, occurred_at: new Date(now).toISOString(), data: {} }),
-        JSON.stringify({ event_id: randomUUID(), type: 'psp.call.completed', schema_version: 1, org_id: 'org_0', connection_id: conn, occurred_at: new Date(now + 3600_000).toISOString(), data: { outcome: 'success', latency_ms: 1 } }),
-        JSON.stringify({ event_id: randomUUID(), type: 'psp.call.completed', schema_version: 1, org_id: 'org 0', connection_id: conn, occurred_at: new Date(now).toISOString(), data: { outcome: 'success', latency_ms: 1 } }),
-        JSON.stringify({ event_id: randomUUID(), type: 'psp.call.completed', schema_version: 1, org_id: 'org_0', connection_id: conn, occurred_at: new Date(now).toISOString(), data: { outcome: 'success', latency_ms: -5 } }),
+        JSON.stringify({
+          event_id: randomUUID(),
+          type: 'psp.call.completed',
+          schema_version: 2,
+          org_id: 'org_0',
+          connection_id: conn,
+          occurred_at: new Date(now).toISOString(),
+          data: { outcome: 'success', latency_ms: 1 },
+        }),
+        JSON.stringify({
+          event_id: randomUUID(),
+          type: 'psp.call.exploded',
+          schema_version: 1,
+          org_id: 'org_0',
+          connection_id: conn,
+          occurred_at: new Date(now).toISOString(),
+          data: {},
+        }),
+        JSON.stringify({
+          event_id: randomUUID(),
+          type: 'psp.call.completed',
+          schema_version: 1,
+          org_id: 'org_0',
+          connection_id: conn,
+          occurred_at: new Date(now + 3600_000).toISOString(),
+          data: { outcome: 'success', latency_ms: 1 },
+        }),
+        JSON.stringify({
+          event_id: randomUUID(),
+          type: 'psp.call.completed',
+          schema_version: 1,
+          org_id: 'org 0',
+          connection_id: conn,
+          occurred_at: new Date(now).toISOString(),
+          data: { outcome: 'success', latency_ms: 1 },
+        }),
+        JSON.stringify({
+          event_id: randomUUID(),
+          type: 'psp.call.completed',
+          schema_version: 1,
+          org_id: 'org_0',
+          connection_id: conn,
+          occurred_at: new Date(now).toISOString(),
+          data: { outcome: 'success', latency_ms: -5 },
+        }),
       ];
       sent.push({ topic: pick(all), key: `org_0:${conn}`, value: variants[bad % variants.length], kind: 'bad' });
       continue;
@@ -88,16 +172,33 @@ export function generateTraffic(options: TrafficOptions, topics: { calls: string
     if (t < 0.86) {
       const u = rnd();
       const data =
-        u < 0.08 ? { outcome: 'failure', latency_ms: Math.floor(rnd() * 2000), error_code: 'gateway_timeout' }
-        : u < 0.12 ? { outcome: 'failure', latency_ms: Math.floor(rnd() * 800), error_code: pick(DECLINES) }
-        : { outcome: 'success', latency_ms: rnd() < 0.05 ? 3001 + Math.floor(rnd() * 5000) : Math.floor(rnd() * 1500) };
+        u < 0.08
+          ? { outcome: 'failure', latency_ms: Math.floor(rnd() * 2000), error_code: 'gateway_timeout' }
+          : u < 0.12
+            ? { outcome: 'failure', latency_ms: Math.floor(rnd() * 800), error_code: pick(DECLINES) }
+            : {
+                outcome: 'success',
+                latency_ms: rnd() < 0.05 ? 3001 + Math.floor(rnd() * 5000) : Math.floor(rnd() * 1500),
+              };
       push('psp.call.completed', org, conn, data, topics.calls);
     } else if (t < 0.94) {
-      push('connection.validation.completed', org, conn, rnd() < 0.8 ? { result: 'success' } : { result: 'failure', error: 'invalid secret key' }, topics.validations);
+      push(
+        'connection.validation.completed',
+        org,
+        conn,
+        rnd() < 0.8 ? { result: 'success' } : { result: 'failure', error: 'invalid secret key' },
+        topics.validations,
+      );
     } else if (t < 0.97) {
       push('connection.status_changed', org, conn, { status: pick(['active', 'inactive']) }, topics.connections);
     } else {
-      push('connection.labels_changed', org, conn, { labels: [pick(['ghana', 'kenya', 'vip']), pick(['Primary', 'backup'])] }, topics.connections);
+      push(
+        'connection.labels_changed',
+        org,
+        conn,
+        { labels: [pick(['ghana', 'kenya', 'vip']), pick(['Primary', 'backup'])] },
+        topics.connections,
+      );
     }
   }
   return sent;

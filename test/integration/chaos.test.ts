@@ -9,16 +9,25 @@ import { passed, runScenario, SCENARIOS } from '../../chaos/scenarios';
 describe('chaos scenarios (small volume)', () => {
   const inCi = ['kill -9 projector', 'bad-message storm (10%)', 'every event twice', 'shuffled across topics'];
 
-  it.each(inCi)('%s: nothing lost, nothing counted twice, the API answers the contract', async (name) => {
-    const scenario = SCENARIOS.find((s) => s.name === name)!;
-    const row = await runScenario(scenario, { mode: 'source', events: 2000 });
-    expect({ lost: row.lost, countedTwice: row.countedTwice, mismatches: row.mismatches, notes: row.notes.filter((n) => n.startsWith('FAILED')) }).toEqual({
-      lost: 0,
-      countedTwice: 0,
-      mismatches: 0,
-      notes: [],
-    });
-    expect(row.applied + row.dlq + row.duplicatesIgnored).toBe(row.produced);
-    expect(passed(row)).toBe(true);
-  }, 300000);
+  it.each(inCi)(
+    '%s: nothing lost, nothing counted twice, the API answers the contract',
+    async (name) => {
+      const scenario = SCENARIOS.find((s) => s.name === name)!;
+      const row = await runScenario(scenario, { mode: 'source', events: 2000 });
+      expect({
+        lost: row.lost,
+        countedTwice: row.countedTwice,
+        mismatches: row.mismatches,
+        notes: row.notes.filter((n) => n.startsWith('FAILED')),
+      }).toEqual({
+        lost: 0,
+        countedTwice: 0,
+        mismatches: 0,
+        notes: [],
+      });
+      expect(row.applied + row.dlq + row.duplicatesIgnored).toBe(row.produced);
+      expect(passed(row)).toBe(true);
+    },
+    300000,
+  );
 });

@@ -40,9 +40,13 @@ describe('tailing the event log', () => {
 
   it('does not read past a transaction that is still open, then reads everything once it commits', async () => {
     const early = await openWriter(db);
-    await appendEvents(early, [{ event: call('c1', 1), streamVersion: 1, source: { topic: 't', partition: 0, offset: '1' } }]);
+    await appendEvents(early, [
+      { event: call('c1', 1), streamVersion: 1, source: { topic: 't', partition: 0, offset: '1' } },
+    ]);
     const late = await openWriter(db);
-    await appendEvents(late, [{ event: call('c2', 2), streamVersion: 1, source: { topic: 't', partition: 0, offset: '2' } }]);
+    await appendEvents(late, [
+      { event: call('c2', 2), streamVersion: 1, source: { topic: 't', partition: 0, offset: '2' } },
+    ]);
     await late.commitTransaction();
 
     // The later transaction has committed, but the earlier one is open: reading past it now could skip it.
@@ -87,7 +91,10 @@ describe('tailing the event log', () => {
       }),
     );
     stop = true;
-    await Promise.race([reader, new Promise((_, reject) => setTimeout(() => reject(new Error('reader did not catch up')), 20000))]);
+    await Promise.race([
+      reader,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('reader did not catch up')), 20000)),
+    ]);
     expect(seen.length).toBe(produced.length);
     expect(new Set(seen)).toEqual(new Set(produced));
   });

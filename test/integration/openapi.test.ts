@@ -14,7 +14,13 @@ describe('the OpenAPI document', () => {
   let db: DataSource;
   let app: NestFastifyApplication;
   let url: string;
-  let doc: { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }> }>>; components: { schemas: Record<string, Schema> } };
+  let doc: {
+    paths: Record<
+      string,
+      Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }> }>
+    >;
+    components: { schemas: Record<string, Schema> };
+  };
 
   beforeAll(async () => {
     settings = isolatedSettings('openapi');
@@ -37,7 +43,7 @@ describe('the OpenAPI document', () => {
     expect(res.headers.get('content-type')).toContain('text/html');
   });
 
-  it("has the Connection schema with exactly the fields of CONTRACT 1.3, in order, as the service renders them", () => {
+  it('has the Connection schema with exactly the fields of CONTRACT 1.3, in order, as the service renders them', () => {
     const state = initialConnectionState('o', 'c');
     applyEvent(state, {
       eventId: 'e',
@@ -58,18 +64,28 @@ describe('the OpenAPI document', () => {
     const rendered = toConnectionView(state, 0);
     const schema = doc.components.schemas.ConnectionSchema;
     expect(Object.keys(schema.properties!)).toEqual(Object.keys(rendered));
-    expect(Object.keys(doc.components.schemas.RoutingHintsSchema.properties!)).toEqual(Object.keys(rendered.routing_hints));
-    expect(Object.keys(doc.components.schemas.FeeStructureSchema.properties!)).toEqual(Object.keys(rendered.fee_structure));
+    expect(Object.keys(doc.components.schemas.RoutingHintsSchema.properties!)).toEqual(
+      Object.keys(rendered.routing_hints),
+    );
+    expect(Object.keys(doc.components.schemas.FeeStructureSchema.properties!)).toEqual(
+      Object.keys(rendered.fee_structure),
+    );
     expect(schema.required).toEqual(Object.keys(rendered));
   });
 
   it('documents the list, single and labels routes, and every error as the contract error body', () => {
     const list = doc.paths['/v1/connections'].get;
-    expect(list.responses['200'].content!['application/json'].schema.$ref).toBe('#/components/schemas/ConnectionListSchema');
+    expect(list.responses['200'].content!['application/json'].schema.$ref).toBe(
+      '#/components/schemas/ConnectionListSchema',
+    );
     for (const status of ['400', '401', '403']) {
-      expect(list.responses[status].content!['application/json'].schema.$ref).toBe('#/components/schemas/ErrorBodySchema');
+      expect(list.responses[status].content!['application/json'].schema.$ref).toBe(
+        '#/components/schemas/ErrorBodySchema',
+      );
     }
-    expect(doc.paths['/v1/connections/{id}'].get.responses['404'].content!['application/json'].schema.$ref).toBe('#/components/schemas/ErrorBodySchema');
+    expect(doc.paths['/v1/connections/{id}'].get.responses['404'].content!['application/json'].schema.$ref).toBe(
+      '#/components/schemas/ErrorBodySchema',
+    );
     expect(doc.paths['/v1/connections/labels'].get.responses['200']).toBeDefined();
     const error = doc.components.schemas.ErrorBodySchema;
     expect(Object.keys(error.properties!)).toEqual(['error', 'code', 'message', 'details']);

@@ -15,10 +15,21 @@ describe('the keys command line', () => {
   let db: DataSource;
 
   async function ops(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return run(process.execPath, ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register', join(ROOT, 'apps/ops/src/main.ts'), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
-    });
+    return run(
+      process.execPath,
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        '-r',
+        'tsconfig-paths/register',
+        join(ROOT, 'apps/ops/src/main.ts'),
+        ...args,
+      ],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
+      },
+    );
   }
 
   beforeAll(async () => {
@@ -35,7 +46,9 @@ describe('the keys command line', () => {
     const lines = created.stdout.trim().split('\n');
     const key = lines[lines.length - 1];
     expect(key).toMatch(/^pfk_test_[A-Za-z0-9_-]{32}$/);
-    const stored: { org_id: string; key_hash: Buffer; scopes: string[] }[] = await db.query(`SELECT org_id, key_hash, scopes FROM api_key`);
+    const stored: { org_id: string; key_hash: Buffer; scopes: string[] }[] = await db.query(
+      `SELECT org_id, key_hash, scopes FROM api_key`,
+    );
     expect(stored).toHaveLength(1);
     expect(stored[0]).toMatchObject({ org_id: 'org_cli', scopes: ['connections:read'] });
     expect(stored[0].key_hash.equals(hashApiKey(key))).toBe(true);

@@ -23,7 +23,13 @@ function shuffled<T>(xs: T[], seed: number): T[] {
  */
 describe('order independence through the log', () => {
   const runs: { settings: Settings; db: DataSource }[] = [];
-  const events: ConnectionEvent[] = mixedEvents({ orgs: 2, connections: 12, events: 3000, seed: 7, start: Date.UTC(2026, 10, 24, 6, 0, 0) });
+  const events: ConnectionEvent[] = mixedEvents({
+    orgs: 2,
+    connections: 12,
+    events: 3000,
+    seed: 7,
+    start: Date.UTC(2026, 10, 24, 6, 0, 0),
+  });
 
   afterAll(async () => {
     for (const r of runs) {
@@ -49,7 +55,10 @@ describe('order independence through the log', () => {
       const streams = new ConnectionStreams(db, settings);
       // Every event once, a fifth of them twice (the second copy later in the stream), in a new order.
       const withDuplicates = shuffled([...events, ...events.filter((_, i) => i % 5 === order)], 100 + order);
-      const delivered: SourcedEvent[] = withDuplicates.map((event, i) => ({ event, source: { topic: 'order', partition: 0, offset: String(i) } }));
+      const delivered: SourcedEvent[] = withDuplicates.map((event, i) => ({
+        event,
+        source: { topic: 'order', partition: 0, offset: String(i) },
+      }));
       let appended = 0;
       let duplicates = 0;
       for (let i = 0; i < delivered.length; i += 250) {

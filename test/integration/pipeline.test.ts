@@ -20,8 +20,23 @@ describe('the service end to end', () => {
   let keyB: string;
   const base = Math.floor((Date.now() - 30 * 60000) / 60000) * 60000; // a whole minute, 30 min ago
 
-  function envelope(type: string, org: string, conn: string, atMs: number, data: object, eventId = randomUUID()): string {
-    return JSON.stringify({ event_id: eventId, type, schema_version: 1, org_id: org, connection_id: conn, occurred_at: new Date(atMs).toISOString(), data });
+  function envelope(
+    type: string,
+    org: string,
+    conn: string,
+    atMs: number,
+    data: object,
+    eventId = randomUUID(),
+  ): string {
+    return JSON.stringify({
+      event_id: eventId,
+      type,
+      schema_version: 1,
+      org_id: org,
+      connection_id: conn,
+      occurred_at: new Date(atMs).toISOString(),
+      data,
+    });
   }
 
   async function send(topic: string, ...values: string[]): Promise<void> {
@@ -69,14 +84,31 @@ describe('the service end to end', () => {
     await send(
       t.calls,
       envelope('psp.call.completed', 'org_a', 'paystack_gh', base + 1000, { outcome: 'success', latency_ms: 400 }),
-      envelope('psp.call.completed', 'org_a', 'paystack_gh', base + 2000, { outcome: 'failure', latency_ms: 3500, error_code: 'timeout' }),
-      envelope('psp.call.completed', 'org_a', 'paystack_gh', base + 3000, { outcome: 'failure', latency_ms: 100, error_code: 'card_declined' }),
+      envelope('psp.call.completed', 'org_a', 'paystack_gh', base + 2000, {
+        outcome: 'failure',
+        latency_ms: 3500,
+        error_code: 'timeout',
+      }),
+      envelope('psp.call.completed', 'org_a', 'paystack_gh', base + 3000, {
+        outcome: 'failure',
+        latency_ms: 100,
+        error_code: 'card_declined',
+      }),
     );
-    await send(t.validations, envelope('connection.validation.completed', 'org_a', 'paystack_gh', base + 4000, { result: 'failure', error: 'bad key' }));
+    await send(
+      t.validations,
+      envelope('connection.validation.completed', 'org_a', 'paystack_gh', base + 4000, {
+        result: 'failure',
+        error: 'bad key',
+      }),
+    );
 
     const res = await eventually(
       () => get('/v1/connections', keyA, 'org_a'),
-      (r) => r.status === 200 && JSON.parse(r.text).connections[0]?.last_validated_at !== null && JSON.parse(r.text).connections[0]?.total_calls === 3,
+      (r) =>
+        r.status === 200 &&
+        JSON.parse(r.text).connections[0]?.last_validated_at !== null &&
+        JSON.parse(r.text).connections[0]?.total_calls === 3,
       30000,
       'the connection with 3 calls and a validation',
     );
@@ -85,9 +117,28 @@ describe('the service end to end', () => {
     expect(body.pagination).toEqual({ total: 1, limit: 50, offset: 0 });
     const c = body.connections[0];
     expect(Object.keys(c)).toEqual([
-      'id', 'provider', 'mode', 'status', 'capabilities', 'routing_hints', 'labels', 'fee_structure', 'total_calls', 'successful_calls',
-      'failed_calls', 'total_latency_ms', 'last_success_at', 'last_failure_at', 'health_score', 'health_status', 'last_validated_at',
-      'last_validation_status', 'last_validation_error', 'validation_failures', 'created_at', 'updated_at',
+      'id',
+      'provider',
+      'mode',
+      'status',
+      'capabilities',
+      'routing_hints',
+      'labels',
+      'fee_structure',
+      'total_calls',
+      'successful_calls',
+      'failed_calls',
+      'total_latency_ms',
+      'last_success_at',
+      'last_failure_at',
+      'health_score',
+      'health_status',
+      'last_validated_at',
+      'last_validation_status',
+      'last_validation_error',
+      'validation_failures',
+      'created_at',
+      'updated_at',
     ]);
     expect(c).toMatchObject({
       id: 'paystack_gh',
@@ -122,8 +173,18 @@ describe('the service end to end', () => {
 
   it('ignores a duplicate event_id, also on another topic', async () => {
     const id = randomUUID();
-    const call = envelope('psp.call.completed', 'org_a', 'dup_conn', base + 10000, { outcome: 'success', latency_ms: 10 }, id);
-    await send(settings.topics.connections, envelope('connection.configured', 'org_a', 'dup_conn', base, { provider: 'hubtel' }));
+    const call = envelope(
+      'psp.call.completed',
+      'org_a',
+      'dup_conn',
+      base + 10000,
+      { outcome: 'success', latency_ms: 10 },
+      id,
+    );
+    await send(
+      settings.topics.connections,
+      envelope('connection.configured', 'org_a', 'dup_conn', base, { provider: 'hubtel' }),
+    );
     await send(settings.topics.calls, call, call);
     await send(settings.topics.validations, call);
     const res = await eventually(
@@ -158,7 +219,12 @@ describe('the service end to end', () => {
         seen.push({ value: message.value?.toString() ?? '', headers });
       },
     });
-    await eventually(async () => seen.length, (n) => n >= 3, 30000, 'three DLQ messages');
+    await eventually(
+      async () => seen.length,
+      (n) => n >= 3,
+      30000,
+      'three DLQ messages',
+    );
     await consumer.disconnect();
     const notJson = seen.find((m) => m.value === '{not json')!;
     expect(notJson.headers['dlq-reason']).toBe('invalid_json');
@@ -168,15 +234,32 @@ describe('the service end to end', () => {
     expect(notJson.headers['dlq-detail'].length).toBeGreaterThan(5);
     expect(seen.map((m) => m.value)).toContain(bad[1]);
     // The configured connection after the bad ones was applied.
-    await eventually(() => get('/v1/connections/after_bad', keyA, 'org_a'), (r) => r.status === 200, 30000, 'after_bad listed');
+    await eventually(
+      () => get('/v1/connections/after_bad', keyA, 'org_a'),
+      (r) => r.status === 200,
+      30000,
+      'after_bad listed',
+    );
   });
 
   it('never shows one org the connections of another', async () => {
-    await send(settings.topics.connections, envelope('connection.configured', 'org_b', 'b_only', base, { provider: 'mpesa' }));
-    await eventually(() => get('/v1/connections/b_only', keyB, 'org_b'), (r) => r.status === 200, 30000, 'b_only listed for org_b');
+    await send(
+      settings.topics.connections,
+      envelope('connection.configured', 'org_b', 'b_only', base, { provider: 'mpesa' }),
+    );
+    await eventually(
+      () => get('/v1/connections/b_only', keyB, 'org_b'),
+      (r) => r.status === 200,
+      30000,
+      'b_only listed for org_b',
+    );
     const asA = await get('/v1/connections/b_only', keyA, 'org_a');
     expect(asA.status).toBe(404);
-    expect(JSON.parse(asA.text)).toEqual({ error: 'not_found', code: 'connection_not_found', message: expect.any(String) });
+    expect(JSON.parse(asA.text)).toEqual({
+      error: 'not_found',
+      code: 'connection_not_found',
+      message: expect.any(String),
+    });
     const listA = JSON.parse((await get('/v1/connections', keyA, 'org_a')).text);
     expect(listA.connections.map((c: { id: string }) => c.id)).not.toContain('b_only');
     const crossed = await get('/v1/connections', keyA, 'org_b');

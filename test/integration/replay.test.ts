@@ -32,7 +32,9 @@ describe('replay of the read model', () => {
     const out: string[] = [];
     for (let o = 0; o < ORGS; o++) {
       for (const p of paths) {
-        const res = await fetch(url + p, { headers: { 'X-Reevit-Key': keys.get(`org_${o}`)!, 'X-Org-Id': `org_${o}` } });
+        const res = await fetch(url + p, {
+          headers: { 'X-Reevit-Key': keys.get(`org_${o}`)!, 'X-Org-Id': `org_${o}` },
+        });
         out.push(`${o} ${p} ${res.status} ${await res.text()}`);
       }
     }
@@ -42,11 +44,15 @@ describe('replay of the read model', () => {
   beforeAll(async () => {
     settings = isolatedSettings('replay');
     db = await openDatabase(settings);
-    await seedLog(db, mixedEvents({ orgs: ORGS, connections: 25, events: 6000, seed: 42, start: Date.UTC(2026, 10, 24, 8, 0, 0) }));
+    await seedLog(
+      db,
+      mixedEvents({ orgs: ORGS, connections: 25, events: 6000, seed: 42, start: Date.UTC(2026, 10, 24, 8, 0, 0) }),
+    );
     await projectAll(new Projection(db, 1, null, 1000), db);
     ({ app, url } = await startService(ApiModule, settings));
     const store = new ApiKeyStore(db);
-    for (let o = 0; o < ORGS; o++) keys.set(`org_${o}`, (await store.create(`org_${o}`, ['connections:read'], 'test')).key);
+    for (let o = 0; o < ORGS; o++)
+      keys.set(`org_${o}`, (await store.create(`org_${o}`, ['connections:read'], 'test')).key);
   });
 
   afterAll(async () => {
@@ -58,14 +64,19 @@ describe('replay of the read model', () => {
   it('rebuilds into a new generation, resumes after an interruption, and answers byte for byte as before', async () => {
     const before = await snapshotResponses();
     expect(before.filter((r) => r.includes(' 200 ')).length).toBeGreaterThan(ORGS * 5);
-    for (let o = 0; o < ORGS; o++) expect(JSON.parse(before[o * paths.length].split(' 200 ')[1]).pagination.total).toBeGreaterThan(5);
+    for (let o = 0; o < ORGS; o++)
+      expect(JSON.parse(before[o * paths.length].split(' 200 ')[1]).pagination.total).toBeGreaterThan(5);
 
     const redis = createRedis(settings, 'test-replay');
     const readModel = new RedisReadModel(redis, settings.redisKeyPrefix);
     try {
       // Interrupted after two batches: not switched, the API still serves generation 1.
       let steps = 0;
-      const interrupted = await replay(db, readModel, { batchSize: 1000, shouldStop: () => steps++ >= 2, log: () => undefined });
+      const interrupted = await replay(db, readModel, {
+        batchSize: 1000,
+        shouldStop: () => steps++ >= 2,
+        log: () => undefined,
+      });
       expect(interrupted.switched).toBe(false);
       expect(interrupted.eventsApplied).toBe(2000);
       expect(await liveGeneration(db)).toBe(1);
@@ -74,7 +85,13 @@ describe('replay of the read model', () => {
       // Run again: resumes the same generation and switches.
       const lines: string[] = [];
       const done = await replay(db, readModel, { batchSize: 1000, shouldStop: () => false, log: (l) => lines.push(l) });
-      expect(done).toMatchObject({ generation: interrupted.generation, resumed: true, switched: true, eventsApplied: 6000, previous: 1 });
+      expect(done).toMatchObject({
+        generation: interrupted.generation,
+        resumed: true,
+        switched: true,
+        eventsApplied: 6000,
+        previous: 1,
+      });
       expect(lines.join('\n')).toContain(`generation ${done.generation} is live`);
       expect(await liveGeneration(db)).toBe(done.generation);
     } finally {
@@ -87,9 +104,15 @@ describe('replay of the read model', () => {
     // A second replay retires the first rebuild and drops the original generation.
     const redis2 = createRedis(settings, 'test-replay-2');
     try {
-      const again = await replay(db, new RedisReadModel(redis2, settings.redisKeyPrefix), { batchSize: 5000, shouldStop: () => false, log: () => undefined });
+      const again = await replay(db, new RedisReadModel(redis2, settings.redisKeyPrefix), {
+        batchSize: 5000,
+        shouldStop: () => false,
+        log: () => undefined,
+      });
       expect(again).toMatchObject({ switched: true, resumed: false, droppedGenerations: [1] });
-      const left: { generation: number; status: string }[] = await db.query(`SELECT generation, status FROM projection_generation ORDER BY generation`);
+      const left: { generation: number; status: string }[] = await db.query(
+        `SELECT generation, status FROM projection_generation ORDER BY generation`,
+      );
       expect(left.map((g) => g.status)).toEqual(['retired', 'live']);
     } finally {
       redis2.disconnect();

@@ -43,7 +43,8 @@ describe('the writer under crashes and rebalances', () => {
         }),
       });
     }
-    for (let i = 0; i < messages.length; i += 2000) await producer.send({ topic: settings.topics.calls, acks: -1, messages: messages.slice(i, i + 2000) });
+    for (let i = 0; i < messages.length; i += 2000)
+      await producer.send({ topic: settings.topics.calls, acks: -1, messages: messages.slice(i, i + 2000) });
   }
 
   async function logCount(): Promise<number> {
@@ -59,14 +60,24 @@ describe('the writer under crashes and rebalances', () => {
          FROM event_log GROUP BY connection_id`,
     );
     for (const r of rows) {
-      expect({ c: r.connection_id, calls: r.calls, latency: r.latency }).toEqual({ c: r.connection_id, ...expected.get(r.connection_id) });
+      expect({ c: r.connection_id, calls: r.calls, latency: r.latency }).toEqual({
+        c: r.connection_id,
+        ...expected.get(r.connection_id),
+      });
       expect(r.max_version).toBe(r.calls); // stream versions have no gaps and no repeats
     }
     // The write model's counters (snapshot + events after it) agree with what was produced.
-    const aggregates = await loadAggregates(db, [...expected.keys()].map((c) => ({ orgId: 'org_w', connectionId: c })));
+    const aggregates = await loadAggregates(
+      db,
+      [...expected.keys()].map((c) => ({ orgId: 'org_w', connectionId: c })),
+    );
     for (const [c, e] of expected) {
       const a = aggregates.get(`org_w:${c}`)!;
-      expect({ c, calls: a.state.totalCalls, latency: a.state.totalLatencyMs }).toEqual({ c, calls: e.calls, latency: e.latency });
+      expect({ c, calls: a.state.totalCalls, latency: a.state.totalLatencyMs }).toEqual({
+        c,
+        calls: e.calls,
+        latency: e.latency,
+      });
     }
   }
 

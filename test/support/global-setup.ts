@@ -16,18 +16,27 @@ export default async function globalSetup(): Promise<void> {
     redisUrl: process.env.TEST_REDIS_URL ?? '',
     kafkaBrokers: process.env.TEST_KAFKA_BROKERS ?? '',
   };
-  if (!servers.databaseUrl && (await answers('127.0.0.1', 5432))) servers.databaseUrl = 'postgres://postgres@127.0.0.1:5432/postgres';
+  if (!servers.databaseUrl && (await answers('127.0.0.1', 5432)))
+    servers.databaseUrl = 'postgres://postgres@127.0.0.1:5432/postgres';
   if (!servers.redisUrl && (await answers('127.0.0.1', 6379))) servers.redisUrl = 'redis://127.0.0.1:6379/0';
   if (!servers.kafkaBrokers && (await answers('127.0.0.1', 9092))) servers.kafkaBrokers = '127.0.0.1:9092';
 
-  const missing = Object.entries(servers).filter(([, v]) => !v).map(([k]) => k);
+  const missing = Object.entries(servers)
+    .filter(([, v]) => !v)
+    .map(([k]) => k);
   if (missing.length > 0) {
     if (!dockerAvailable()) {
-      throw new Error(`integration tests need PostgreSQL, Redis and Kafka; not reachable: ${missing.join(', ')}. Run: npm run stack:up`);
+      throw new Error(
+        `integration tests need PostgreSQL, Redis and Kafka; not reachable: ${missing.join(', ')}. Run: npm run stack:up`,
+      );
     }
     if (!servers.databaseUrl) {
       const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
-      const pg = await new PostgreSqlContainer('postgres:16-alpine').withUsername('postgres').withPassword('postgres').withDatabase('postgres').start();
+      const pg = await new PostgreSqlContainer('postgres:16-alpine')
+        .withUsername('postgres')
+        .withPassword('postgres')
+        .withDatabase('postgres')
+        .start();
       containers.push(pg);
       servers.databaseUrl = pg.getConnectionUri();
     }

@@ -65,14 +65,23 @@ export async function dropIsolated(settings: Settings): Promise<void> {
 }
 
 export async function testProducer(settings: Settings): Promise<{ kafka: Kafka; producer: Producer }> {
-  const kafka = new Kafka({ clientId: `${settings.kafkaClientId}-producer`, brokers: settings.kafkaBrokers, logLevel: 1 });
+  const kafka = new Kafka({
+    clientId: `${settings.kafkaClientId}-producer`,
+    brokers: settings.kafkaBrokers,
+    logLevel: 1,
+  });
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   return { kafka, producer };
 }
 
 /** Polls `probe` until it returns a value that `done` accepts, or fails after `timeoutMs`. */
-export async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30000, label = 'condition'): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 30000,
+  label = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
   let lastError: unknown;
@@ -85,5 +94,7 @@ export async function eventually<T>(probe: () => Promise<T>, done: (value: T) =>
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out waiting for ${label}; last value: ${JSON.stringify(last)?.slice(0, 500)}${lastError ? `; last error: ${String(lastError)}` : ''}`);
+  throw new Error(
+    `timed out waiting for ${label}; last value: ${JSON.stringify(last)?.slice(0, 500)}${lastError ? `; last error: ${String(lastError)}` : ''}`,
+  );
 }

@@ -17,7 +17,13 @@ export function seededRandom(seed: number): () => number {
 }
 
 /** A varied set of accepted events over `orgs` × `connections`, with out-of-order event times. */
-export function mixedEvents(options: { orgs: number; connections: number; events: number; seed: number; start: number }): ConnectionEvent[] {
+export function mixedEvents(options: {
+  orgs: number;
+  connections: number;
+  events: number;
+  seed: number;
+  start: number;
+}): ConnectionEvent[] {
   const rnd = seededRandom(options.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
   const events: ConnectionEvent[] = [];
@@ -36,7 +42,9 @@ export function mixedEvents(options: { orgs: number; connections: number; events
           status: 'active',
           capabilities: { cards: rnd() < 0.5 },
           routing_hints: { country_preference: ['GH'], method_bias: {}, fallback_only: false },
-          labels: [pick(['ghana', 'kenya', 'nigeria']), pick(['primary', 'backup'])].filter((l, i, a) => a.indexOf(l) === i),
+          labels: [pick(['ghana', 'kenya', 'nigeria']), pick(['primary', 'backup'])].filter(
+            (l, i, a) => a.indexOf(l) === i,
+          ),
           fee_structure: { percentage: 1.5, fixed: 100, per_method: {}, per_currency: {} },
         },
       });
@@ -54,14 +62,26 @@ export function mixedEvents(options: { orgs: number; connections: number; events
         ...base,
         type: 'psp.call.completed',
         data: fail
-          ? { outcome: 'failure', latency_ms: Math.floor(rnd() * 5000), error_code: pick(['timeout', 'card_declined', 'gateway_error']) }
+          ? {
+              outcome: 'failure',
+              latency_ms: Math.floor(rnd() * 5000),
+              error_code: pick(['timeout', 'card_declined', 'gateway_error']),
+            }
           : { outcome: 'success', latency_ms: Math.floor(rnd() * 4000) },
       });
     } else if (r < 0.92) {
       const ok = rnd() < 0.7;
-      events.push({ ...base, type: 'connection.validation.completed', data: ok ? { result: 'success' } : { result: 'failure', error: 'invalid key' } });
+      events.push({
+        ...base,
+        type: 'connection.validation.completed',
+        data: ok ? { result: 'success' } : { result: 'failure', error: 'invalid key' },
+      });
     } else if (r < 0.96) {
-      events.push({ ...base, type: 'connection.status_changed', data: { status: pick(['active', 'inactive'] as const) } });
+      events.push({
+        ...base,
+        type: 'connection.status_changed',
+        data: { status: pick(['active', 'inactive'] as const) },
+      });
     } else if (r < 0.99) {
       events.push({ ...base, type: 'connection.labels_changed', data: { labels: [pick(['ghana', 'kenya', 'vip'])] } });
     } else {

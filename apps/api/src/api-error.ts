@@ -53,13 +53,33 @@ export function toApiError(exception: unknown, logger?: Logger): ApiError {
   if (exception instanceof HttpException) {
     const status = exception.getStatus();
     if (status === 404) return ApiError.notFound('route_not_found', 'No such route.');
-    if (status === 405) return new ApiError(405, { error: 'method_not_allowed', code: 'method_not_allowed', message: 'Only GET is supported here.' });
-    if (status < 500) return new ApiError(status, { error: 'bad_request', code: 'bad_request', message: 'The request could not be understood.' });
+    if (status === 405)
+      return new ApiError(405, {
+        error: 'method_not_allowed',
+        code: 'method_not_allowed',
+        message: 'Only GET is supported here.',
+      });
+    if (status < 500)
+      return new ApiError(status, {
+        error: 'bad_request',
+        code: 'bad_request',
+        message: 'The request could not be understood.',
+      });
   }
   const e = exception as { statusCode?: number; code?: string };
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    return new ApiError(e.statusCode, { error: 'bad_request', code: 'bad_request', message: 'The request could not be understood.' });
+    return new ApiError(e.statusCode, {
+      error: 'bad_request',
+      code: 'bad_request',
+      message: 'The request could not be understood.',
+    });
   }
-  logger?.error(`unexpected error: ${exception instanceof Error ? exception.name + ': ' + exception.message : 'unknown'}`);
-  return new ApiError(500, { error: 'internal_error', code: 'internal_error', message: 'Something went wrong on our side; try again.' });
+  logger?.error(
+    `unexpected error: ${exception instanceof Error ? exception.name + ': ' + exception.message : 'unknown'}`,
+  );
+  return new ApiError(500, {
+    error: 'internal_error',
+    code: 'internal_error',
+    message: 'Something went wrong on our side; try again.',
+  });
 }

@@ -44,11 +44,14 @@ export class ApiKeyGuard implements CanActivate {
     const key = header(request, 'x-reevit-key');
     if (key === '') throw ApiError.unauthorized('missing_api_key', 'The X-Reevit-Key header is required.');
     const record = isWellFormedApiKey(key) ? await this.lookup(key) : null;
-    if (!record || record.revokedAt !== null) throw ApiError.unauthorized('invalid_api_key', 'The API key is not valid.');
+    if (!record || record.revokedAt !== null)
+      throw ApiError.unauthorized('invalid_api_key', 'The API key is not valid.');
     const orgId = header(request, 'x-org-id');
     if (orgId === '') throw ApiError.validation('missing_org_id', 'The X-Org-Id header is required.', 'X-Org-Id');
-    if (orgId !== record.orgId) throw ApiError.forbidden('org_mismatch', 'The API key does not belong to the org in X-Org-Id.');
-    if (!record.scopes.includes(READ_SCOPE)) throw ApiError.forbidden('insufficient_scopes', `The API key lacks the scope ${READ_SCOPE}.`);
+    if (orgId !== record.orgId)
+      throw ApiError.forbidden('org_mismatch', 'The API key does not belong to the org in X-Org-Id.');
+    if (!record.scopes.includes(READ_SCOPE))
+      throw ApiError.forbidden('insufficient_scopes', `The API key lacks the scope ${READ_SCOPE}.`);
     request.orgId = orgId;
     return true;
   }

@@ -4,7 +4,14 @@ import Redis from 'ioredis';
 import { DataSource } from 'typeorm';
 import { ConnectionView, ListQuery, selectConnections, summariseLabels } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
-import { createRedis, liveGeneration, OrgDocuments, orgVersionInPostgres, readOrgFromPostgres, RedisReadModel } from '@psp/read-model';
+import {
+  createRedis,
+  liveGeneration,
+  OrgDocuments,
+  orgVersionInPostgres,
+  readOrgFromPostgres,
+  RedisReadModel,
+} from '@psp/read-model';
 
 /** A response body ready to send, with its strong ETag. */
 export interface RenderedBody {

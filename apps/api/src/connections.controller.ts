@@ -1,5 +1,14 @@
 import { Controller, Get, Param, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiHeader, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import {
+  ApiHeader,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiQuery,
+  ApiResponse,
+  ApiSecurity,
+  ApiTags,
+} from '@nestjs/swagger';
 import { FastifyReply } from 'fastify';
 import { parseListQuery } from '@psp/domain';
 import { ApiError, JSON_CONTENT_TYPE } from './api-error';
@@ -35,7 +44,11 @@ export function matchesEtag(ifNoneMatch: string, etag: string): boolean {
 @ApiTags('connections')
 @ApiSecurity('api-key')
 @ApiHeader({ name: 'X-Org-Id', required: true, description: 'Organization identifier for multi-tenancy' })
-@ApiResponse({ status: 400, description: 'validation_error (missing_org_id, duplicate_parameter, invalid_status, invalid_limit, invalid_offset)', type: ErrorBodySchema })
+@ApiResponse({
+  status: 400,
+  description: 'validation_error (missing_org_id, duplicate_parameter, invalid_status, invalid_limit, invalid_offset)',
+  type: ErrorBodySchema,
+})
 @ApiResponse({ status: 401, description: 'unauthorized (missing_api_key, invalid_api_key)', type: ErrorBodySchema })
 @ApiResponse({ status: 403, description: 'forbidden (org_mismatch, insufficient_scopes)', type: ErrorBodySchema })
 @ApiResponse({ status: 304, description: 'Not modified (If-None-Match matched the ETag)' })

@@ -13,7 +13,10 @@ import { ConnectionReads } from './connection-reads';
 const CHECK_TIMEOUT_MS = 2000;
 
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timed out')), ms).unref())]);
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timed out')), ms).unref()),
+  ]);
 }
 
 /** /healthz: the process is alive. /readyz: PostgreSQL, Redis and Kafka answer (CONTRACT 1.4). */
@@ -31,11 +34,16 @@ export class HealthController implements OnModuleDestroy {
   @Get('healthz')
   @ApiOperation({ summary: 'The process is alive' })
   healthz(@Res() reply: FastifyReply): void {
-    void reply.status(200).header('content-type', JSON_CONTENT_TYPE).send(JSON.stringify({ status: 'ok' }));
+    void reply
+      .status(200)
+      .header('content-type', JSON_CONTENT_TYPE)
+      .send(JSON.stringify({ status: 'ok' }));
   }
 
   @Get('readyz')
-  @ApiOperation({ summary: '200 when PostgreSQL, Redis and Kafka are reachable, else 503 naming what is not; also the projector lag' })
+  @ApiOperation({
+    summary: '200 when PostgreSQL, Redis and Kafka are reachable, else 503 naming what is not; also the projector lag',
+  })
   async readyz(@Res() reply: FastifyReply): Promise<void> {
     const [postgres, redis, kafka] = await Promise.all([
       this.check(() => this.db.query('SELECT 1')),
@@ -53,7 +61,10 @@ export class HealthController implements OnModuleDestroy {
       checks,
       ...(projection ? { projection } : {}),
     };
-    void reply.status(down.length === 0 ? 200 : 503).header('content-type', JSON_CONTENT_TYPE).send(JSON.stringify(body));
+    void reply
+      .status(down.length === 0 ? 200 : 503)
+      .header('content-type', JSON_CONTENT_TYPE)
+      .send(JSON.stringify(body));
   }
 
   private async check(probe: () => Promise<unknown>): Promise<'up' | 'down'> {
@@ -74,7 +85,12 @@ export class HealthController implements OnModuleDestroy {
     return this.admin;
   }
 
-  private async projectionLag(): Promise<{ generation: number; lag_events: number; lag_seconds: number; stream_time: string | null }> {
+  private async projectionLag(): Promise<{
+    generation: number;
+    lag_events: number;
+    lag_seconds: number;
+    stream_time: string | null;
+  }> {
     const generation = await liveGeneration(this.db);
     const checkpoint = await readCheckpoint(this.db, generation);
     const lag = await within(logLagAfter(this.db, checkpoint.at), CHECK_TIMEOUT_MS);

@@ -36,7 +36,11 @@ export function apiHttpAdapter(): FastifyAdapter {
     frameworkErrors: (error: FastifyError, _request: unknown, reply: MinimalReply) => {
       const { status, body } =
         error.code === 'FST_ERR_BAD_URL'
-          ? new ApiError(400, { error: 'bad_request', code: 'malformed_url', message: 'The request path is not valid percent-encoded UTF-8.' })
+          ? new ApiError(400, {
+              error: 'bad_request',
+              code: 'malformed_url',
+              message: 'The request path is not valid percent-encoded UTF-8.',
+            })
           : toApiError(error);
       void reply.status(status).header('content-type', JSON_CONTENT_TYPE).send(JSON.stringify(body));
     },
@@ -50,8 +54,16 @@ export function apiHttpAdapter(): FastifyAdapter {
               message: 'The request line and headers must fit in 64 KiB.',
             })
           : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-            ? rawErrorResponse(408, 'Request Timeout', { error: 'bad_request', code: 'request_timeout', message: 'The request took too long to arrive.' })
-            : rawErrorResponse(400, 'Bad Request', { error: 'bad_request', code: 'bad_request', message: 'The request could not be understood.' });
+            ? rawErrorResponse(408, 'Request Timeout', {
+                error: 'bad_request',
+                code: 'request_timeout',
+                message: 'The request took too long to arrive.',
+              })
+            : rawErrorResponse(400, 'Bad Request', {
+                error: 'bad_request',
+                code: 'bad_request',
+                message: 'The request could not be understood.',
+              });
       if (socket.writable) socket.write(response);
       socket.destroy(error);
     },

@@ -61,22 +61,27 @@ export class ConnectionListSchema {
 export class LabelSummarySchema {
   @ApiProperty({ example: 'ghana' }) label!: string;
   @ApiProperty({ type: 'integer' }) total!: number;
-  @ApiProperty({ type: 'object', additionalProperties: { type: 'integer' }, example: { paystack: 1, hubtel: 1 } }) providers!: Record<string, number>;
-  @ApiProperty({ type: 'object', additionalProperties: { type: 'integer' }, example: { active: 2 } }) statuses!: Record<string, number>;
+  @ApiProperty({ type: 'object', additionalProperties: { type: 'integer' }, example: { paystack: 1, hubtel: 1 } })
+  providers!: Record<string, number>;
+  @ApiProperty({ type: 'object', additionalProperties: { type: 'integer' }, example: { active: 2 } }) statuses!: Record<
+    string,
+    number
+  >;
 }
 
 export class ErrorBodySchema {
   @ApiProperty({ example: 'validation_error' }) error!: string;
   @ApiProperty({ example: 'invalid_limit' }) code!: string;
   @ApiProperty({ example: 'limit must be an integer between 1 and 200' }) message!: string;
-  @ApiPropertyOptional({ type: 'object', additionalProperties: { type: 'string' }, example: { field: 'limit' } }) details?: Record<string, string>;
+  @ApiPropertyOptional({ type: 'object', additionalProperties: { type: 'string' }, example: { field: 'limit' } })
+  details?: Record<string, string>;
 }
 
 /** Serves the OpenAPI document at /docs (Swagger UI) and /docs-json, generated from the controllers. */
 export function serveOpenApi(app: INestApplication): void {
   const config = new DocumentBuilder()
     .setTitle('PSP connections')
-    .setDescription('The calling org\'s PSP connections (BYOK): configuration and health. See CONTRACT.md section 1.')
+    .setDescription("The calling org's PSP connections (BYOK): configuration and health. See CONTRACT.md section 1.")
     .setVersion('1')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Reevit-Key' }, 'api-key')
     .build();

@@ -23,7 +23,10 @@ function say(line: string): void {
 
 async function withDb<T>(settings: Settings, run: (db: ReturnType<typeof createDataSource>) => Promise<T>): Promise<T> {
   await migrate(settings.databaseUrl);
-  const db = await createDataSource(settings.databaseUrl, { poolSize: 3, applicationName: 'psp-connections-ops' }).initialize();
+  const db = await createDataSource(settings.databaseUrl, {
+    poolSize: 3,
+    applicationName: 'psp-connections-ops',
+  }).initialize();
   try {
     return await run(db);
   } finally {
@@ -32,15 +35,24 @@ async function withDb<T>(settings: Settings, run: (db: ReturnType<typeof createD
 }
 
 async function keys(settings: Settings, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { org: { type: 'string' }, scopes: { type: 'string' }, env: { type: 'string' } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { org: { type: 'string' }, scopes: { type: 'string' }, env: { type: 'string' } },
+  });
   const [action, id] = positionals;
   return withDb(settings, async (db) => {
     const store = new ApiKeyStore(db);
     if (action === 'create') {
       if (!values.org) throw new ApiKeyError('--org is required');
-      const scopes = (values.scopes ?? 'connections:read').split(',').map((s) => s.trim()).filter(Boolean);
+      const scopes = (values.scopes ?? 'connections:read')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       const { key, record } = await store.create(values.org, scopes, (values.env ?? 'live') as 'live' | 'test');
-      say(`created key ${record.id} for org ${record.orgId} (${record.environment}, scopes ${record.scopes.join(',')}); it is shown once, now:`);
+      say(
+        `created key ${record.id} for org ${record.orgId} (${record.environment}, scopes ${record.scopes.join(',')}); it is shown once, now:`,
+      );
       say(key);
       return 0;
     }
@@ -48,7 +60,9 @@ async function keys(settings: Settings, args: string[]): Promise<number> {
       const list = await store.list(values.org);
       say(`${list.length} key(s)`);
       for (const k of list) {
-        say(`${k.id}\torg=${k.orgId}\t${k.environment}\tscopes=${k.scopes.join(',')}\tcreated=${k.createdAt.toISOString()}\t${k.revokedAt ? `revoked=${k.revokedAt.toISOString()}` : 'active'}`);
+        say(
+          `${k.id}\torg=${k.orgId}\t${k.environment}\tscopes=${k.scopes.join(',')}\tcreated=${k.createdAt.toISOString()}\t${k.revokedAt ? `revoked=${k.revokedAt.toISOString()}` : 'active'}`,
+        );
       }
       return 0;
     }
@@ -59,7 +73,9 @@ async function keys(settings: Settings, args: string[]): Promise<number> {
         say(`no key with id ${id}`);
         return 1;
       }
-      say(`revoked key ${record.id} of org ${record.orgId}; every API instance refuses it within ${settings.apiKeyCacheMs / 1000} s`);
+      say(
+        `revoked key ${record.id} of org ${record.orgId}; every API instance refuses it within ${settings.apiKeyCacheMs / 1000} s`,
+      );
       return 0;
     }
     say(USAGE);
@@ -102,7 +118,9 @@ async function runReplay(settings: Settings, args: string[]): Promise<number> {
 
 async function lag(settings: Settings): Promise<number> {
   return withDb(settings, async (db) => {
-    const generations: { generation: number; status: string }[] = await db.query(`SELECT generation, status FROM projection_generation ORDER BY generation`);
+    const generations: { generation: number; status: string }[] = await db.query(
+      `SELECT generation, status FROM projection_generation ORDER BY generation`,
+    );
     const live = await liveGeneration(db);
     for (const g of generations) {
       const cp = await readCheckpoint(db, g.generation);
@@ -187,7 +205,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(`ops: ${error instanceof ApiKeyError ? error.message : error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(
+      `ops: ${error instanceof ApiKeyError ? error.message : error instanceof Error ? error.message : String(error)}\n`,
+    );
     process.exit(1);
   },
 );

@@ -24,9 +24,13 @@ export async function replay(
   options: { batchSize: number; shouldStop: () => boolean; log: (line: string) => void; progress?: Progress },
 ): Promise<ReplayOutcome> {
   const started = Date.now();
-  const live: { generation: number }[] = await db.query(`SELECT generation FROM projection_generation WHERE status = 'live'`);
+  const live: { generation: number }[] = await db.query(
+    `SELECT generation FROM projection_generation WHERE status = 'live'`,
+  );
   const previous = live[0].generation;
-  const building: { generation: number }[] = await db.query(`SELECT generation FROM projection_generation WHERE status = 'building' ORDER BY generation DESC LIMIT 1`);
+  const building: { generation: number }[] = await db.query(
+    `SELECT generation FROM projection_generation WHERE status = 'building' ORDER BY generation DESC LIMIT 1`,
+  );
   let generation: number;
   const resumed = building.length > 0;
   if (resumed) {
@@ -37,7 +41,9 @@ export async function replay(
       `INSERT INTO projection_generation (generation, status) SELECT max(generation) + 1, 'building' FROM projection_generation RETURNING generation`,
     );
     generation = created[0].generation;
-    options.log(`building read-model generation ${generation} from the event log (live is ${previous}; the API keeps serving it)`);
+    options.log(
+      `building read-model generation ${generation} from the event log (live is ${previous}; the API keeps serving it)`,
+    );
   }
   const projection = new Projection(db, generation, redis, options.batchSize);
   const totalRows: { n: string }[] = await db.query(`SELECT count(*)::text AS n FROM event_log`);
@@ -48,7 +54,15 @@ export async function replay(
     if (options.shouldStop()) {
       options.progress?.finish();
       options.log(`interrupted: generation ${generation} holds ${applied} events; run the replay again to resume`);
-      return { generation, previous, eventsApplied: applied, switched: false, resumed, seconds: (Date.now() - started) / 1000, droppedGenerations: [] };
+      return {
+        generation,
+        previous,
+        eventsApplied: applied,
+        switched: false,
+        resumed,
+        seconds: (Date.now() - started) / 1000,
+        droppedGenerations: [],
+      };
     }
     const step = await projection.step();
     applied = step.checkpoint.eventsApplied;
@@ -61,7 +75,9 @@ export async function replay(
       if (left.events === 0) break;
       if (Date.now() - lastWaitNote > 5000) {
         lastWaitNote = Date.now();
-        options.log(`waiting: ${left.events} events are committed but an older transaction is still open in the cluster`);
+        options.log(
+          `waiting: ${left.events} events are committed but an older transaction is still open in the cluster`,
+        );
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -69,8 +85,13 @@ export async function replay(
   options.progress?.finish();
   // Caught up: switch in one transaction. The live projector follows the new generation from its checkpoint.
   await db.transaction(async (tx) => {
-    await tx.query(`UPDATE projection_generation SET status = 'retired', updated_at = clock_timestamp() WHERE status = 'live'`);
-    await tx.query(`UPDATE projection_generation SET status = 'live', switched_at = clock_timestamp(), updated_at = clock_timestamp() WHERE generation = $1`, [generation]);
+    await tx.query(
+      `UPDATE projection_generation SET status = 'retired', updated_at = clock_timestamp() WHERE status = 'live'`,
+    );
+    await tx.query(
+      `UPDATE projection_generation SET status = 'live', switched_at = clock_timestamp(), updated_at = clock_timestamp() WHERE generation = $1`,
+      [generation],
+    );
   });
   options.log(`switched: generation ${generation} is live (${applied} events); generation ${previous} retired`);
   // Keep the generation just retired (API instances may read it for up to a second); drop older ones.
@@ -83,5 +104,13 @@ export async function replay(
   const dropped = old.map((o) => o.generation);
   for (const g of dropped) await redis?.dropGeneration(g).catch(() => 0);
   if (dropped.length > 0) options.log(`dropped retired generations ${dropped.join(', ')}`);
-  return { generation, previous, eventsApplied: applied, switched: true, resumed, seconds: (Date.now() - started) / 1000, droppedGenerations: dropped };
+  return {
+    generation,
+    previous,
+    eventsApplied: applied,
+    switched: true,
+    resumed,
+    seconds: (Date.now() - started) / 1000,
+    droppedGenerations: dropped,
+  };
 }

@@ -53,7 +53,8 @@ export class Projector implements OnApplicationBootstrap, OnApplicationShutdown 
         if (step.applied === 0) await sleep(this.settings.projectorIdleMs);
       } catch (error) {
         failures += 1;
-        if (failures === 1 || failures % 50 === 0) this.logger.error(`projection step failed (${failures}x), retrying: ${(error as Error).message}`);
+        if (failures === 1 || failures % 50 === 0)
+          this.logger.error(`projection step failed (${failures}x), retrying: ${(error as Error).message}`);
         await sleep(Math.min(5000, 100 * failures));
       }
     }

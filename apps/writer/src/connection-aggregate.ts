@@ -18,7 +18,12 @@ export class ConnectionAggregate {
     return new ConnectionAggregate(orgId, connectionId, 0, initialConnectionState(orgId, connectionId), 0);
   }
 
-  static fromSnapshot(orgId: string, connectionId: string, version: number, state: ConnectionState): ConnectionAggregate {
+  static fromSnapshot(
+    orgId: string,
+    connectionId: string,
+    version: number,
+    state: ConnectionState,
+  ): ConnectionAggregate {
     return new ConnectionAggregate(orgId, connectionId, version, state, version);
   }
 

@@ -2,7 +2,15 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { ConnectionEvent, ConnectionState } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
-import { appendEvents, EventSource, EventToAppend, findLoggedEventIds, isUniqueViolation, readStreamsAfter, Sql } from '@psp/storage';
+import {
+  appendEvents,
+  EventSource,
+  EventToAppend,
+  findLoggedEventIds,
+  isUniqueViolation,
+  readStreamsAfter,
+  Sql,
+} from '@psp/storage';
 import { ConnectionAggregate, streamKey } from './connection-aggregate';
 
 /** An accepted event and the Kafka message it came from. */
@@ -52,7 +60,9 @@ export class ConnectionStreams {
         return { ...outcome, conflictsRetried: attempt - 1 };
       } catch (error) {
         if (!isUniqueViolation(error) || attempt >= MAX_ATTEMPTS) throw error;
-        this.logger.warn(`append conflict (attempt ${attempt}): another writer appended to the same streams; retrying with fresh versions`);
+        this.logger.warn(
+          `append conflict (attempt ${attempt}): another writer appended to the same streams; retrying with fresh versions`,
+        );
         await new Promise((r) => setTimeout(r, Math.min(1000, 10 * 2 ** attempt) * Math.random()));
       }
     }
@@ -74,7 +84,9 @@ export class ConnectionStreams {
         source,
         streamVersion: touched.get(streamKey(event.orgId, event.connectionId))!.record(event),
       }));
-      const due = [...touched.values()].filter((a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery);
+      const due = [...touched.values()].filter(
+        (a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery,
+      );
       await this.db.transaction(async (tx) => {
         await appendEvents(tx, rows);
         await saveSnapshots(tx, due);
@@ -117,17 +129,25 @@ export class ConnectionStreams {
 }
 
 /** Loads aggregates from their snapshots and the events logged after them. */
-export async function loadAggregates(sql: Sql, streams: { orgId: string; connectionId: string }[]): Promise<Map<string, ConnectionAggregate>> {
-  const snapshots: { org_id: string; connection_id: string; stream_version: number; state: ConnectionState }[] = await sql.query(
-    `SELECT s.org_id, s.connection_id, s.stream_version, s.state
+export async function loadAggregates(
+  sql: Sql,
+  streams: { orgId: string; connectionId: string }[],
+): Promise<Map<string, ConnectionAggregate>> {
+  const snapshots: { org_id: string; connection_id: string; stream_version: number; state: ConnectionState }[] =
+    await sql.query(
+      `SELECT s.org_id, s.connection_id, s.stream_version, s.state
        FROM unnest($1::text[], $2::text[]) AS k(org_id, connection_id)
        JOIN connection_snapshot s ON s.org_id = k.org_id AND s.connection_id = k.connection_id`,
-    [streams.map((s) => s.orgId), streams.map((s) => s.connectionId)],
-  );
+      [streams.map((s) => s.orgId), streams.map((s) => s.connectionId)],
+    );
   const result = new Map<string, ConnectionAggregate>();
-  for (const s of streams) result.set(streamKey(s.orgId, s.connectionId), ConnectionAggregate.empty(s.orgId, s.connectionId));
+  for (const s of streams)
+    result.set(streamKey(s.orgId, s.connectionId), ConnectionAggregate.empty(s.orgId, s.connectionId));
   for (const row of snapshots) {
-    result.set(streamKey(row.org_id, row.connection_id), ConnectionAggregate.fromSnapshot(row.org_id, row.connection_id, row.stream_version, row.state));
+    result.set(
+      streamKey(row.org_id, row.connection_id),
+      ConnectionAggregate.fromSnapshot(row.org_id, row.connection_id, row.stream_version, row.state),
+    );
   }
   const tail = await readStreamsAfter(
     sql,
@@ -136,7 +156,8 @@ export async function loadAggregates(sql: Sql, streams: { orgId: string; connect
   for (const { event, streamVersion } of tail) {
     const aggregate = result.get(streamKey(event.orgId, event.connectionId))!;
     aggregate.record(event);
-    if (aggregate.version !== streamVersion) throw new Error(`stream ${event.orgId}/${event.connectionId} has a gap before version ${streamVersion}`);
+    if (aggregate.version !== streamVersion)
+      throw new Error(`stream ${event.orgId}/${event.connectionId} has a gap before version ${streamVersion}`);
   }
   return result;
 }
@@ -149,6 +170,11 @@ async function saveSnapshots(sql: Sql, aggregates: ConnectionAggregate[]): Promi
      ON CONFLICT (org_id, connection_id) DO UPDATE
        SET stream_version = EXCLUDED.stream_version, state = EXCLUDED.state, taken_at = clock_timestamp()
        WHERE connection_snapshot.stream_version < EXCLUDED.stream_version`,
-    [aggregates.map((a) => a.orgId), aggregates.map((a) => a.connectionId), aggregates.map((a) => a.version), aggregates.map((a) => JSON.stringify(a.state))],
+    [
+      aggregates.map((a) => a.orgId),
+      aggregates.map((a) => a.connectionId),
+      aggregates.map((a) => a.version),
+      aggregates.map((a) => JSON.stringify(a.state)),
+    ],
   );
 }

@@ -37,7 +37,9 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     private readonly commands: CommandBus,
     private readonly streams: ConnectionStreams,
   ) {
-    this.kafka = createKafka(settings, 'writer', (level, message) => (level === 'error' ? this.logger.error(message) : this.logger.warn(message)));
+    this.kafka = createKafka(settings, 'writer', (level, message) =>
+      level === 'error' ? this.logger.error(message) : this.logger.warn(message),
+    );
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -45,7 +47,8 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     await admin.connect();
     try {
       const created = await ensureTopics(admin, this.settings);
-      if (created.length > 0) this.logger.log(`created topics ${created.join(', ')} (${this.settings.topicPartitions} partitions)`);
+      if (created.length > 0)
+        this.logger.log(`created topics ${created.join(', ')} (${this.settings.topicPartitions} partitions)`);
     } finally {
       await admin.disconnect();
     }
@@ -71,13 +74,26 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.streams.forget());
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: intakeTopics(this.settings), fromBeginning: true });
-    await this.consumer.run({ eachBatchAutoResolve: false, autoCommit: true, eachBatch: (payload) => this.consumeBatch(payload) });
+    await this.consumer.run({
+      eachBatchAutoResolve: false,
+      autoCommit: true,
+      eachBatch: (payload) => this.consumeBatch(payload),
+    });
     this.reporter = setInterval(() => this.report(), 10000);
     this.reporter.unref();
-    this.logger.log(`consuming ${intakeTopics(this.settings).join(', ')} as group ${this.settings.writerGroupId}; DLQ ${this.settings.topics.dlq}`);
+    this.logger.log(
+      `consuming ${intakeTopics(this.settings).join(', ')} as group ${this.settings.writerGroupId}; DLQ ${this.settings.topics.dlq}`,
+    );
   }
 
-  private async consumeBatch({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async consumeBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    commitOffsetsIfNecessary,
+    isRunning,
+    isStale,
+  }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
     const consumedAt = Date.now();
     const accepted: SourcedEvent[] = [];
@@ -86,10 +102,26 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
       const source = { topic: batch.topic, partition: batch.partition, offset: message.offset };
       const result = validateMessage(message.value, consumedAt);
       if (result.ok) accepted.push({ event: result.event, source });
-      else rejected.push(toDlqMessage({ ...source, key: message.key, value: message.value, headers: message.headers, timestamp: message.timestamp }, result));
+      else
+        rejected.push(
+          toDlqMessage(
+            {
+              ...source,
+              key: message.key,
+              value: message.value,
+              headers: message.headers,
+              timestamp: message.timestamp,
+            },
+            result,
+          ),
+        );
     }
-    if (rejected.length > 0) await this.producer!.send({ topic: this.settings.topics.dlq, acks: -1, messages: rejected });
-    const outcome = accepted.length > 0 ? await this.commands.execute(new RecordConnectionEvents(accepted)) : { appended: 0, duplicates: 0, conflictsRetried: 0 };
+    if (rejected.length > 0)
+      await this.producer!.send({ topic: this.settings.topics.dlq, acks: -1, messages: rejected });
+    const outcome =
+      accepted.length > 0
+        ? await this.commands.execute(new RecordConnectionEvents(accepted))
+        : { appended: 0, duplicates: 0, conflictsRetried: 0 };
     resolveOffset(batch.lastOffset());
     await commitOffsetsIfNecessary();
     await heartbeat();
@@ -104,7 +136,9 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     if (this.totals.consumed === this.reported) return;
     this.reported = this.totals.consumed;
     const t = this.totals;
-    this.logger.log(`consumed ${t.consumed}: appended ${t.appended}, duplicates ignored ${t.duplicates}, to DLQ ${t.rejected}, conflicts retried ${t.conflictsRetried}`);
+    this.logger.log(
+      `consumed ${t.consumed}: appended ${t.appended}, duplicates ignored ${t.duplicates}, to DLQ ${t.rejected}, conflicts retried ${t.conflictsRetried}`,
+    );
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,5 +1,13 @@
 import { Sql } from '@psp/storage';
-import { ApiKeyEnvironment, generateApiKey, generateKeyId, hashApiKey, isWellFormedOrgId, KNOWN_SCOPES, sameKeyHash } from './api-key';
+import {
+  ApiKeyEnvironment,
+  generateApiKey,
+  generateKeyId,
+  hashApiKey,
+  isWellFormedOrgId,
+  KNOWN_SCOPES,
+  sameKeyHash,
+} from './api-key';
 
 /** What the service knows of a key: never the key, never its hash. */
 export interface ApiKeyRecord {
@@ -22,7 +30,14 @@ interface Row {
 }
 
 function toRecord(r: Row): ApiKeyRecord {
-  return { id: r.id, orgId: r.org_id, environment: r.environment, scopes: r.scopes, createdAt: r.created_at, revokedAt: r.revoked_at };
+  return {
+    id: r.id,
+    orgId: r.org_id,
+    environment: r.environment,
+    scopes: r.scopes,
+    createdAt: r.created_at,
+    revokedAt: r.revoked_at,
+  };
 }
 
 export class ApiKeyError extends Error {}
@@ -32,10 +47,15 @@ export class ApiKeyStore {
   constructor(private readonly sql: Sql) {}
 
   /** Creates a key; the returned `key` is shown once and never again. */
-  async create(orgId: string, scopes: string[], environment: ApiKeyEnvironment): Promise<{ key: string; record: ApiKeyRecord }> {
+  async create(
+    orgId: string,
+    scopes: string[],
+    environment: ApiKeyEnvironment,
+  ): Promise<{ key: string; record: ApiKeyRecord }> {
     if (!isWellFormedOrgId(orgId)) throw new ApiKeyError('org id must be 1-64 of A-Z a-z 0-9 _ -');
     const unknown = scopes.filter((s) => !(KNOWN_SCOPES as readonly string[]).includes(s));
-    if (unknown.length > 0) throw new ApiKeyError(`unknown scope(s): ${unknown.join(', ')} (known: ${KNOWN_SCOPES.join(', ')})`);
+    if (unknown.length > 0)
+      throw new ApiKeyError(`unknown scope(s): ${unknown.join(', ')} (known: ${KNOWN_SCOPES.join(', ')})`);
     if (environment !== 'live' && environment !== 'test') throw new ApiKeyError('environment must be live or test');
     const key = generateApiKey(environment);
     const rows: Row[] = await this.sql.query(

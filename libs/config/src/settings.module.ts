@@ -11,8 +11,20 @@ export const SETTINGS = Symbol('SETTINGS');
  */
 @Global()
 @Module({
-  imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: false, validate: (env) => ({ ...env, settings: loadSettings(env as Record<string, string>) }) })],
-  providers: [{ provide: SETTINGS, inject: [ConfigService], useFactory: (config: ConfigService): Settings => config.get<Settings>('settings') as Settings }],
+  imports: [
+    ConfigModule.forRoot({
+      isGlobal: true,
+      ignoreEnvFile: false,
+      validate: (env) => ({ ...env, settings: loadSettings(env as Record<string, string>) }),
+    }),
+  ],
+  providers: [
+    {
+      provide: SETTINGS,
+      inject: [ConfigService],
+      useFactory: (config: ConfigService): Settings => config.get<Settings>('settings') as Settings,
+    },
+  ],
   exports: [SETTINGS],
 })
 export class SettingsModule {}

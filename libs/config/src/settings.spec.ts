@@ -5,7 +5,12 @@ describe('loadSettings', () => {
     const s = loadSettings({});
     expect(s.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/psp_connections');
     expect(s.kafkaBrokers).toEqual(['127.0.0.1:9092']);
-    expect(s.topics).toEqual({ calls: 'psp.calls', validations: 'psp.validations', connections: 'psp.connections', dlq: 'psp.dlq' });
+    expect(s.topics).toEqual({
+      calls: 'psp.calls',
+      validations: 'psp.validations',
+      connections: 'psp.connections',
+      dlq: 'psp.dlq',
+    });
     expect(s.topicPartitions).toBe(6);
     expect(s.httpPort).toBe(8081);
   });

@@ -59,7 +59,8 @@ function url(env: Env, name: string, fallback: string, protocols: string[]): str
   } catch {
     throw new InvalidSettingError(name, `must be a URL (${protocols.join(' or ')})`);
   }
-  if (!protocols.includes(parsed.protocol)) throw new InvalidSettingError(name, `must be a URL (${protocols.join(' or ')})`);
+  if (!protocols.includes(parsed.protocol))
+    throw new InvalidSettingError(name, `must be a URL (${protocols.join(' or ')})`);
   return value;
 }
 
@@ -67,14 +68,35 @@ const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 const TOPIC_RULE = 'must be a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)';
 
 export function loadSettings(env: Env = process.env): Settings {
-  const brokers = text(env, 'KAFKA_BROKERS', '127.0.0.1:9092', /^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'must be host:port[,host:port...]').split(',');
+  const brokers = text(
+    env,
+    'KAFKA_BROKERS',
+    '127.0.0.1:9092',
+    /^[^,\s]+:\d+(,[^,\s]+:\d+)*$/,
+    'must be host:port[,host:port...]',
+  ).split(',');
   const logLevel = text(env, 'LOG_LEVEL', 'log', /^(error|warn|log|debug)$/, 'must be one of error, warn, log, debug');
   return {
-    databaseUrl: url(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/psp_connections', ['postgres:', 'postgresql:']),
+    databaseUrl: url(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/psp_connections', [
+      'postgres:',
+      'postgresql:',
+    ]),
     redisUrl: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379/0', ['redis:', 'rediss:']),
-    redisKeyPrefix: text(env, 'REDIS_KEY_PREFIX', 'psp:', /^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 : _ . -'),
+    redisKeyPrefix: text(
+      env,
+      'REDIS_KEY_PREFIX',
+      'psp:',
+      /^[A-Za-z0-9:_.-]{1,64}$/,
+      'must be 1-64 of A-Z a-z 0-9 : _ . -',
+    ),
     kafkaBrokers: brokers,
-    kafkaClientId: text(env, 'KAFKA_CLIENT_ID', 'psp-connections', /^[A-Za-z0-9._-]{1,100}$/, 'must be 1-100 of A-Z a-z 0-9 . _ -'),
+    kafkaClientId: text(
+      env,
+      'KAFKA_CLIENT_ID',
+      'psp-connections',
+      /^[A-Za-z0-9._-]{1,100}$/,
+      'must be 1-100 of A-Z a-z 0-9 . _ -',
+    ),
     topics: {
       calls: text(env, 'TOPIC_CALLS', 'psp.calls', TOPIC, TOPIC_RULE),
       validations: text(env, 'TOPIC_VALIDATIONS', 'psp.validations', TOPIC, TOPIC_RULE),
@@ -82,7 +104,13 @@ export function loadSettings(env: Env = process.env): Settings {
       dlq: text(env, 'TOPIC_DLQ', 'psp.dlq', TOPIC, TOPIC_RULE),
     },
     topicPartitions: integer(env, 'TOPIC_PARTITIONS', 6, 1, 1000),
-    writerGroupId: text(env, 'WRITER_GROUP_ID', 'psp-connections-writer', /^[A-Za-z0-9._-]{1,200}$/, 'must be 1-200 of A-Z a-z 0-9 . _ -'),
+    writerGroupId: text(
+      env,
+      'WRITER_GROUP_ID',
+      'psp-connections-writer',
+      /^[A-Za-z0-9._-]{1,200}$/,
+      'must be 1-200 of A-Z a-z 0-9 . _ -',
+    ),
     httpHost: text(env, 'HTTP_HOST', '127.0.0.1'),
     httpPort: integer(env, 'HTTP_PORT', 8081, 0, 65535),
     apiKeyCacheMs: integer(env, 'API_KEY_CACHE_MS', 2000, 0, 5000),

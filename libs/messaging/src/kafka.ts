@@ -9,7 +9,11 @@ export function intakeTopics(settings: Settings): string[] {
 /**
  * A kafkajs client. Its log lines go through `log` (never message values: they may carry credentials).
  */
-export function createKafka(settings: Settings, clientId: string, log?: (level: string, message: string) => void): Kafka {
+export function createKafka(
+  settings: Settings,
+  clientId: string,
+  log?: (level: string, message: string) => void,
+): Kafka {
   return new Kafka({
     clientId: `${settings.kafkaClientId}-${clientId}`,
     brokers: settings.kafkaBrokers,

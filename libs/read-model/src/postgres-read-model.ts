@@ -3,7 +3,9 @@ import { OrgDocuments } from './redis-read-model';
 
 /** The generation of the read model that the API serves. */
 export async function liveGeneration(sql: Sql): Promise<number> {
-  const rows: { generation: number }[] = await sql.query(`SELECT generation FROM projection_generation WHERE status = 'live'`);
+  const rows: { generation: number }[] = await sql.query(
+    `SELECT generation FROM projection_generation WHERE status = 'live'`,
+  );
   if (rows.length === 0) throw new Error('no live read-model generation (migrations not run?)');
   return rows[0].generation;
 }
@@ -23,6 +25,9 @@ export async function readOrgFromPostgres(sql: Sql, generation: number, orgId: s
 
 /** The org's read-model version in PostgreSQL (0 when the projector has not seen the org). */
 export async function orgVersionInPostgres(sql: Sql, generation: number, orgId: string): Promise<number> {
-  const rows: { version: string }[] = await sql.query(`SELECT version::text AS version FROM org_read_model WHERE generation = $1 AND org_id = $2`, [generation, orgId]);
+  const rows: { version: string }[] = await sql.query(
+    `SELECT version::text AS version FROM org_read_model WHERE generation = $1 AND org_id = $2`,
+    [generation, orgId],
+  );
   return rows.length > 0 ? Number(rows[0].version) : 0;
 }

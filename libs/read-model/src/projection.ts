@@ -65,29 +65,42 @@ export class Projection {
         // this transaction never holds back the log's xmin.
         await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [this.generation]);
         const checkpoint = await readCheckpoint(tx, this.generation);
-        if (!this.cachedAt || this.cachedAt.transactionId !== checkpoint.at.transactionId || this.cachedAt.position !== checkpoint.at.position) {
+        if (
+          !this.cachedAt ||
+          this.cachedAt.transactionId !== checkpoint.at.transactionId ||
+          this.cachedAt.position !== checkpoint.at.position
+        ) {
           this.states.clear(); // someone else advanced this generation: what we hold may be stale
         }
         this.cachedAt = null;
         const logged = await readLogAfter(tx, checkpoint.at, this.batchSize);
         if (logged.length === 0) return { applied: 0, connectionsWritten: 0, orgsChanged: 0, checkpoint };
 
-        const touched = await this.loadStates(tx, logged.map((l) => l.event));
+        const touched = await this.loadStates(
+          tx,
+          logged.map((l) => l.event),
+        );
         let streamTime = checkpoint.streamTime;
         for (const { event } of logged) {
           applyEvent(touched.get(key(event.orgId, event.connectionId))!, event);
           streamTime = advanceStreamTime(streamTime, event.occurredAt);
         }
         // A new minute bucket changes the health of every connection whose window had calls.
-        if (streamTime !== null && (checkpoint.streamTime === null || minuteBucket(streamTime) !== minuteBucket(checkpoint.streamTime))) {
-          const oldBucket = checkpoint.streamTime === null ? minuteBucket(streamTime) : minuteBucket(checkpoint.streamTime);
+        if (
+          streamTime !== null &&
+          (checkpoint.streamTime === null || minuteBucket(streamTime) !== minuteBucket(checkpoint.streamTime))
+        ) {
+          const oldBucket =
+            checkpoint.streamTime === null ? minuteBucket(streamTime) : minuteBucket(checkpoint.streamTime);
           const rows: { org_id: string; connection_id: string }[] = await tx.query(
             `SELECT org_id, connection_id FROM connection_read_model WHERE generation = $1 AND last_call_minute >= $2`,
             [this.generation, oldBucket - 59],
           );
           const extra = await this.loadStates(
             tx,
-            rows.filter((r) => !touched.has(key(r.org_id, r.connection_id))).map((r) => ({ orgId: r.org_id, connectionId: r.connection_id })),
+            rows
+              .filter((r) => !touched.has(key(r.org_id, r.connection_id)))
+              .map((r) => ({ orgId: r.org_id, connectionId: r.connection_id })),
           );
           for (const [k, s] of extra) touched.set(k, s);
         }
@@ -107,10 +120,17 @@ export class Projection {
               SET checkpoint_transaction_id = $2::xid8, checkpoint_position = $3, stream_time = $4,
                   events_applied = $5, updated_at = clock_timestamp()
             WHERE generation = $1`,
-          [this.generation, last.transactionId, last.position, streamTime === null ? null : new Date(streamTime).toISOString(), eventsApplied],
+          [
+            this.generation,
+            last.transactionId,
+            last.position,
+            streamTime === null ? null : new Date(streamTime).toISOString(),
+            eventsApplied,
+          ],
         );
         const byOrg = new Map<string, OrgChange>();
-        for (const v of versions) byOrg.set(v.org_id, { orgId: v.org_id, version: Number(v.version), upserts: [], removals: [] });
+        for (const v of versions)
+          byOrg.set(v.org_id, { orgId: v.org_id, version: Number(v.version), upserts: [], removals: [] });
         for (const w of written) {
           const change = byOrg.get(w.orgId)!;
           if (w.document === null) change.removals.push(w.connectionId);
@@ -151,7 +171,10 @@ export class Projection {
     }
   }
 
-  private async loadStates(sql: Sql, wanted: { orgId: string; connectionId: string }[]): Promise<Map<string, ConnectionState>> {
+  private async loadStates(
+    sql: Sql,
+    wanted: { orgId: string; connectionId: string }[],
+  ): Promise<Map<string, ConnectionState>> {
     const result = new Map<string, ConnectionState>();
     const missing = new Map<string, { orgId: string; connectionId: string }>();
     for (const w of wanted) {
@@ -182,7 +205,13 @@ export class Projection {
 }
 
 export async function readCheckpoint(sql: Sql, generation: number): Promise<Checkpoint> {
-  const rows: { tx: string; pos: string; stream_time: Date | null; events_applied: string; status: Checkpoint['status'] }[] = await sql.query(
+  const rows: {
+    tx: string;
+    pos: string;
+    stream_time: Date | null;
+    events_applied: string;
+    status: Checkpoint['status'];
+  }[] = await sql.query(
     `SELECT checkpoint_transaction_id::text AS tx, checkpoint_position::text AS pos, stream_time, events_applied::text AS events_applied, status
        FROM projection_generation WHERE generation = $1`,
     [generation],
@@ -205,7 +234,12 @@ interface WrittenConnection {
 }
 
 /** Renders and upserts connections at `streamTime`. */
-async function writeConnections(sql: Sql, generation: number, states: ConnectionState[], streamTime: number | null): Promise<WrittenConnection[]> {
+async function writeConnections(
+  sql: Sql,
+  generation: number,
+  states: ConnectionState[],
+  streamTime: number | null,
+): Promise<WrittenConnection[]> {
   const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], [], []];
   const written: WrittenConnection[] = [];
   for (const state of states) {

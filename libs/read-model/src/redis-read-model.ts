@@ -84,7 +84,9 @@ export class RedisReadModel {
   /** Applies a batch's changes, all orgs in one round trip. */
   async applyChanges(generation: number, changes: OrgChange[]): Promise<void> {
     if (changes.length === 0) return;
-    const pipeline = this.redis.pipeline() as unknown as ScriptedRedis & { exec(): Promise<[Error | null, unknown][] | null> };
+    const pipeline = this.redis.pipeline() as unknown as ScriptedRedis & {
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
     for (const c of changes) {
       const args: (string | number)[] = [c.version, c.upserts.length];
       for (const [id, doc] of c.upserts) args.push(id, doc);

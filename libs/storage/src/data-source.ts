@@ -6,7 +6,10 @@ import { ApiKeys1732400000002 } from './migrations/1732400000002-ApiKeys';
 export const MIGRATIONS = [EventLog1732400000000, ReadModel1732400000001, ApiKeys1732400000002];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */
-export function createDataSource(databaseUrl: string, options: { poolSize?: number; applicationName?: string } = {}): DataSource {
+export function createDataSource(
+  databaseUrl: string,
+  options: { poolSize?: number; applicationName?: string } = {},
+): DataSource {
   return new DataSource({
     type: 'postgres',
     url: databaseUrl,

@@ -57,7 +57,10 @@ export function eventFromRow(row: EventRow): ConnectionEvent {
 /** The ids among `eventIds` that the log already holds. */
 export async function findLoggedEventIds(sql: Sql, eventIds: string[]): Promise<Set<string>> {
   if (eventIds.length === 0) return new Set();
-  const rows: { event_id: string }[] = await sql.query(`SELECT event_id FROM event_log WHERE event_id = ANY($1::text[])`, [eventIds]);
+  const rows: { event_id: string }[] = await sql.query(
+    `SELECT event_id FROM event_log WHERE event_id = ANY($1::text[])`,
+    [eventIds],
+  );
   return new Set(rows.map((r) => r.event_id));
 }
 
@@ -120,7 +123,10 @@ export async function readLogAfter(sql: Sql, after: LogPosition, limit: number):
       LIMIT $3`,
     [after.transactionId, after.position, limit],
   );
-  return rows.map((r) => ({ at: { transactionId: r.transaction_id, position: String(r.position) }, event: eventFromRow(r) }));
+  return rows.map((r) => ({
+    at: { transactionId: r.transaction_id, position: String(r.position) },
+    event: eventFromRow(r),
+  }));
 }
 
 /** How far a reader at `after` is behind the log: events not yet read, and the age of the oldest. */

@@ -20,8 +20,12 @@ export class ReadModel1732400000001 implements MigrationInterface {
         switched_at timestamptz NULL,
         updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
       )`);
-    await q.query(`CREATE UNIQUE INDEX projection_generation_one_live ON projection_generation (status) WHERE status = 'live'`);
-    await q.query(`INSERT INTO projection_generation (generation, status, switched_at) VALUES (1, 'live', clock_timestamp())`);
+    await q.query(
+      `CREATE UNIQUE INDEX projection_generation_one_live ON projection_generation (status) WHERE status = 'live'`,
+    );
+    await q.query(
+      `INSERT INTO projection_generation (generation, status, switched_at) VALUES (1, 'live', clock_timestamp())`,
+    );
     await q.query(`
       CREATE TABLE connection_read_model (
         generation integer NOT NULL REFERENCES projection_generation (generation) ON DELETE CASCADE,
@@ -40,7 +44,9 @@ export class ReadModel1732400000001 implements MigrationInterface {
         state json NOT NULL,
         PRIMARY KEY (generation, org_id, connection_id)
       )`);
-    await q.query(`CREATE INDEX connection_read_model_recent_calls ON connection_read_model (generation, last_call_minute) WHERE last_call_minute IS NOT NULL`);
+    await q.query(
+      `CREATE INDEX connection_read_model_recent_calls ON connection_read_model (generation, last_call_minute) WHERE last_call_minute IS NOT NULL`,
+    );
     await q.query(`
       CREATE TABLE org_read_model (
         generation integer NOT NULL REFERENCES projection_generation (generation) ON DELETE CASCADE,
