@@ -58,6 +58,35 @@ describe('tailing the event log', () => {
     await late.release();
   });
 
+  it('orders transaction ids as numbers, not text, across a change in their number of digits', async () => {
+    // Rows written "by" transactions 9999 and 10000 (long finished): 9999 comes first.
+    const db2 = await openDatabase({ ...settings, databaseUrl: settings.databaseUrl.replace(/\/([^/]+)$/, '/$1_digits') });
+    try {
+      for (const [xid, id] of [
+        ['10000', 'later'],
+        ['9999', 'earlier'],
+      ]) {
+        await db2.query(
+          `INSERT INTO event_log (transaction_id, event_id, org_id, connection_id, stream_version, type, occurred_at, data,
+                                  source_topic, source_partition, source_offset)
+           VALUES ($1::xid8, $2, 'org_t', $2, 1, 'connection.deleted', now(), '{}', 't', 0, 0)`,
+          [xid, id],
+        );
+      }
+      const first = await readLogAfter(db2, LOG_START, 1);
+      expect(first.map((r) => [r.at.transactionId, r.event.eventId])).toEqual([['9999', 'earlier']]);
+      const next = await readLogAfter(db2, first[0].at, 10);
+      expect(next.map((r) => [r.at.transactionId, r.event.eventId])).toEqual([['10000', 'later']]);
+      const plan: { 'QUERY PLAN': string }[] = await db2.query(
+        `EXPLAIN SELECT e.transaction_id::text AS tx FROM event_log e WHERE (e.transaction_id, e.position) > ('0'::xid8, 0) ORDER BY e.transaction_id, e.position LIMIT 10`,
+      );
+      expect(plan.map((p) => p['QUERY PLAN']).join('\n')).not.toMatch(/Sort Key: \(\(e\.transaction_id\)::text\)/);
+    } finally {
+      await db2.destroy();
+      await dropIsolated({ ...settings, databaseUrl: settings.databaseUrl.replace(/\/([^/]+)$/, '/$1_digits') });
+    }
+  });
+
   it('sees every event exactly once while many writers commit out of order', async () => {
     const writers = 8;
     const perWriter = 50;

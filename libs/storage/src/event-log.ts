@@ -114,17 +114,19 @@ export async function readStreamsAfter(
  * are read, so no row can later appear before the returned ones. See docs/event-log.md.
  */
 export async function readLogAfter(sql: Sql, after: LogPosition, limit: number): Promise<LoggedEvent[]> {
-  const rows: (EventRow & { transaction_id: string; position: string })[] = await sql.query(
-    `SELECT transaction_id::text AS transaction_id, position, event_id, org_id, connection_id, type, occurred_at, data
-       FROM event_log
-      WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
-        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY transaction_id, position
+  // The text copy of the transaction id must not be named `transaction_id`: ORDER BY would then
+  // sort by that text ('10000' < '9999') and skip events, and could not use the index.
+  const rows: (EventRow & { tx: string; position: string })[] = await sql.query(
+    `SELECT e.transaction_id::text AS tx, e.position, e.event_id, e.org_id, e.connection_id, e.type, e.occurred_at, e.data
+       FROM event_log e
+      WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+        AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY e.transaction_id, e.position
       LIMIT $3`,
     [after.transactionId, after.position, limit],
   );
   return rows.map((r) => ({
-    at: { transactionId: r.transaction_id, position: String(r.position) },
+    at: { transactionId: r.tx, position: String(r.position) },
     event: eventFromRow(r),
   }));
 }
