@@ -1,0 +1,8 @@
+/**
+ * The producers' kit: typed builders of the contract's Kafka messages, the recommended key, the
+ * topic of each type, and a producer that refuses what the service would put in its DLQ.
+ * The wire format itself is documented in docs/asyncapi.yaml.
+ */
+export * from './envelope';
+export * from './topics';
+export * from './producer';
