@@ -10,6 +10,7 @@ import {
   isUniqueViolation,
   readStreamsAfter,
   Sql,
+  violatedConstraint,
 } from '@psp/storage';
 import { ConnectionAggregate, streamKey } from './connection-aggregate';
 
@@ -54,25 +55,31 @@ export class ConnectionStreams {
   }
 
   private async recordWithRetry(events: SourcedEvent[]): Promise<RecordOutcome> {
+    // Optimistic: append without asking the log first; the unique index on event_id refuses a
+    // duplicate. Only after such a refusal (a re-delivery, a producer's retry, a concurrent writer)
+    // does the next attempt look the batch's ids up and leave the logged ones out.
+    let lookUpDuplicates = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await this.tryRecord(events);
+        const outcome = await this.tryRecord(events, lookUpDuplicates);
         return { ...outcome, conflictsRetried: attempt - 1 };
       } catch (error) {
         if (!isUniqueViolation(error) || attempt >= MAX_ATTEMPTS) throw error;
-        this.logger.warn(
-          `append conflict (attempt ${attempt}): another writer appended to the same streams; retrying with fresh versions`,
-        );
-        await new Promise((r) => setTimeout(r, Math.min(1000, 10 * 2 ** attempt) * Math.random()));
+        if (violatedConstraint(error) === 'event_log_event_id') {
+          lookUpDuplicates = true;
+        } else {
+          this.logger.warn(`append conflict (attempt ${attempt}): another writer appended to the same streams; retrying with fresh versions`);
+          await new Promise((r) => setTimeout(r, Math.min(1000, 10 * 2 ** attempt) * Math.random()));
+        }
       }
     }
   }
 
-  private async tryRecord(events: SourcedEvent[]): Promise<Omit<RecordOutcome, 'conflictsRetried'>> {
+  private async tryRecord(events: SourcedEvent[], lookUpDuplicates: boolean): Promise<Omit<RecordOutcome, 'conflictsRetried'>> {
     // The same event_id twice in one batch: the first one counts.
     const firstById = new Map<string, SourcedEvent>();
     for (const e of events) if (!firstById.has(e.event.eventId)) firstById.set(e.event.eventId, e);
-    const logged = await findLoggedEventIds(this.db, [...firstById.keys()]);
+    const logged = lookUpDuplicates ? await findLoggedEventIds(this.db, [...firstById.keys()]) : new Set<string>();
     const fresh = [...firstById.values()].filter((e) => !logged.has(e.event.eventId));
     const duplicates = events.length - fresh.length;
     if (fresh.length === 0) return { appended: 0, duplicates };
@@ -84,9 +91,7 @@ export class ConnectionStreams {
         source,
         streamVersion: touched.get(streamKey(event.orgId, event.connectionId))!.record(event),
       }));
-      const due = [...touched.values()].filter(
-        (a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery,
-      );
+      const due = [...touched.values()].filter((a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery);
       await this.db.transaction(async (tx) => {
         await appendEvents(tx, rows);
         await saveSnapshots(tx, due);

@@ -54,11 +54,11 @@ export function eventFromRow(row: EventRow): ConnectionEvent {
   } as ConnectionEvent;
 }
 
-/** The ids among `eventIds` that the log already holds. */
+/** The ids among `eventIds` that the log already holds (one index probe each). */
 export async function findLoggedEventIds(sql: Sql, eventIds: string[]): Promise<Set<string>> {
   if (eventIds.length === 0) return new Set();
   const rows: { event_id: string }[] = await sql.query(
-    `SELECT event_id FROM event_log WHERE event_id = ANY($1::text[])`,
+    `SELECT e.event_id FROM unnest($1::text[]) AS k(event_id) JOIN event_log e ON e.event_id = k.event_id`,
     [eventIds],
   );
   return new Set(rows.map((r) => r.event_id));
@@ -139,6 +139,12 @@ export async function logLagAfter(sql: Sql, after: LogPosition): Promise<{ event
     [after.transactionId, after.position],
   );
   return { events: Number(rows[0].events), seconds: rows[0].seconds === null ? 0 : Math.max(0, rows[0].seconds) };
+}
+
+/** The name of the constraint (index) an error violated, when PostgreSQL says. */
+export function violatedConstraint(error: unknown): string | undefined {
+  const e = error as { constraint?: string; driverError?: { constraint?: string } };
+  return e?.constraint ?? e?.driverError?.constraint;
 }
 
 /** True when PostgreSQL says the error is a unique violation (a concurrent append won the race). */
