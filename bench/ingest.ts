@@ -64,7 +64,9 @@ runBench('bench:ingest', async (register) => {
   const inflight = Math.max(1, a.num('inflight', 4));
   const profile = a.flag('profile');
   const whatIf = a.str('what-if', '');
-  const writerNodeOptions = a.str('writer-node-options', '');
+  // The same heap bound as `npm run start:writer` (package.json): the writer as it is deployed.
+  const WRITER_NODE_OPTIONS = '--max-old-space-size=128';
+  const writerNodeOptions = a.str('writer-node-options', WRITER_NODE_OPTIONS);
   const total = events + connections;
 
   await useServers();

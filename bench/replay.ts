@@ -1,5 +1,5 @@
 /**
- * npm run bench:replay [-- --events N] [--orgs 10] [--connections 20] [--batch 5000] [--profile] [--no-what-if]
+ * npm run bench:replay [-- --events N] [--orgs 10] [--connections 20] [--batch 50000 (as npm run ops -- replay)] [--profile] [--no-what-if]
  *
  * Event log → read model rebuild speed. In one isolated run (own database and Redis prefix):
  *   1. seeds event_log with N events (test/support/seed.ts mixedEvents: orgs × connections streams,
@@ -61,7 +61,7 @@ runBench('bench:replay', async (register) => {
   const events = a.num('events', 1_000_000);
   const orgs = a.num('orgs', 10);
   const connections = a.num('connections', 20);
-  const batchSize = a.num('batch', 5000);
+  const batchSize = a.num('batch', 50000);
   const profile = a.flag('profile');
   const whatIf = !a.flag('no-what-if');
 

@@ -4,6 +4,7 @@ import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
 import { ApiKeyRecord, ApiKeyStore, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
 import { ApiError } from './api-error';
+import { SingleFlight } from './single-flight';
 
 /** The org a request was authenticated for. */
 export interface AuthenticatedRequest extends FastifyRequest {
@@ -31,6 +32,7 @@ function header(request: FastifyRequest, name: string): string {
 export class ApiKeyGuard implements CanActivate {
   private readonly store: ApiKeyStore;
   private readonly cache = new Map<string, CachedLookup>();
+  private readonly lookups = new SingleFlight<ApiKeyRecord | null>();
 
   constructor(
     @Inject(DataSource) db: DataSource,
@@ -62,9 +64,11 @@ export class ApiKeyGuard implements CanActivate {
     const now = Date.now();
     const cached = this.cache.get(cacheKey);
     if (cached && cached.until > now) return cached.record;
-    const record = await this.store.findByHash(hash);
-    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-    this.cache.set(cacheKey, { record, until: now + this.settings.apiKeyCacheMs });
-    return record;
+    return this.lookups.run(cacheKey, async () => {
+      const record = await this.store.findByHash(hash);
+      if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+      this.cache.set(cacheKey, { record, until: Date.now() + this.settings.apiKeyCacheMs });
+      return record;
+    });
   }
 }

@@ -4,6 +4,7 @@ import Redis from 'ioredis';
 import { DataSource } from 'typeorm';
 import { ConnectionView, ListQuery, selectConnections, summariseLabels } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
+import { SingleFlight } from './single-flight';
 import {
   createRedis,
   liveGeneration,
@@ -13,9 +14,9 @@ import {
   RedisReadModel,
 } from '@psp/read-model';
 
-/** A response body ready to send, with its strong ETag. */
+/** A response body ready to send (bytes made once: writing a large string per request costs more), with its strong ETag. */
 export interface RenderedBody {
-  body: string;
+  body: Buffer;
   etag: string;
 }
 
@@ -45,7 +46,7 @@ class OrgEntry {
   render(cacheKey: string, build: () => string): RenderedBody {
     let hit = this.rendered.get(cacheKey);
     if (!hit) {
-      const body = build();
+      const body = Buffer.from(build(), 'utf8');
       hit = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"` };
       if (this.rendered.size >= 256) this.rendered.clear();
       this.rendered.set(cacheKey, hit);
@@ -70,6 +71,8 @@ export class ConnectionReads implements OnModuleDestroy {
   private readonly readModel: RedisReadModel;
   private readonly orgs = new Map<string, OrgEntry>();
   private generation: { value: number; until: number } | null = null;
+  private readonly generationLoad = new SingleFlight<number>();
+  private readonly orgLoad = new SingleFlight<OrgEntry>();
   /** Where the last org read came from: 'redis' or 'postgres' (for tests and ops). */
   lastSource: 'redis' | 'postgres' | 'memory' = 'memory';
 
@@ -108,16 +111,21 @@ export class ConnectionReads implements OnModuleDestroy {
   }
 
   private async liveGeneration(): Promise<number> {
-    const now = Date.now();
-    if (this.generation && this.generation.until > now) return this.generation.value;
-    const value = await liveGeneration(this.db);
-    this.generation = { value, until: now + GENERATION_TTL_MS };
-    return value;
+    if (this.generation && this.generation.until > Date.now()) return this.generation.value;
+    return this.generationLoad.run('live', async () => {
+      const value = await liveGeneration(this.db);
+      this.generation = { value, until: Date.now() + GENERATION_TTL_MS };
+      return value;
+    });
   }
 
   private async org(orgId: string): Promise<OrgEntry> {
     const generation = await this.liveGeneration();
     const cacheKey = `${generation}:${orgId}`;
+    return this.orgLoad.run(cacheKey, () => this.loadOrg(generation, orgId, cacheKey));
+  }
+
+  private async loadOrg(generation: number, orgId: string, cacheKey: string): Promise<OrgEntry> {
     const cached = this.orgs.get(cacheKey);
     let documents: OrgDocuments | null = null;
     try {

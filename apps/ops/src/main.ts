@@ -8,11 +8,13 @@ import { createDataSource, logLagAfter, migrate } from '@psp/storage';
 import { Progress } from './progress';
 import { replay } from './replay';
 
+const REPLAY_BATCH_SIZE = 50000;
+
 const USAGE = `usage: npm run ops -- <command>
   keys create --org ORG [--scopes connections:read] [--env live|test]   create a key (printed once, alone on the last line)
   keys list [--org ORG]                                                  list keys (never prints a key)
   keys revoke KEY_ID                                                     revoke a key (effective within 5 s)
-  replay [--batch N]                                                     rebuild the read model into a new generation, then switch
+  replay [--batch N]   (default 50000)                                    rebuild the read model into a new generation, then switch
   lag                                                                    how far the projector is behind the event log
   dlq [--limit N]                                                        print the newest DLQ messages' reasons
   migrate                                                                create the database and run migrations`;
@@ -85,7 +87,8 @@ async function keys(settings: Settings, args: string[]): Promise<number> {
 
 async function runReplay(settings: Settings, args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { batch: { type: 'string' } } });
-  const batchSize = values.batch ? Number(values.batch) : settings.projectorBatchSize;
+  // A rebuild reads far more than the live projector: larger batches, fewer transactions.
+  const batchSize = values.batch ? Number(values.batch) : REPLAY_BATCH_SIZE;
   let stop = false;
   const onSignal = () => {
     if (stop) process.exit(130);
