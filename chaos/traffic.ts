@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { seededRandom } from '../test/support/seed';
 import { WireEvent } from './expected-model';
 
 /** One message the traffic generator sends, and what the service must do with it. */
@@ -33,15 +34,6 @@ export const DEFAULT_TRAFFIC: TrafficOptions = {
   shuffleTopics: false,
 };
 
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PROVIDERS = ['paystack', 'hubtel', 'flutterwave', 'monnify', 'mpesa', 'stripe'];
 const DECLINES = ['insufficient_funds', 'card_declined', 'do_not_honor'];
@@ -56,7 +48,7 @@ export function generateTraffic(
   topics: { calls: string; validations: string; connections: string },
   now = Date.now(),
 ): Sent[] {
-  const rnd = random(options.seed);
+  const rnd = seededRandom(options.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
   const all = [topics.calls, topics.validations, topics.connections];
   const sent: Sent[] = [];
