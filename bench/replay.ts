@@ -1,5 +1,5 @@
 /**
- * npm run bench:replay [-- --events N] [--orgs 10] [--connections 20] [--batch 50000 (as npm run ops -- replay)] [--profile] [--no-what-if]
+ * npm run bench:replay [-- --events N] [--orgs 10] [--connections 20] [--batch 50000 (as npm run ops -- replay)] [--profile] [--what-if]
  *
  * Event log → read model rebuild speed. In one isolated run (own database and Redis prefix):
  *   1. seeds event_log with N events (test/support/seed.ts mixedEvents: orgs × connections streams,
@@ -12,9 +12,11 @@
  *   3. reference: the projection's own read path alone (readLogAfter in batches, parsed, no projecting);
  *   4. replay() of apps/ops/src/replay.ts, compiled, into a new generation (Redis included, as
  *      `npm run ops -- replay` does), timed end to end, with every query's wall time by statement;
- *   5. what-if (skip with --no-what-if): steps 3 and 4 again with readLogAfter's ORDER BY qualified
+ *   5. what-if (only with --what-if): steps 3 and 4 again with readLogAfter's ORDER BY qualified
  *      (event_log.transaction_id), the SQL rewritten at run time in this process (see orderFix): what
- *      the one-line fix would give. The app's source is not changed.
+ *      the one-line fix would give. The app's source is not changed. Since 9f0de9d readLogAfter has
+ *      that fix, so the rewrite no longer matches and the what-if is off by default (it would re-run
+ *      the same SQL under a what-if label); it refuses to run if the rewrite changes nothing.
  * --profile records V8 CPU profiles of the replays and prints the breakdowns. Cleans up at the end.
  */
 import { mkdtempSync } from 'node:fs';
@@ -63,7 +65,11 @@ runBench('bench:replay', async (register) => {
   const connections = a.num('connections', 20);
   const batchSize = a.num('batch', 50000);
   const profile = a.flag('profile');
-  const whatIf = !a.flag('no-what-if');
+  const whatIf = a.flag('what-if');
+  if (whatIf && orderFix(readLogSqlProbe()) === readLogSqlProbe())
+    throw new Error(
+      '--what-if: the log-order rewrite no longer matches readLogAfter (fixed in 9f0de9d); nothing to compare',
+    );
 
   await useServers();
   const run = new IsolatedRun('benchreplay');
@@ -291,7 +297,15 @@ runBench('bench:replay', async (register) => {
 });
 
 /** The one-line what-if (see REWRITES in support/timing-hook): readLogAfter's ORDER BY qualified. */
-const orderFix = REWRITES['log-order'];
+function orderFix(sql: string): string {
+  return REWRITES['log-order'](sql);
+}
+/** readLogAfter's SQL shape as of 9f0de9d, to check whether the what-if rewrite still applies. */
+function readLogSqlProbe(): string {
+  return `SELECT e.transaction_id::text AS tx, e.position FROM event_log e
+      WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+      ORDER BY e.transaction_id, e.position LIMIT $3`;
+}
 
 /** Reads the whole log with readLogAfter in batches (no projecting); returns the seconds. */
 async function readLoop(db: DataSource, batchSize: number, expected: number, label: string): Promise<number> {
