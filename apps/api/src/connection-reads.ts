@@ -28,6 +28,8 @@ class OrgEntry {
   readonly rendered = new Map<string, RenderedBody>();
   /** When this instance last compared the version with PostgreSQL's. */
   checkedInPostgresAt = Date.now();
+  /** When this instance last compared the version with Redis's (or PostgreSQL's). */
+  verifiedAt = 0;
 
   constructor(
     readonly version: number,
@@ -58,6 +60,8 @@ class OrgEntry {
 const ORG_CACHE_LIMIT = 5000;
 const GENERATION_TTL_MS = 1000;
 const POSTGRES_RECHECK_MS = 1000;
+/** For this long after a version check, an org is served from memory without asking Redis again. */
+const ORG_VERIFY_MS = 50;
 
 /**
  * Serves the read model: from Redis when it holds the org, from PostgreSQL otherwise (then refilling
@@ -122,7 +126,14 @@ export class ConnectionReads implements OnModuleDestroy {
   private async org(orgId: string): Promise<OrgEntry> {
     const generation = await this.liveGeneration();
     const cacheKey = `${generation}:${orgId}`;
-    return this.orgLoad.run(cacheKey, () => this.loadOrg(generation, orgId, cacheKey));
+    const cached = this.orgs.get(cacheKey);
+    if (cached && Date.now() - cached.verifiedAt < ORG_VERIFY_MS) {
+      this.lastSource = 'memory';
+      return cached;
+    }
+    const entry = await this.orgLoad.run(cacheKey, () => this.loadOrg(generation, orgId, cacheKey));
+    entry.verifiedAt = Date.now();
+    return entry;
   }
 
   private async loadOrg(generation: number, orgId: string, cacheKey: string): Promise<OrgEntry> {
