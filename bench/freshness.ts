@@ -22,10 +22,25 @@ function percentile(sorted: number[], p: number): number {
 }
 
 function envelope(type: string, connectionId: string, data: object): string {
-  return JSON.stringify({ event_id: randomUUID(), type, schema_version: 1, org_id: 'org_0', connection_id: connectionId, occurred_at: new Date().toISOString(), data });
+  return JSON.stringify({
+    event_id: randomUUID(),
+    type,
+    schema_version: 1,
+    org_id: 'org_0',
+    connection_id: connectionId,
+    occurred_at: new Date().toISOString(),
+    data,
+  });
 }
 
-async function measure(stack: ChaosStack, seconds: number, rate: number, connections: number, label: string, tag: string): Promise<number[]> {
+async function measure(
+  stack: ChaosStack,
+  seconds: number,
+  rate: number,
+  connections: number,
+  label: string,
+  tag: string,
+): Promise<number[]> {
   const sentAt = new Map<number, number>();
   const visibleAt = new Map<number, number>();
   let probe = 0;
@@ -55,19 +70,39 @@ async function measure(stack: ChaosStack, seconds: number, rate: number, connect
     const messages = [];
     for (let i = 0; i < due; i++) {
       const n = sent + i;
-      messages.push({ key: `org_0:c${n % connections}`, value: envelope('psp.call.completed', `c${n % connections}`, { outcome: n % 20 === 0 ? 'failure' : 'success', latency_ms: n % 900 }) });
+      messages.push({
+        key: `org_0:c${n % connections}`,
+        value: envelope('psp.call.completed', `c${n % connections}`, {
+          outcome: n % 20 === 0 ? 'failure' : 'success',
+          latency_ms: n % 900,
+        }),
+      });
     }
     if (messages.length > 0) await stack.producer.send({ topic: stack.settings.topics.calls, acks: 1, messages });
     sent += due;
     if (tick >= nextProbe) {
       const id = probe++;
       sentAt.set(id, Date.now());
-      await stack.producer.send({ topic: stack.settings.topics.validations, acks: 1, messages: [{ key: 'org_0:probe', value: envelope('connection.validation.completed', 'probe', { result: 'failure', error: `probe-${tag}-${id}` }) }] });
+      await stack.producer.send({
+        topic: stack.settings.topics.validations,
+        acks: 1,
+        messages: [
+          {
+            key: 'org_0:probe',
+            value: envelope('connection.validation.completed', 'probe', {
+              result: 'failure',
+              error: `probe-${tag}-${id}`,
+            }),
+          },
+        ],
+      });
       nextProbe += 100;
     }
     if (tick - lastReport >= 5000) {
       lastReport = tick;
-      process.stderr.write(`  ${label}: ${((tick - started) / 1000).toFixed(0)}/${seconds} s, ${sent} events sent (${Math.round(sent / ((tick - started) / 1000))}/s), ${visibleAt.size}/${probe} probes visible\n`);
+      process.stderr.write(
+        `  ${label}: ${((tick - started) / 1000).toFixed(0)}/${seconds} s, ${sent} events sent (${Math.round(sent / ((tick - started) / 1000))}/s), ${visibleAt.size}/${probe} probes visible\n`,
+      );
     }
     await sleep(Math.max(0, 20 - (Date.now() - tick)));
   }
@@ -78,12 +113,15 @@ async function measure(stack: ChaosStack, seconds: number, rate: number, connect
     const seen = visibleAt.get(id);
     if (seen !== undefined) latencies.push(seen - at);
   }
-  if (latencies.length < sentAt.size) process.stderr.write(`  ${label}: ${sentAt.size - latencies.length} probe(s) never became visible\n`);
+  if (latencies.length < sentAt.size)
+    process.stderr.write(`  ${label}: ${sentAt.size - latencies.length} probe(s) never became visible\n`);
   return latencies.sort((a, b) => a - b);
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rate: { type: 'string' }, seconds: { type: 'string' }, connections: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { rate: { type: 'string' }, seconds: { type: 'string' }, connections: { type: 'string' } },
+  });
   const rate = Number(values.rate ?? 2000);
   const seconds = Number(values.seconds ?? 60);
   const connections = Number(values.connections ?? 200);
@@ -97,11 +135,17 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stop());
   try {
     await stack.start();
-    await stack.producer.send({ topic: stack.settings.topics.connections, acks: -1, messages: [{ key: 'org_0:probe', value: envelope('connection.configured', 'probe', { provider: 'paystack' }) }] });
+    await stack.producer.send({
+      topic: stack.settings.topics.connections,
+      acks: -1,
+      messages: [{ key: 'org_0:probe', value: envelope('connection.configured', 'probe', { provider: 'paystack' }) }],
+    });
     while ((await stack.get('/v1/connections/probe', 'org_0', stack.apiKey)).status !== 200) await sleep(50);
     const idle = await measure(stack, 10, 0, connections, 'baseline (no traffic)', 'idle');
     const loaded = await measure(stack, seconds, rate, connections, `${rate} events/s`, 'load');
-    const lag = await fetch(`${stack.apiUrl}/readyz`).then((r) => r.json() as Promise<{ projection?: { lag_events: number; lag_seconds: number } }>);
+    const lag = await fetch(`${stack.apiUrl}/readyz`).then(
+      (r) => r.json() as Promise<{ projection?: { lag_events: number; lag_seconds: number } }>,
+    );
     const row = (name: string, l: number[]) =>
       `| ${name} | ${l.length} | ${percentile(l, 50)} | ${percentile(l, 90)} | ${percentile(l, 99)} | ${l[l.length - 1]} |`;
     process.stdout.write(

@@ -34,7 +34,6 @@ export const DEFAULT_TRAFFIC: TrafficOptions = {
   shuffleTopics: false,
 };
 
-
 const PROVIDERS = ['paystack', 'hubtel', 'flutterwave', 'monnify', 'mpesa', 'stripe'];
 const DECLINES = ['insufficient_funds', 'card_declined', 'do_not_honor'];
 

@@ -60,7 +60,10 @@ describe('tailing the event log', () => {
 
   it('orders transaction ids as numbers, not text, across a change in their number of digits', async () => {
     // Rows written "by" transactions 9999 and 10000 (long finished): 9999 comes first.
-    const db2 = await openDatabase({ ...settings, databaseUrl: settings.databaseUrl.replace(/\/([^/]+)$/, '/$1_digits') });
+    const db2 = await openDatabase({
+      ...settings,
+      databaseUrl: settings.databaseUrl.replace(/\/([^/]+)$/, '/$1_digits'),
+    });
     try {
       for (const [xid, id] of [
         ['10000', 'later'],

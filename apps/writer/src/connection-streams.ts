@@ -68,14 +68,19 @@ export class ConnectionStreams {
         if (violatedConstraint(error) === 'event_log_event_id') {
           lookUpDuplicates = true;
         } else {
-          this.logger.warn(`append conflict (attempt ${attempt}): another writer appended to the same streams; retrying with fresh versions`);
+          this.logger.warn(
+            `append conflict (attempt ${attempt}): another writer appended to the same streams; retrying with fresh versions`,
+          );
           await new Promise((r) => setTimeout(r, Math.min(1000, 10 * 2 ** attempt) * Math.random()));
         }
       }
     }
   }
 
-  private async tryRecord(events: SourcedEvent[], lookUpDuplicates: boolean): Promise<Omit<RecordOutcome, 'conflictsRetried'>> {
+  private async tryRecord(
+    events: SourcedEvent[],
+    lookUpDuplicates: boolean,
+  ): Promise<Omit<RecordOutcome, 'conflictsRetried'>> {
     // The same event_id twice in one batch: the first one counts.
     const firstById = new Map<string, SourcedEvent>();
     for (const e of events) if (!firstById.has(e.event.eventId)) firstById.set(e.event.eventId, e);
@@ -91,7 +96,9 @@ export class ConnectionStreams {
         source,
         streamVersion: touched.get(streamKey(event.orgId, event.connectionId))!.record(event),
       }));
-      const due = [...touched.values()].filter((a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery);
+      const due = [...touched.values()].filter(
+        (a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery,
+      );
       await this.db.transaction(async (tx) => {
         await appendEvents(tx, rows);
         await saveSnapshots(tx, due);
