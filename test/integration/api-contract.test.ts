@@ -13,6 +13,7 @@ import { ApiModule } from '../../apps/api/src/api.module';
 import { ConnectionReads } from '../../apps/api/src/connection-reads';
 import { dropIsolated, eventually, isolatedSettings, openDatabase } from '../support/isolated-stack';
 import { startService } from '../support/service';
+import { CONNECTION_FIELDS } from '../support/contract';
 
 /**
  * CONTRACT section 1, black-box, against the API alone (ApiModule). The read model is seeded through
@@ -22,30 +23,6 @@ import { startService } from '../support/service';
 
 const JSON_CT = 'application/json; charset=utf-8';
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const CONNECTION_FIELDS = [
-  'id',
-  'provider',
-  'mode',
-  'status',
-  'capabilities',
-  'routing_hints',
-  'labels',
-  'fee_structure',
-  'total_calls',
-  'successful_calls',
-  'failed_calls',
-  'total_latency_ms',
-  'last_success_at',
-  'last_failure_at',
-  'health_score',
-  'health_status',
-  'last_validated_at',
-  'last_validation_status',
-  'last_validation_error',
-  'validation_failures',
-  'created_at',
-  'updated_at',
-];
 const PROVIDERS = ['paystack', 'hubtel', 'flutterwave', 'monnify', 'mpesa', 'stripe'];
 
 const ORG_A = 'org_a';

@@ -7,6 +7,7 @@ import { ApiKeyStore } from '@psp/api-keys';
 import { DevModule } from '../../apps/dev/src/dev.module';
 import { dropIsolated, eventually, isolatedSettings, openDatabase, testProducer } from '../support/isolated-stack';
 import { startService } from '../support/service';
+import { CONNECTION_FIELDS } from '../support/contract';
 
 /** Kafka → writer → event log → projector → read model → API, all real, in one process. */
 describe('the service end to end', () => {
@@ -116,30 +117,7 @@ describe('the service end to end', () => {
     const body = JSON.parse(res.text);
     expect(body.pagination).toEqual({ total: 1, limit: 50, offset: 0 });
     const c = body.connections[0];
-    expect(Object.keys(c)).toEqual([
-      'id',
-      'provider',
-      'mode',
-      'status',
-      'capabilities',
-      'routing_hints',
-      'labels',
-      'fee_structure',
-      'total_calls',
-      'successful_calls',
-      'failed_calls',
-      'total_latency_ms',
-      'last_success_at',
-      'last_failure_at',
-      'health_score',
-      'health_status',
-      'last_validated_at',
-      'last_validation_status',
-      'last_validation_error',
-      'validation_failures',
-      'created_at',
-      'updated_at',
-    ]);
+    expect(Object.keys(c)).toEqual(CONNECTION_FIELDS);
     expect(c).toMatchObject({
       id: 'paystack_gh',
       provider: 'paystack',
