@@ -3,7 +3,8 @@ import { DataSource } from 'typeorm';
 import { ConnectionEvent, ConnectionState } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
 import {
-  appendEvents,
+  copyEvents,
+  CopyClient,
   EventSource,
   EventToAppend,
   findLoggedEventIds,
@@ -100,7 +101,7 @@ export class ConnectionStreams {
         (a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery,
       );
       await this.db.transaction(async (tx) => {
-        await appendEvents(tx, rows);
+        await copyEvents((await tx.queryRunner!.connect()) as CopyClient, rows);
         await saveSnapshots(tx, due);
       });
       for (const a of due) a.snapshotVersion = a.version;

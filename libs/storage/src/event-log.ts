@@ -1,3 +1,6 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
 import { ConnectionEvent } from '@psp/domain';
 
 /** Anything that runs SQL: a TypeORM DataSource, EntityManager or QueryRunner. */
@@ -90,6 +93,50 @@ export async function appendEvents(sql: Sql, events: EventToAppend[]): Promise<v
                           $7::json[], $8::text[], $9::int[], $10::bigint[])`,
     cols,
   );
+}
+
+/** A pg client, as a transaction's TypeORM QueryRunner holds it (COPY needs one connection). */
+export interface CopyClient {
+  query<T>(stream: T): T;
+}
+
+/** A quoted CSV field: never read as NULL or as the end-of-data marker, whatever the text. */
+function csvField(text: string): string {
+  return `"${text.replace(/"/g, '""')}"`;
+}
+
+/**
+ * The same append as `appendEvents`, with COPY: one stream of CSV rows instead of one statement's
+ * parameter arrays (faster to build and to insert). `transaction_id` and `recorded_at` take their
+ * defaults; a duplicate event_id or a taken stream version fails the COPY with SQLSTATE 23505, as
+ * the INSERT does.
+ */
+export async function copyEvents(client: CopyClient, events: EventToAppend[]): Promise<void> {
+  if (events.length === 0) return;
+  const stream = client.query(
+    copyFrom(
+      `COPY event_log (event_id, org_id, connection_id, stream_version, type, occurred_at, data,
+                       source_topic, source_partition, source_offset) FROM STDIN WITH (FORMAT csv)`,
+    ),
+  );
+  const lines: string[] = [];
+  for (const { event, streamVersion, source } of events) {
+    lines.push(
+      [
+        csvField(event.eventId),
+        csvField(event.orgId),
+        csvField(event.connectionId),
+        streamVersion,
+        csvField(event.type),
+        new Date(event.occurredAt).toISOString(),
+        csvField(JSON.stringify(event.data)),
+        csvField(source.topic),
+        source.partition,
+        csvField(source.offset),
+      ].join(','),
+    );
+  }
+  await pipeline(Readable.from([lines.join('\n') + '\n']), stream);
 }
 
 /** A connection's stream events after `afterVersion`, for several streams at once, in version order. */
