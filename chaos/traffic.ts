@@ -101,53 +101,25 @@ export function generateTraffic(
     if (r < options.badFraction) {
       bad += 1;
       const conn = `conn_${Math.floor(rnd() * options.connections)}`;
+      // Each breaks one rule of an otherwise valid call envelope.
+      const call = (overrides: Record<string, unknown>) =>
+        JSON.stringify({
+          event_id: randomUUID(),
+          type: 'psp.call.completed',
+          schema_version: 1,
+          org_id: 'org_0',
+          connection_id: conn,
+          occurred_at: new Date(now).toISOString(),
+          data: { outcome: 'success', latency_ms: 1 },
+          ...overrides,
+        });
       const variants = [
         'not json {',
-        JSON.stringify({
-          event_id: randomUUID(),
-          type: 'psp.call.completed',
-          schema_version: 2,
-          org_id: 'org_0',
-          connection_id: conn,
-          occurred_at: new Date(now).toISOString(),
-          data: { outcome: 'success', latency_ms: 1 },
-        }),
-        JSON.stringify({
-          event_id: randomUUID(),
-          type: 'psp.call.exploded',
-          schema_version: 1,
-          org_id: 'org_0',
-          connection_id: conn,
-          occurred_at: new Date(now).toISOString(),
-          data: {},
-        }),
-        JSON.stringify({
-          event_id: randomUUID(),
-          type: 'psp.call.completed',
-          schema_version: 1,
-          org_id: 'org_0',
-          connection_id: conn,
-          occurred_at: new Date(now + 3600_000).toISOString(),
-          data: { outcome: 'success', latency_ms: 1 },
-        }),
-        JSON.stringify({
-          event_id: randomUUID(),
-          type: 'psp.call.completed',
-          schema_version: 1,
-          org_id: 'org 0',
-          connection_id: conn,
-          occurred_at: new Date(now).toISOString(),
-          data: { outcome: 'success', latency_ms: 1 },
-        }),
-        JSON.stringify({
-          event_id: randomUUID(),
-          type: 'psp.call.completed',
-          schema_version: 1,
-          org_id: 'org_0',
-          connection_id: conn,
-          occurred_at: new Date(now).toISOString(),
-          data: { outcome: 'success', latency_ms: -5 },
-        }),
+        call({ schema_version: 2 }),
+        call({ type: 'psp.call.exploded', data: {} }),
+        call({ occurred_at: new Date(now + 3600_000).toISOString() }),
+        call({ org_id: 'org 0' }),
+        call({ data: { outcome: 'success', latency_ms: -5 } }),
       ];
       sent.push({ topic: pick(all), key: `org_0:${conn}`, value: variants[bad % variants.length], kind: 'bad' });
       continue;
