@@ -59,15 +59,20 @@ describe('tailing the event log', () => {
   });
 
   it('orders transaction ids as numbers, not text, across a change in their number of digits', async () => {
-    // Rows written "by" transactions 9999 and 10000 (long finished): 9999 comes first.
+    // Rows written "by" two finished transactions on either side of a power of ten (999 and 1000 on a
+    // young cluster, 9999 and 10000 on an older one): the one with fewer digits comes first.
     const db2 = await openDatabase({
       ...settings,
       databaseUrl: settings.databaseUrl.replace(/\/([^/]+)$/, '/$1_digits'),
     });
     try {
+      const current: string = (await db2.query(`SELECT pg_current_xact_id()::text AS x`))[0].x;
+      expect(current.length).toBeGreaterThanOrEqual(2); // every cluster has run more than 10 transactions
+      const boundary = 10n ** BigInt(current.length - 1);
+      const [before, after] = [(boundary - 1n).toString(), boundary.toString()];
       for (const [xid, id] of [
-        ['10000', 'later'],
-        ['9999', 'earlier'],
+        [after, 'later'],
+        [before, 'earlier'],
       ]) {
         await db2.query(
           `INSERT INTO event_log (transaction_id, event_id, org_id, connection_id, stream_version, type, occurred_at, data,
@@ -77,9 +82,9 @@ describe('tailing the event log', () => {
         );
       }
       const first = await readLogAfter(db2, LOG_START, 1);
-      expect(first.map((r) => [r.at.transactionId, r.event.eventId])).toEqual([['9999', 'earlier']]);
+      expect(first.map((r) => [r.at.transactionId, r.event.eventId])).toEqual([[before, 'earlier']]);
       const next = await readLogAfter(db2, first[0].at, 10);
-      expect(next.map((r) => [r.at.transactionId, r.event.eventId])).toEqual([['10000', 'later']]);
+      expect(next.map((r) => [r.at.transactionId, r.event.eventId])).toEqual([[after, 'later']]);
       const plan: { 'QUERY PLAN': string }[] = await db2.query(
         `EXPLAIN SELECT e.transaction_id::text AS tx FROM event_log e WHERE (e.transaction_id, e.position) > ('0'::xid8, 0) ORDER BY e.transaction_id, e.position LIMIT 10`,
       );
