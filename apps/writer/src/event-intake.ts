@@ -1,11 +1,17 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
-import { Consumer, EachBatchPayload, Kafka, Partitioners, Producer } from 'kafkajs';
+import { Consumer, ConsumerRunConfig, EachBatchPayload, Kafka, Partitioners, Producer } from 'kafkajs';
 import { validateMessage } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
 import { createKafka, ensureTopics, intakeTopics, toDlqMessage } from '@psp/messaging';
-import { ConnectionStreams, SourcedEvent } from './connection-streams';
+import { ConnectionStreams, RecordOutcome, SourcedEvent } from './connection-streams';
+import { IntakeAppends } from './intake-appends';
 import { RecordConnectionEvents } from './record-connection-events';
+
+/** Accepted events that may wait for the next append before the consumer stops fetching. */
+const MAX_WAITING_EVENTS = 20000;
+/** How long a restart after a failed append waits first, doubling up to the maximum. */
+const RESTART_DELAY_MS = { first: 500, max: 15000 };
 
 /** Running totals, logged every few seconds for ops. */
 export interface IntakeTotals {
@@ -18,9 +24,12 @@ export interface IntakeTotals {
 
 /**
  * Consumes the three intake topics in batches. Each message is validated (CONTRACT 2); a bad one goes
- * to the DLQ unchanged with its reason, the good ones are recorded in one command. The batch's offsets
- * are resolved and committed only after both are durable, so a crash re-delivers and the event_id
- * check makes the re-delivery change nothing (at-least-once in, exactly-once effect).
+ * to the DLQ unchanged with its reason before the batch is handed on. The good ones go to the group
+ * append (IntakeAppends): the consumer fetches on while PostgreSQL writes, and the batches that arrive
+ * meanwhile are recorded together, in one command and one transaction. A batch's offset is committed
+ * only after its events are durable, so a crash re-delivers and the event_id check makes the
+ * re-delivery change nothing (at-least-once in, exactly-once effect). A failed append (PostgreSQL
+ * down) restarts consumption from the committed offsets, after a growing delay.
  */
 @Injectable()
 export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -31,6 +40,11 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
   private reporter?: NodeJS.Timeout;
   readonly totals: IntakeTotals = { consumed: 0, appended: 0, duplicates: 0, rejected: 0, conflictsRetried: 0 };
   private reported = 0;
+  private readonly appends: IntakeAppends;
+  private runConfig?: ConsumerRunConfig;
+  private closing = false;
+  private restarting?: Promise<void>;
+  private restartDelay = RESTART_DELAY_MS.first;
 
   constructor(
     @Inject(SETTINGS) private readonly settings: Settings,
@@ -40,6 +54,22 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     this.kafka = createKafka(settings, 'writer', (level, message) =>
       level === 'error' ? this.logger.error(message) : this.logger.warn(message),
     );
+    this.appends = new IntakeAppends({
+      maxWaiting: MAX_WAITING_EVENTS,
+      record: (events) => this.commands.execute(new RecordConnectionEvents(events)),
+      commit: (offsets) => this.consumer!.commitOffsets(offsets),
+      onAppended: (outcome) => {
+        this.count(outcome);
+        this.restartDelay = RESTART_DELAY_MS.first;
+      },
+      onCommitFailure: (error) =>
+        this.logger.warn(
+          `offset commit failed (${describe(error)}); the events are in the log, a re-delivery will be recognised as duplicates`,
+        ),
+      onAppendFailure: (error) => {
+        this.restarting ??= this.restartConsumption(error).finally(() => (this.restarting = undefined));
+      },
+    });
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -71,14 +101,22 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
       maxBytesPerPartition: 2 * 1024 * 1024,
       maxWaitTimeInMs: 100,
     });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.streams.forget());
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+      // Partitions may have moved: streams may be written elsewhere now, and offsets noted so far
+      // must not be committed over the new owner's.
+      this.streams.forget();
+      this.appends.newGeneration();
+    });
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: intakeTopics(this.settings), fromBeginning: true });
-    await this.consumer.run({
+    // Offsets are resolved when a batch is handed to the group append (so the next fetch starts after
+    // it) and committed by IntakeAppends after the append is durable; kafkajs never commits on its own.
+    this.runConfig = {
       eachBatchAutoResolve: false,
-      autoCommit: true,
+      autoCommit: false,
       eachBatch: (payload) => this.consumeBatch(payload),
-    });
+    };
+    await this.consumer.run(this.runConfig);
     this.reporter = setInterval(() => this.report(), 10000);
     this.reporter.unref();
     this.logger.log(
@@ -86,15 +124,8 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     );
   }
 
-  private async consumeBatch({
-    batch,
-    resolveOffset,
-    heartbeat,
-    commitOffsetsIfNecessary,
-    isRunning,
-    isStale,
-  }: EachBatchPayload): Promise<void> {
-    if (!isRunning() || isStale() || batch.messages.length === 0) return;
+  private async consumeBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (this.closing || this.appends.failed || !isRunning() || isStale() || batch.messages.length === 0) return;
     const consumedAt = Date.now();
     const accepted: SourcedEvent[] = [];
     const rejected = [];
@@ -118,18 +149,45 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     }
     if (rejected.length > 0)
       await this.producer!.send({ topic: this.settings.topics.dlq, acks: -1, messages: rejected });
-    const outcome =
-      accepted.length > 0
-        ? await this.commands.execute(new RecordConnectionEvents(accepted))
-        : { appended: 0, duplicates: 0, conflictsRetried: 0 };
+    const next = (BigInt(batch.lastOffset()) + 1n).toString();
+    const taken = await this.appends.add(accepted, { topic: batch.topic, partition: batch.partition, offset: next });
+    if (!taken) return; // an append failed: consumption restarts from the committed offsets
     resolveOffset(batch.lastOffset());
-    await commitOffsetsIfNecessary();
     await heartbeat();
     this.totals.consumed += batch.messages.length;
+    this.totals.rejected += rejected.length;
+  }
+
+  private count(outcome: RecordOutcome): void {
     this.totals.appended += outcome.appended;
     this.totals.duplicates += outcome.duplicates;
-    this.totals.rejected += rejected.length;
     this.totals.conflictsRetried += outcome.conflictsRetried;
+  }
+
+  /**
+   * After a failed append: stop the consumer (kafkajs forgets the offsets resolved past the committed
+   * ones), wait, and run it again, so consumption resumes at the first offset not yet durable.
+   */
+  private async restartConsumption(error: unknown): Promise<void> {
+    for (;;) {
+      if (this.closing) return;
+      this.logger.error(
+        `append to the event log failed (${describe(error)}); nothing after the last committed offsets is taken as done. Restarting consumption in ${this.restartDelay} ms`,
+      );
+      await new Promise((r) => setTimeout(r, this.restartDelay));
+      this.restartDelay = Math.min(RESTART_DELAY_MS.max, this.restartDelay * 2);
+      try {
+        await this.consumer!.stop();
+        await this.appends.drain();
+        this.appends.reset();
+        if (this.closing) return;
+        await this.consumer!.run(this.runConfig);
+        this.logger.log('consumption restarted from the committed offsets');
+        return;
+      } catch (restartError) {
+        error = restartError;
+      }
+    }
   }
 
   private report(): void {
@@ -142,9 +200,16 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   async onApplicationShutdown(): Promise<void> {
+    // Stop taking batches, let the appends in hand finish and their offsets be committed, then leave.
+    this.closing = true;
+    await this.appends.drain().catch(() => undefined);
     if (this.reporter) clearInterval(this.reporter);
     this.report();
     await this.consumer?.disconnect().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
   }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
