@@ -118,6 +118,55 @@ describe('the writer under crashes and rebalances', () => {
     }
   });
 
+  /** Σ over the calls topic's partitions of the writer group's committed offsets. */
+  async function committedMessages(): Promise<number> {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [topic] = await admin.fetchOffsets({ groupId: settings.writerGroupId, topics: [settings.topics.calls] });
+      return topic.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  it('loses and skips nothing when the log refuses appends for a while, and commits no offset past it', async () => {
+    const before = await logCount();
+    await produceCalls(CALLS / 2, before);
+    const writer = startProcess('writer', env);
+    try {
+      await eventually(logCount, (n) => n === before + CALLS / 2, 60000, 'the first half in the log');
+      // From now on every append fails (as with PostgreSQL refusing writes) while batches keep arriving.
+      await db.query(`CREATE FUNCTION refuse_appends() RETURNS trigger LANGUAGE plpgsql AS $$
+                        BEGIN RAISE EXCEPTION 'appends refused by the test'; END $$`);
+      await db.query(`CREATE TRIGGER refuse_appends BEFORE INSERT ON event_log
+                        FOR EACH STATEMENT EXECUTE FUNCTION refuse_appends()`);
+      await produceCalls(CALLS / 2, before + CALLS / 2);
+      const stuckAt = await logCount();
+      // Give the writer time to take the second half's batches and fail on them (it says so in its log).
+      const until = Date.now() + 15000;
+      while (Date.now() < until && !/append to the event log failed/.test(writer.output.join('')))
+        await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(await logCount()).toBe(stuckAt);
+      expect(stuckAt).toBeLessThan(before + CALLS);
+      // Every message ever produced to this file's topic becomes one event: offsets committed past the
+      // log would show as more committed messages than events.
+      expect(await committedMessages()).toBeLessThanOrEqual(stuckAt);
+      expect(writer.output.join('')).toMatch(/append to the event log failed/);
+
+      await db.query(`DROP TRIGGER refuse_appends ON event_log`);
+      await db.query(`DROP FUNCTION refuse_appends()`);
+      await expectExactlyOnce(before + CALLS);
+      expect(writer.output.join('')).toMatch(/consumption restarted from the committed offsets/);
+      await eventually(committedMessages, (n) => n === before + CALLS, 30000, 'all offsets committed');
+    } finally {
+      await db.query(`DROP TRIGGER IF EXISTS refuse_appends ON event_log`);
+      await db.query(`DROP FUNCTION IF EXISTS refuse_appends()`);
+      await stopProcess(writer);
+    }
+  });
+
   it('loses and double-counts nothing when a second writer joins the group and the first leaves', async () => {
     const before = await logCount();
     await produceCalls(CALLS, before);
