@@ -3,27 +3,53 @@
  *                      [--acks -1] [--inflight 4] [--profile] [--what-if logged-ids-join]
  *                      [--writer-node-options=--max-old-space-size=96]
  *
- * Kafka → writer → event_log throughput. In one isolated run (own database, topics, group, Redis prefix):
- *   1. starts the COMPILED writer (dist/apps/writer/src/main.js) and waits until its group is stable;
- *   2. produces `connections` connection.configured events, then N psp.call.completed events over those
- *      connections to the run's calls topic, as fast as possible (batches of --batch, --inflight sends
- *      in flight, acks --acks);
- *   3. times from the first produce to the last durable append (polls max(position) of event_log every
- *      50 ms, then checks count(*)), sampling the writer's RSS (VmRSS; VmHWM at the end) and the CPU of
- *      the writer, PostgreSQL, Kafka and this process;
- *   4. ceiling, same run, same topics: a bare kafkajs consumer (new group, the writer's fetch settings)
- *      that only JSON.parses every message; its rate is timed from its first batch to its last.
- * The writer always runs with bench/support/timing-hook preloaded (wall time of every PostgreSQL query
- * and kafkajs fetch/batch/commit, memory peaks). With --profile it also runs a V8 CPU profiler
- * (bench/support/cpu-profile-hook) and the breakdown is printed. --what-if NAME runs the writer with
- * one of the hook's named SQL rewrites (REWRITES in support/timing-hook; the app's source is unchanged)
- * to measure what a one-query change would give; the results then say so. Everything is deleted at the end (also on Ctrl-C).
+ * Kafka → writer → event_log throughput, against a bare kafkajs consumer, in one isolated run (own
+ * database, topics, consumer groups, Redis prefix).
+ *
+ * The messages: before any timing starts, the bench builds every message once, deterministically
+ * (seededRandom(42) for the choices, a second seeded generator for the v4-style event_id UUIDs):
+ * `connections` connection.configured events (one send to the connections topic), then N
+ * psp.call.completed events over those connections (10% failures), key `org:conn`, values as Buffers.
+ * One produce function sends them in every phase that produces: the configured events in one send, then
+ * the calls in batches of --batch with --inflight sends in flight, acks --acks, no compression. So every
+ * phase produces the very same bytes the very same way.
+ *
+ * A. WRITER, END TO END (the issue's figure): starts the COMPILED writer (dist/apps/writer/src/main.js)
+ *    and waits until its group is stable; then produces to the run's topics and times from the first
+ *    produce to the last durable append (polls max(position) of event_log every 50 ms, then checks
+ *    count(*) and that there are no duplicate event ids). Also: the drain after the producer finished,
+ *    the writer's RSS (VmRSS samples; VmHWM at the end), the CPU of the writer, PostgreSQL, Kafka and
+ *    this process, the timing hook's table and the append transactions.
+ * B. CEILING, END TO END (like for like with A): a second set of intake topics (`<topic>.ceiling`, same
+ *    partition count); a bare kafkajs consumer in its own process (as the writer is; new group, the
+ *    writer's fetch settings: 2 MB per partition, 100 ms max wait) that only JSON.parses every message,
+ *    subscribed and with its partitions assigned (group stable) BEFORE the first produce; then the same
+ *    messages are produced with the same produce function to those topics; timed from the first produce
+ *    to the last message parsed. CPU table as in A.
+ * C. CEILING, BACKLOG (the comparison of earlier runs): the same bare consumer in a new group over phase
+ *    A's topics (all messages already there), timed from its first batch to its last (group join not
+ *    counted).
+ * D. WRITER, BACKLOG: a second compiled writer (same options and hooks as A) with a new consumer group
+ *    (WRITER_GROUP_ID = <A's group>.backlog) over phase A's topics, appending to a fresh event log: a
+ *    second database, created and migrated the same way as the run's own (IsolatedRun), dropped at
+ *    cleanup. Timed from when its group is stable (as in A) to the last durable append of all events;
+ *    count and duplicate ids checked as in A; RSS and CPU reported.
+ * Results: A vs B (end to end, the issue's definition) gets the ≥ 1/3 verdict; D vs C (backlog) is a
+ * second, informational row. ≥ 20,000 events/s is A's rate; RSS < 300 MB is the max of A's and D's.
+ *
+ * The writers always run with bench/support/timing-hook preloaded (wall time of every PostgreSQL query
+ * and kafkajs fetch/batch/commit, memory peaks; reported for A). With --profile, A's writer also runs a
+ * V8 CPU profiler (bench/support/cpu-profile-hook) and the breakdown is printed. --what-if NAME runs the
+ * writers with one of the hook's named SQL rewrites (REWRITES in support/timing-hook; the app's source is
+ * unchanged) to measure what a one-query change would give; the results then say so. Everything
+ * (processes, topics, groups, databases, Redis keys) is deleted at the end, also on an error and on Ctrl-C.
  */
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CompressionTypes, Message } from 'kafkajs';
+import { CompressionTypes, Kafka, logLevel, Message, Producer } from 'kafkajs';
+import { DataSource } from 'typeorm';
+import { loadSettings } from '@psp/config';
 import { seededRandom } from '../test/support/seed';
 import {
   args,
@@ -53,7 +79,13 @@ const TARGET_RATE = 20000;
 const TARGET_CEILING_SHARE = 1 / 3;
 const TARGET_RSS = 300 * 1024 * 1024;
 
-runBench('bench:ingest', async (register) => {
+/** This file also runs as the bare consumer's process (phases B and C) when this variable says so. */
+const ROLE_ENV = 'BENCH_INGEST_ROLE';
+
+if (process.env[ROLE_ENV] === 'bare-consumer') void bareConsumerProcess();
+else runBench('bench:ingest', ingest);
+
+async function ingest(register: (run: IsolatedRun) => void): Promise<void> {
   const a = args();
   const events = a.num('events', 1_000_000);
   const connections = a.num('connections', 200);
@@ -68,6 +100,7 @@ runBench('bench:ingest', async (register) => {
   const WRITER_NODE_OPTIONS = '--max-old-space-size=128';
   const writerNodeOptions = a.str('writer-node-options', WRITER_NODE_OPTIONS);
   const total = events + connections;
+  const sendOptions = { acks, inflight };
 
   await useServers();
   const run = new IsolatedRun('benchingest', { TOPIC_PARTITIONS: String(partitions), LOG_LEVEL: 'log' });
@@ -81,116 +114,378 @@ runBench('bench:ingest', async (register) => {
   table([['machine', ''], ...(await machine(db, s.redisUrl))], { alignNumbers: false });
   say();
 
+  // Topics: phase A's (the service's, also read by C and D) and phase B's own copies of the intake topics.
   await run.createTopics(partitions);
-  const ceilingGroup = `${s.writerGroupId}.ceiling`;
-  run.deleteGroupsAtCleanup([s.writerGroupId, ceilingGroup]);
+  const runTopics = { calls: s.topics.calls, connections: s.topics.connections };
+  const intake = [s.topics.calls, s.topics.validations, s.topics.connections];
+  const ceilingIntake = intake.map((t) => `${t}.ceiling`);
+  const ceilingTopics = { calls: `${s.topics.calls}.ceiling`, connections: `${s.topics.connections}.ceiling` };
+  await createExtraTopics(run, ceilingIntake, partitions);
+  const e2eGroup = `${s.writerGroupId}.ceiling-e2e`;
+  const backlogCeilingGroup = `${s.writerGroupId}.ceiling-backlog`;
+  const backlogWriterGroup = `${s.writerGroupId}.backlog`;
+  deleteGroupsAtCleanup(run, [s.writerGroupId, e2eGroup, backlogCeilingGroup]);
 
-  // 1. The writer, compiled, with the run's environment; the timing hook (and the profiler) preloaded.
+  // All messages, before any timing.
+  note(`building ${fmtInt(total)} messages (seeded, identical in every phase)`);
+  const builtAt = performance.now();
+  const workload = buildWorkload({ events, connections, orgs, batchSize });
+  note(
+    `built ${fmtInt(total)} messages, ${fmtMb(workload.bytes)} of values, in ${fmt((performance.now() - builtAt) / 1000, 1)} s`,
+  );
+
   const outDir = mkdtempSync(join(tmpdir(), 'psp-bench-ingest-'));
-  const profileFile = join(outDir, 'writer.cpuprofile');
-  const timingFile = join(outDir, 'writer-timing.json');
-  const hooks = ['timing-hook', ...(profile ? ['cpu-profile-hook'] : [])];
-  const writer = run.startCompiled('writer', 'apps/writer/src/main.js', {
+  const writerEnv = (timingFile: string, extra: Record<string, string> = {}) => ({
     env: {
       BENCH_TIMING: timingFile,
-      ...(profile ? { BENCH_CPU_PROFILE: profileFile } : {}),
+      ...extra,
       ...(whatIf ? { BENCH_SQL_REWRITE: whatIf } : {}),
       ...(writerNodeOptions ? { NODE_OPTIONS: writerNodeOptions } : {}),
     },
-    nodeArgs: hooks.flatMap((h) => ['-r', join(ROOT, 'dist', 'bench', 'support', `${h}.js`)]),
+    nodeArgs: ['timing-hook', ...(extra.BENCH_CPU_PROFILE ? ['cpu-profile-hook'] : [])].flatMap((h) => [
+      '-r',
+      join(ROOT, 'dist', 'bench', 'support', `${h}.js`),
+    ]),
   });
-  note(`writer started (pid ${writer.pid}); waiting for its consumer group to be stable`);
+
+  // ---- A. The writer, compiled, with the run's environment; the timing hook (and the profiler) preloaded.
+  say('A. writer, end to end: first produce → last durable append');
+  const profileFile = join(outDir, 'writer.cpuprofile');
+  const timingFile = join(outDir, 'writer-timing.json');
+  const writer = run.startCompiled(
+    'writer',
+    'apps/writer/src/main.js',
+    writerEnv(timingFile, profile ? { BENCH_CPU_PROFILE: profileFile } : {}),
+  );
+  note(`A: writer started (pid ${writer.pid}); waiting for its consumer group to be stable`);
   await writer.waitFor(/consuming .* as group/, 60000);
   await waitForStableGroup(run, s.writerGroupId, 60000);
 
-  // Sampling: writer RSS every 100 ms; CPU of the processes involved.
-  let peakSampledRss = 0;
-  const rssTimer = setInterval(() => {
-    const rss = memoryBytes(writer.pid, 'VmRSS');
-    if (rss !== null && rss > peakSampledRss) peakSampledRss = rss;
-  }, 100);
+  const rssA = new RssSampler(writer.pid);
   const cpu = new CpuAccount(db, run.databaseName);
   cpu.track('writer (node, compiled)', writer.pid);
   cpu.track('Kafka broker (JVM)', kafkaBrokerPid());
 
-  // 2. Produce, while polling the log.
-  const producer = run.kafkaClient().producer({ allowAutoTopicCreation: false });
-  await producer.connect();
-  run.onCleanup('disconnect producer', () => producer.disconnect());
-  let produced = 0;
-  let appended = 0;
-  let lastProgressAt = Date.now();
-  const t0 = performance.now();
-  const elapsed = () => (performance.now() - t0) / 1000;
-  let producedAt = 0;
-  let appendedAtProduceEnd = 0;
-  const ticker = new Ticker(() => {
-    const t = elapsed();
+  const producerA = await connectProducer(run);
+  const producedA = { produced: 0 };
+  const watcherA = new AppendWatcher(db, total);
+  let started = performance.now();
+  const elapsedA = () => (performance.now() - started) / 1000;
+  const tickerA = new Ticker(() => {
+    const t = elapsedA();
     const rss = memoryBytes(writer.pid, 'VmRSS') ?? 0;
-    return `ingest ${fmt(t, 1)} s: produced ${fmtInt(produced)}/${fmtInt(total)} (${fmtInt(produced / Math.max(t, 0.001))}/s), appended ${fmtInt(appended)} (${fmtInt(appended / Math.max(t, 0.001))}/s), writer RSS ${fmtMb(rss)}`;
+    return `A ${fmt(t, 1)} s: produced ${fmtInt(producedA.produced)}/${fmtInt(total)} (${fmtInt(producedA.produced / Math.max(t, 0.001))}/s), appended ${fmtInt(watcherA.appended)} (${fmtInt(watcherA.appended / Math.max(t, 0.001))}/s), writer RSS ${fmtMb(rss)}`;
   });
-  let polling = true;
-  const poller = (async () => {
-    while (polling) {
-      const rows: { n: string }[] = await db.query(`SELECT coalesce(max(position), 0)::text AS n FROM event_log`);
-      const n = Number(rows[0].n);
-      if (n > appended) {
-        appended = n;
-        lastProgressAt = Date.now();
-      }
-      if (appended >= total) return performance.now();
-      await sleep(50);
-    }
-    return performance.now();
-  })();
-  poller.catch(() => undefined); // awaited below; keeps an early failure from being an unhandled rejection
-
+  run.onCleanup('stop the progress line', async () => tickerA.stop());
+  watcherA.start();
   writer.send({ bench: 'reset' });
   await cpu.start();
-  ticker.start();
-  const started = performance.now();
-  const rnd = seededRandom(42);
-  const base = Date.now() - 2 * 3600_000;
-  const conns = Array.from({ length: connections }, (_, i) => ({ org: `org_${i % orgs}`, conn: `conn_${i}` }));
-  await producer.send({
-    topic: s.topics.connections,
-    acks,
-    messages: conns.map(({ org, conn }, i) => ({
-      key: `${org}:${conn}`,
-      value: JSON.stringify({
-        event_id: randomUUID(),
-        type: 'connection.configured',
-        schema_version: 1,
-        org_id: org,
-        connection_id: conn,
-        occurred_at: new Date(base - 60_000 + i).toISOString(),
-        data: {
-          provider: 'paystack',
-          mode: 'live',
-          status: 'active',
-          labels: ['ghana', i % 2 ? 'primary' : 'backup'],
-          fee_structure: { percentage: 1.5 },
-        },
-      }),
-    })),
+  tickerA.start();
+  started = performance.now();
+  await produce(producerA, runTopics, workload, sendOptions, producedA, () => {
+    if (writer.exited) throw new Error(`the writer exited (code ${writer.exitCode}):\n${writer.tail()}`);
   });
-  produced += connections;
-  const pending = new Set<Promise<unknown>>();
+  const producedAt = performance.now();
+  const appendedAtProduceEnd = watcherA.appended;
+  const doneAt = await watcherA.done(writer);
+  tickerA.stop();
+  await cpu.stop();
+  rssA.stop();
+  await producerA.disconnect();
+  const peakRss = memoryBytes(writer.pid, 'VmHWM') ?? rssA.peak;
+  const seconds = (doneAt - started) / 1000;
+  const produceSeconds = (producedAt - started) / 1000;
+  const drainSeconds = (doneAt - producedAt) / 1000;
+  const rate = total / seconds;
+  const drainRate = drainSeconds > 0 ? (total - appendedAtProduceEnd) / drainSeconds : NaN;
+  const txStats = await appendStats(db);
+  await checkNoDuplicates(db);
+
+  const timing = await collectTiming(writer, timingFile);
+  let writerProfile = null;
+  if (profile) writerProfile = await collectChildProfile(writer, profileFile);
+  await writer.stop();
+  const totals = writerTotals(writer);
+
+  // ---- B. Ceiling, end to end: the bare consumer ready first, then the same produce to its own topics.
+  say('B. bare consumer, end to end: first produce → last parse (same producer, same messages, own topics)');
+  const bareB = startBareConsumer(run, 'bare consumer (end to end)', e2eGroup, ceilingIntake, total);
+  note(`B: bare consumer started (pid ${bareB.child.pid}); waiting for its partitions and a stable group`);
+  await withTimeout(bareB.joined, 60000, 'the bare consumer (end to end) joining its group');
+  await waitForStableGroup(run, e2eGroup, 60000);
+  const cpuB = new CpuAccount(db, run.databaseName);
+  cpuB.track('bare consumer (node, own process)', bareB.child.pid);
+  cpuB.track('Kafka broker (JVM)', kafkaBrokerPid());
+  const producerB = await connectProducer(run);
+  const producedB = { produced: 0 };
+  let startedB = epochMs();
+  const tickerB = new Ticker(() => {
+    const t = (epochMs() - startedB) / 1000;
+    return `B ${fmt(t, 1)} s: produced ${fmtInt(producedB.produced)}/${fmtInt(total)} (${fmtInt(producedB.produced / Math.max(t, 0.001))}/s), parsed ${fmtInt(bareB.count())} (${fmtInt(bareB.count() / Math.max(t, 0.001))}/s)`;
+  });
+  run.onCleanup('stop the progress line', async () => tickerB.stop());
+  await cpuB.start();
+  tickerB.start();
+  startedB = epochMs();
+  await produce(producerB, ceilingTopics, workload, sendOptions, producedB, () => {
+    if (bareB.child.exited) throw new Error(`the bare consumer exited:\n${bareB.child.tail()}`);
+  });
+  const producedAtB = epochMs();
+  const resultB = await waitBare(bareB);
+  await cpuB.stop();
+  tickerB.stop();
+  await bareB.child.stop();
+  await producerB.disconnect();
+  const secondsB = (resultB.last - startedB) / 1000;
+  const rateB = total / secondsB;
+  const produceSecondsB = (producedAtB - startedB) / 1000;
+
+  // ---- C. Ceiling on a backlog: the bare consumer, new group, over phase A's topics.
+  say('C. bare consumer, backlog: first batch → last batch (phase A topics)');
+  const bareC = startBareConsumer(run, 'bare consumer (backlog)', backlogCeilingGroup, intake, total);
+  note(`C: bare consumer started (pid ${bareC.child.pid}) over phase A's topics`);
+  const tickerC = new Ticker(() => `C: parsed ${fmtInt(bareC.count())}/${fmtInt(total)}`).start();
+  run.onCleanup('stop the progress line', async () => tickerC.stop());
+  const resultC = await waitBare(bareC);
+  tickerC.stop();
+  await bareC.child.stop();
+  const secondsC = (resultC.last - resultC.first) / 1000;
+  const rateC = resultC.count / secondsC;
+  const joinSecondsC = (resultC.first - resultC.joinStart) / 1000;
+
+  // ---- D. A second writer, new group, fresh database, over phase A's topics.
+  say('D. writer, backlog: group stable → last durable append (new group, fresh database, phase A topics)');
+  const runD = new IsolatedRun('benchingestd', {
+    TOPIC_PARTITIONS: String(partitions),
+    LOG_LEVEL: 'log',
+    TOPIC_CALLS: s.topics.calls,
+    TOPIC_VALIDATIONS: s.topics.validations,
+    TOPIC_CONNECTIONS: s.topics.connections,
+    TOPIC_DLQ: s.topics.dlq,
+    WRITER_GROUP_ID: backlogWriterGroup,
+  });
+  // Cleaned up inside the run's cleanup, first (registered last): writer D stopped, its group deleted and
+  // its database dropped before the run deletes the topics it read.
+  run.onCleanup('phase D: writer, group, database', () => runD.cleanup());
+  deleteGroupsAtCleanup(runD, [backlogWriterGroup]);
+  const dbD = await runD.openDatabase();
+  const timingFileD = join(outDir, 'writer-backlog-timing.json');
+  const writerD = runD.startCompiled('writer (backlog)', 'apps/writer/src/main.js', writerEnv(timingFileD));
+  note(`D: writer started (pid ${writerD.pid}, database ${runD.databaseName}); waiting for its group to be stable`);
+  const rssD = new RssSampler(writerD.pid);
+  const cpuD = new CpuAccount(dbD, runD.databaseName);
+  cpuD.track('writer (node, compiled)', writerD.pid);
+  cpuD.track('Kafka broker (JVM)', kafkaBrokerPid());
+  await writerD.waitFor(/consuming .* as group/, 60000);
+  await waitForStableGroup(runD, backlogWriterGroup, 60000);
+  const startedD = performance.now();
+  const watcherD = new AppendWatcher(dbD, total);
+  watcherD.start();
+  await cpuD.start();
+  const tickerD = new Ticker(() => {
+    const t = (performance.now() - startedD) / 1000;
+    return `D ${fmt(t, 1)} s: appended ${fmtInt(watcherD.appended)}/${fmtInt(total)} (${fmtInt(watcherD.appended / Math.max(t, 0.001))}/s), writer RSS ${fmtMb(memoryBytes(writerD.pid, 'VmRSS') ?? 0)}`;
+  }).start();
+  run.onCleanup('stop the progress line', async () => tickerD.stop());
+  const appendedAtStableD = await maxPosition(dbD);
+  const doneAtD = await watcherD.done(writerD);
+  tickerD.stop();
+  await cpuD.stop();
+  rssD.stop();
+  const peakRssD = memoryBytes(writerD.pid, 'VmHWM') ?? rssD.peak;
+  const secondsD = (doneAtD - startedD) / 1000;
+  const rateD = total / secondsD;
+  const txStatsD = await appendStats(dbD);
+  await checkNoDuplicates(dbD);
+  await writerD.stop();
+  const totalsD = writerTotals(writerD);
+
+  // ---- Results.
+  say();
+  say(
+    `results (${fmtInt(total)} events = ${fmtInt(events)} calls + ${connections} configured; ${partitions} partitions; producer batches of ${fmtInt(batchSize)}, ${inflight} in flight, acks ${acks}; code ${codeVersion()})`,
+  );
+  if (writerNodeOptions) say(`the writers ran with NODE_OPTIONS="${writerNodeOptions}"`);
+  if (whatIf)
+    say(
+      `WHAT-IF RUN: the writers ran with the SQL rewrite "${whatIf}" (bench/support/timing-hook REWRITES), not as written`,
+    );
+  say();
+  const eps = (n: number, secs: number) => `${fmt(secs, 1)} s, ${fmtInt(n / secs)} events/s`;
+  table([
+    ['measure', 'value'],
+    ['A. produce (bench → Kafka, concurrent with the writer)', eps(total, produceSeconds)],
+    ['A. WRITER: first produce → last durable append', eps(total, seconds)],
+    [
+      'A. writer drain after the producer finished',
+      `${fmtInt(total - appendedAtProduceEnd)} events in ${fmt(drainSeconds, 1)} s, ${fmtInt(drainRate)} events/s`,
+    ],
+    ['B. produce (bench → Kafka, concurrent with the bare consumer)', eps(total, produceSecondsB)],
+    ['B. BARE CONSUMER: first produce → last parse', eps(total, secondsB)],
+    [
+      'B. bare consumer lag: last produce acked → last parse',
+      `${fmt((resultB.last - producedAtB) / 1000, 2)} s (first batch ${fmt((resultB.first - startedB) / 1000, 2)} s after the first produce)`,
+    ],
+    [
+      'C. BARE CONSUMER (backlog): first batch → last batch',
+      `${eps(resultC.count, secondsC)} (group join not counted: ${fmt(joinSecondsC, 1)} s)`,
+    ],
+    [
+      'D. WRITER (backlog): group stable → last durable append',
+      `${eps(total, secondsD)} (${fmtInt(appendedAtStableD)} already appended when the group was seen stable)`,
+    ],
+    ['A. writer peak RSS (VmHWM)', `${fmtMb(peakRss)} (sampled max VmRSS ${fmtMb(rssA.peak)})`],
+    ['D. writer peak RSS (VmHWM)', `${fmtMb(peakRssD)} (sampled max VmRSS ${fmtMb(rssD.peak)})`],
+    ['A. writer memory peaks (process.memoryUsage, 100 ms samples)', memoryLine(timing)],
+    ['A. append transactions (writer batches)', txLine(txStats)],
+    ['D. append transactions (writer batches)', txLine(txStatsD)],
+    ['A. time inside INSERTs (Σ last−first recorded_at per tx)', `${txStats.insert_s} s of ${fmt(seconds, 1)} s`],
+    ['A. snapshots stored', txStats.snapshots],
+    ['A. writer totals (its last log line)', totals ?? 'n/a'],
+    ['D. writer totals (its last log line)', totalsD ?? 'n/a'],
+    ['events in each event log (count(*); no duplicate event ids)', `A ${fmtInt(total)}, D ${fmtInt(total)}`],
+  ]);
+  say();
+  const share = (w: number, c: number) => fmt(w / c, 3);
+  table([
+    ['comparison', 'writer', 'bare kafkajs consumer (JSON.parse only)', 'writer / bare'],
+    [
+      "end to end (the issue's definition)",
+      `${fmtInt(rate)} events/s: writer first produce → last durable append (A)`,
+      `${fmtInt(rateB)} events/s: bare consumer first produce → last parse (same producer, same messages) (B)`,
+      share(rate, rateB),
+    ],
+    [
+      "backlog (not the issue's definition)",
+      `${fmtInt(rateD)} events/s: writer from group stable → last durable append (D)`,
+      `${fmtInt(rateC)} events/s: bare consumer first batch → last batch (C)`,
+      share(rateD, rateC),
+    ],
+  ]);
+  say();
+  say(`A. CPU during the writer's end-to-end run (${fmt(cpu.seconds, 1)} s wall):`);
+  table(cpu.rows('bench: producer + poller'));
+  say();
+  say(`B. CPU during the bare consumer's end-to-end run (${fmt(cpuB.seconds, 1)} s wall):`);
+  table(cpuB.rows('bench: producer'));
+  say();
+  say(`D. CPU during the writer's backlog run (${fmt(cpuD.seconds, 1)} s wall):`);
+  table(cpuD.rows('bench: poller'));
+  say();
+  const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+  const peakRssMax = Math.max(peakRss, peakRssD);
+  table([
+    ['target', 'got', ''],
+    [
+      '≥ 20,000 events/s appended (A: first produce → last durable append)',
+      `${fmtInt(rate)} events/s`,
+      verdict(rate >= TARGET_RATE),
+    ],
+    [
+      "≥ 1/3 of the ceiling, end to end (the issue's definition: A / B)",
+      `${fmt((100 * rate) / rateB, 1)}% of ${fmtInt(rateB)} events/s`,
+      verdict(rate >= TARGET_CEILING_SHARE * rateB),
+    ],
+    [
+      "≥ 1/3 of the ceiling, backlog (not the issue's definition: D / C)",
+      `${fmt((100 * rateD) / rateC, 1)}% of ${fmtInt(rateC)} events/s`,
+      verdict(rateD >= TARGET_CEILING_SHARE * rateC),
+    ],
+    ['writer RSS < 300 MB (max of A and D)', fmtMb(peakRssMax), verdict(peakRssMax < TARGET_RSS)],
+  ]);
+  say();
+  say(
+    `A. where the writer's wall time goes (timing hook: pg Client#query and kafkajs, ${fmt(timing.seconds, 1)} s from the first produce to the dump):`,
+  );
+  table(timingRows(timing));
+  if (writerProfile) {
+    summariseProfile(writerProfile, { title: `A. writer CPU profile (${profileFile})` });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The messages and the one produce function
+
+interface Workload {
+  /** connection.configured events, sent first, in one send. */
+  connections: Message[];
+  /** psp.call.completed events in batches of --batch. */
+  calls: Message[][];
+  /** Bytes of all values. */
+  bytes: number;
+}
+
+/** A v4-style UUID from 16 bytes of a seeded generator (mulberry32 yields 32 bits per call). */
+function seededUuid(rnd: () => number): string {
+  const b = Buffer.allocUnsafe(16);
+  for (let i = 0; i < 16; i += 4) b.writeUInt32BE(Math.floor(rnd() * 0x100000000) >>> 0, i);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * Every message of the run, built once: seededRandom(42) for the choices (the same sequence of draws as
+ * before the event ids were seeded), seededRandom(4242) for the event ids. Keys are shared Buffers (one
+ * per connection), values Buffers.
+ */
+function buildWorkload(o: { events: number; connections: number; orgs: number; batchSize: number }): Workload {
+  const rnd = seededRandom(42);
+  const ids = seededRandom(4242);
+  const seen = new Set<string>();
+  const eventId = () => {
+    const id = seededUuid(ids);
+    if (seen.has(id)) throw new Error(`seeded event ids repeat (${id})`);
+    seen.add(id);
+    return id;
+  };
+  let bytes = 0;
+  const value = (v: unknown) => {
+    const b = Buffer.from(JSON.stringify(v));
+    bytes += b.length;
+    return b;
+  };
+  const base = Date.now() - 2 * 3600_000;
+  const conns = Array.from({ length: o.connections }, (_, i) => {
+    const org = `org_${i % o.orgs}`;
+    const conn = `conn_${i}`;
+    return { org, conn, key: Buffer.from(`${org}:${conn}`) };
+  });
+  const connections: Message[] = conns.map(({ org, conn, key }, i) => ({
+    key,
+    value: value({
+      event_id: eventId(),
+      type: 'connection.configured',
+      schema_version: 1,
+      org_id: org,
+      connection_id: conn,
+      occurred_at: new Date(base - 60_000 + i).toISOString(),
+      data: {
+        provider: 'paystack',
+        mode: 'live',
+        status: 'active',
+        labels: ['ghana', i % 2 ? 'primary' : 'backup'],
+        fee_structure: { percentage: 1.5 },
+      },
+    }),
+  }));
+  const calls: Message[][] = [];
   const span = 2 * 3600_000 - 60_000;
-  for (let from = 0; from < events; from += batchSize) {
+  for (let from = 0; from < o.events; from += o.batchSize) {
     const messages: Message[] = [];
-    for (let i = from; i < Math.min(events, from + batchSize); i++) {
-      const c = conns[Math.floor(rnd() * connections)];
+    for (let i = from; i < Math.min(o.events, from + o.batchSize); i++) {
+      const c = conns[Math.floor(rnd() * o.connections)];
       const fail = rnd() < 0.1;
       messages.push({
-        key: `${c.org}:${c.conn}`,
-        value: JSON.stringify({
-          event_id: randomUUID(),
+        key: c.key,
+        value: value({
+          event_id: eventId(),
           type: 'psp.call.completed',
           schema_version: 1,
           org_id: c.org,
           connection_id: c.conn,
-          occurred_at: new Date(base + Math.floor((i * span) / events)).toISOString(),
+          occurred_at: new Date(base + Math.floor((i * span) / o.events)).toISOString(),
           data: fail
             ? {
                 outcome: 'failure',
@@ -201,128 +496,220 @@ runBench('bench:ingest', async (register) => {
         }),
       });
     }
-    const p = producer.send({ topic: s.topics.calls, acks, compression: CompressionTypes.None, messages }).then(() => {
-      produced += messages.length;
-      pending.delete(p);
-    });
+    calls.push(messages);
+  }
+  return { connections, calls, bytes };
+}
+
+/**
+ * The one produce function of every phase that produces: the configured events in one send, then the
+ * call batches with `inflight` sends in flight; acks as given, no compression. `progress.produced`
+ * counts acknowledged messages; `check` runs after every send is issued (to stop when a consumer died).
+ */
+async function produce(
+  producer: Producer,
+  topics: { connections: string; calls: string },
+  workload: Workload,
+  o: { acks: -1 | 1; inflight: number },
+  progress: { produced: number },
+  check: () => void,
+): Promise<void> {
+  await producer.send({
+    topic: topics.connections,
+    acks: o.acks,
+    compression: CompressionTypes.None,
+    messages: workload.connections,
+  });
+  progress.produced += workload.connections.length;
+  const pending = new Set<Promise<unknown>>();
+  for (const messages of workload.calls) {
+    const p: Promise<unknown> = producer
+      .send({ topic: topics.calls, acks: o.acks, compression: CompressionTypes.None, messages })
+      .then(() => {
+        progress.produced += messages.length;
+        pending.delete(p);
+      });
+    p.catch(() => undefined); // rejections surface through Promise.race / Promise.all below
     pending.add(p);
-    if (pending.size >= inflight) await Promise.race(pending);
-    if (writer.exited) throw new Error(`the writer exited (code ${writer.exitCode}):\n${writer.tail()}`);
+    if (pending.size >= o.inflight) await Promise.race(pending);
+    check();
   }
   await Promise.all(pending);
-  producedAt = performance.now();
-  appendedAtProduceEnd = appended;
+}
 
-  // 3. Wait for the last durable append.
-  for (;;) {
-    if (appended >= total) break;
-    if (writer.exited) throw new Error(`the writer exited (code ${writer.exitCode}):\n${writer.tail()}`);
-    if (Date.now() - lastProgressAt > 60000)
-      throw new Error(`no append progress for 60 s (appended ${appended}/${total}):\n${writer.tail()}`);
-    await sleep(50);
-  }
-  let doneAt = await poller;
-  polling = false;
-  let counted = Number(((await db.query(`SELECT count(*)::text AS n FROM event_log`)) as { n: string }[])[0].n);
-  while (counted < total) {
-    // max(position) can run ahead of count(*) only if a transaction rolled back; wait for the real count.
-    if (Date.now() - lastProgressAt > 60000) throw new Error(`event_log holds ${counted} of ${total} events`);
-    await sleep(50);
-    const n = Number(((await db.query(`SELECT count(*)::text AS n FROM event_log`)) as { n: string }[])[0].n);
-    if (n > counted) lastProgressAt = Date.now();
-    counted = n;
-    doneAt = performance.now();
-  }
-  ticker.stop();
-  await cpu.stop();
-  clearInterval(rssTimer);
-  const peakRss = memoryBytes(writer.pid, 'VmHWM') ?? peakSampledRss;
-  const seconds = (doneAt - started) / 1000;
-  const produceSeconds = (producedAt - started) / 1000;
-  const drainSeconds = (doneAt - producedAt) / 1000;
-  const rate = total / seconds;
-  const drainRate = drainSeconds > 0 ? (total - appendedAtProduceEnd) / drainSeconds : NaN;
+/** A connected producer of the bench (disconnected at cleanup if the phase does not get to it). */
+async function connectProducer(run: IsolatedRun): Promise<Producer> {
+  const producer = run.kafkaClient().producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  run.onCleanup('disconnect producer', () => producer.disconnect());
+  return producer;
+}
 
-  const txStats: { txs: string; avg: string; max: string; min: string; insert_s: string; snapshots: string }[] =
-    await db.query(
-      `SELECT count(*)::text AS txs, round(avg(n))::text AS avg, max(n)::text AS max, min(n)::text AS min,
+/**
+ * Deletes these consumer groups at cleanup, like IsolatedRun#deleteGroupsAtCleanup, but retries for up to
+ * 45 s: a member that died without leaving (a process killed hard) keeps its group non-empty until its
+ * session times out (30 s), and the broker refuses to delete a non-empty group.
+ */
+function deleteGroupsAtCleanup(run: IsolatedRun, groups: string[]): void {
+  run.onCleanup('delete consumer groups', async () => {
+    const admin = run.kafkaClient().admin();
+    await admin.connect();
+    try {
+      const deadline = Date.now() + 45000;
+      let told = 0;
+      for (;;) {
+        const existing = new Set((await admin.listGroups()).groups.map((g) => g.groupId));
+        const mine = groups.filter((g) => existing.has(g));
+        if (mine.length === 0) return;
+        try {
+          await admin.deleteGroups(mine);
+          return;
+        } catch (error) {
+          if (Date.now() > deadline) throw error;
+          if (!told++)
+            note(
+              `consumer groups not deleted yet (${(error as Error).message}); retrying until their members time out`,
+            );
+          await sleep(3000);
+        }
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  });
+}
+
+/** Creates topics besides the service's (deleted at cleanup). */
+async function createExtraTopics(run: IsolatedRun, topics: string[], partitions: number): Promise<void> {
+  run.onCleanup('delete the ceiling topics', async () => {
+    const admin = run.kafkaClient().admin();
+    await admin.connect();
+    try {
+      const existing = new Set(await admin.listTopics());
+      const mine = topics.filter((t) => existing.has(t));
+      if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 30000 });
+    } finally {
+      await admin.disconnect();
+    }
+  });
+  const admin = run.kafkaClient().admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })),
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The writer's side: appends, RSS
+
+async function maxPosition(db: DataSource): Promise<number> {
+  const rows: { n: string }[] = await db.query(`SELECT coalesce(max(position), 0)::text AS n FROM event_log`);
+  return Number(rows[0].n);
+}
+
+async function countLog(db: DataSource): Promise<number> {
+  return Number(((await db.query(`SELECT count(*)::text AS n FROM event_log`)) as { n: string }[])[0].n);
+}
+
+/** Polls max(position) of event_log every 50 ms; done() waits for the last durable append of `total`. */
+class AppendWatcher {
+  appended = 0;
+  private lastProgressAt = Date.now();
+  private polling = true;
+  private loop: Promise<number> = Promise.resolve(0);
+
+  constructor(
+    private readonly db: DataSource,
+    private readonly total: number,
+  ) {}
+
+  start(): this {
+    this.lastProgressAt = Date.now();
+    this.loop = (async () => {
+      while (this.polling) {
+        const n = await maxPosition(this.db);
+        if (n > this.appended) {
+          this.appended = n;
+          this.lastProgressAt = Date.now();
+        }
+        if (this.appended >= this.total) return performance.now();
+        await sleep(50);
+      }
+      return performance.now();
+    })();
+    this.loop.catch(() => undefined); // awaited in done(); keeps an early failure from being an unhandled rejection
+    return this;
+  }
+
+  /** The time (performance.now()) of the last durable append: max(position) reached, then count(*) too. */
+  async done(writer: BenchChild): Promise<number> {
+    for (;;) {
+      if (this.appended >= this.total) break;
+      if (writer.exited) throw new Error(`${writer.name} exited (code ${writer.exitCode}):\n${writer.tail()}`);
+      if (Date.now() - this.lastProgressAt > 60000)
+        throw new Error(`no append progress for 60 s (appended ${this.appended}/${this.total}):\n${writer.tail()}`);
+      await sleep(50);
+    }
+    let doneAt = await this.loop;
+    this.polling = false;
+    let counted = await countLog(this.db);
+    while (counted < this.total) {
+      // max(position) can run ahead of count(*) only if a transaction rolled back; wait for the real count.
+      if (Date.now() - this.lastProgressAt > 60000)
+        throw new Error(`event_log holds ${counted} of ${this.total} events`);
+      await sleep(50);
+      const n = await countLog(this.db);
+      if (n > counted) this.lastProgressAt = Date.now();
+      counted = n;
+      doneAt = performance.now();
+    }
+    if (counted > this.total) throw new Error(`event_log holds ${counted} events, ${this.total} expected`);
+    return doneAt;
+  }
+}
+
+type TxStats = { txs: string; avg: string; max: string; min: string; insert_s: string; snapshots: string };
+
+async function appendStats(db: DataSource): Promise<TxStats> {
+  const rows: TxStats[] = await db.query(
+    `SELECT count(*)::text AS txs, round(avg(n))::text AS avg, max(n)::text AS max, min(n)::text AS min,
             round(sum(extract(epoch FROM last - first))::numeric, 1)::text AS insert_s,
             (SELECT count(*) FROM connection_snapshot)::text AS snapshots
        FROM (SELECT transaction_id, count(*) AS n, min(recorded_at) AS first, max(recorded_at) AS last FROM event_log GROUP BY transaction_id) t`,
-    );
+  );
+  return rows[0];
+}
+
+function txLine(t: TxStats): string {
+  return `${fmtInt(Number(t.txs))}; events per transaction avg ${t.avg}, min ${t.min}, max ${t.max}`;
+}
+
+async function checkNoDuplicates(db: DataSource): Promise<void> {
   const dup = (await db.query(`SELECT count(*) - count(DISTINCT event_id) AS d FROM event_log`)) as { d: string }[];
   if (Number(dup[0].d) !== 0) throw new Error(`event_log holds duplicate event ids (${dup[0].d})`);
+}
 
-  const timing = await collectTiming(writer, timingFile);
-  let writerProfile = null;
-  if (profile) writerProfile = await collectChildProfile(writer, profileFile);
-  await writer.stop();
-  const totals = writerTotals(writer);
+/** The max of a process's VmRSS, sampled every 100 ms until stop(). */
+class RssSampler {
+  peak = 0;
+  private readonly timer: NodeJS.Timeout;
 
-  // 4. The ceiling: a bare kafkajs consumer that only parses.
-  note('ceiling: a bare kafkajs consumer (new group) reading the same topics, JSON.parse only');
-  const ceiling = await bareConsumer(run, ceilingGroup, total);
-
-  say();
-  say(
-    `results (${fmtInt(total)} events = ${fmtInt(events)} calls + ${connections} configured; ${partitions} partitions; producer batches of ${fmtInt(batchSize)}, acks ${acks}; code ${codeVersion()})`,
-  );
-  if (writerNodeOptions) say(`the writer ran with NODE_OPTIONS="${writerNodeOptions}"`);
-  if (whatIf)
-    say(
-      `WHAT-IF RUN: the writer ran with the SQL rewrite "${whatIf}" (bench/support/timing-hook REWRITES), not as written`,
-    );
-  say();
-  table([
-    ['measure', 'value'],
-    [
-      'produce (bench → Kafka, concurrent with the writer)',
-      `${fmt(produceSeconds, 1)} s, ${fmtInt(total / produceSeconds)} events/s`,
-    ],
-    ['WRITER: first produce → last durable append', `${fmt(seconds, 1)} s, ${fmtInt(rate)} events/s`],
-    [
-      'writer drain after the producer finished',
-      `${fmtInt(total - appendedAtProduceEnd)} events in ${fmt(drainSeconds, 1)} s, ${fmtInt(drainRate)} events/s`,
-    ],
-    [
-      'CEILING: bare kafkajs consumer, JSON.parse only',
-      `${fmt(ceiling.seconds, 1)} s, ${fmtInt(ceiling.rate)} events/s (group join not counted: ${fmt(ceiling.joinSeconds, 1)} s)`,
-    ],
-    ['writer / ceiling', `${fmt(rate / ceiling.rate, 2)} (target ≥ 0.33)`],
-    ['writer peak RSS (VmHWM)', `${fmtMb(peakRss)} (sampled max VmRSS ${fmtMb(peakSampledRss)})`],
-    ['writer memory peaks (process.memoryUsage, 100 ms samples)', memoryLine(timing)],
-    [
-      'append transactions (writer batches)',
-      `${fmtInt(Number(txStats[0].txs))}; events per transaction avg ${txStats[0].avg}, min ${txStats[0].min}, max ${txStats[0].max}`,
-    ],
-    ['time inside INSERTs (Σ last−first recorded_at per tx)', `${txStats[0].insert_s} s of ${fmt(seconds, 1)} s`],
-    ['snapshots stored', txStats[0].snapshots],
-    ['writer totals (its last log line)', totals ?? 'n/a'],
-  ]);
-  say();
-  say(`CPU during the writer's run (${fmt(cpu.seconds, 1)} s wall):`);
-  table(cpu.rows('bench: producer + poller'));
-  say();
-  const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
-  table([
-    ['target', 'got', ''],
-    ['≥ 20,000 events/s appended', `${fmtInt(rate)} events/s`, verdict(rate >= TARGET_RATE)],
-    [
-      '≥ 1/3 of the ceiling',
-      `${fmt((100 * rate) / ceiling.rate, 1)}% of ${fmtInt(ceiling.rate)} events/s`,
-      verdict(rate >= TARGET_CEILING_SHARE * ceiling.rate),
-    ],
-    ['writer RSS < 300 MB', fmtMb(peakRss), verdict(peakRss < TARGET_RSS)],
-  ]);
-  say();
-  say(
-    `where the writer's wall time goes (timing hook: pg Client#query and kafkajs, ${fmt(timing.seconds, 1)} s from the first produce to the dump):`,
-  );
-  table(timingRows(timing));
-  if (writerProfile) {
-    summariseProfile(writerProfile, { title: `writer CPU profile (${profileFile})` });
+  constructor(pid: number) {
+    this.timer = setInterval(() => {
+      const rss = memoryBytes(pid, 'VmRSS');
+      if (rss !== null && rss > this.peak) this.peak = rss;
+    }, 100);
   }
-});
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
 
 async function waitForStableGroup(run: IsolatedRun, groupId: string, timeoutMs: number): Promise<void> {
   const admin = run.kafkaClient().admin();
@@ -334,68 +721,203 @@ async function waitForStableGroup(run: IsolatedRun, groupId: string, timeoutMs: 
       if (groups[0]?.state === 'Stable' && groups[0].members.length > 0) return;
       if (Date.now() > deadline)
         throw new Error(`consumer group ${groupId} not stable after ${timeoutMs} ms (state ${groups[0]?.state})`);
-      await sleep(200);
+      await sleep(50);
     }
   } finally {
     await admin.disconnect();
   }
 }
 
+/** Colour codes in the writer's log lines (ESC [ ... m). */
+const ANSI_COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+
 function writerTotals(writer: BenchChild): string | null {
   // The writer logs its totals every 10 s and at shutdown; take the newest line.
   const line = [...writer.output].reverse().find((l) => /consumed \d+: appended/.test(l));
-  return line ? line.replace(/.*(consumed \d+:)/, '$1') : null;
+  return line ? line.replace(/.*(consumed \d+:)/, '$1').replace(ANSI_COLOUR, '') : null;
 }
 
-/** A bare kafkajs consumer with the writer's fetch settings that only JSON.parses each message. */
-async function bareConsumer(
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The bare consumer (phases B and C): its own process, like the writer
+
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable between this process and its children. */
+function epochMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Times are epochMs() in the bare consumer's process. */
+interface BareResult {
+  joinStart: number;
+  first: number;
+  last: number;
+  count: number;
+  parsed: number;
+}
+
+type BareMessage =
+  | { kind: 'joined'; at: number }
+  | { kind: 'progress'; count: number }
+  | ({ kind: 'done' } & BareResult)
+  | { kind: 'error'; message: string };
+
+interface BareConsumer {
+  child: BenchChild;
+  /** Resolves when the consumer has joined its group (partitions assigned). */
+  joined: Promise<void>;
+  /** Resolves when it has parsed `expected` messages. */
+  done: Promise<BareResult>;
+  count(): number;
+  lastProgressAt(): number;
+}
+
+/** Starts this file as a bare kafkajs consumer process (the run's environment; a new group). */
+function startBareConsumer(
   run: IsolatedRun,
+  name: string,
   groupId: string,
+  topics: string[],
   expected: number,
-): Promise<{ seconds: number; rate: number; joinSeconds: number }> {
-  const s = run.settings;
-  const consumer = run.kafkaClient().consumer({
-    groupId,
-    allowAutoTopicCreation: false,
-    sessionTimeout: 30000,
-    heartbeatInterval: 3000,
-    maxBytesPerPartition: 2 * 1024 * 1024,
-    maxWaitTimeInMs: 100,
+): BareConsumer {
+  const child = run.startCompiled(name, 'bench/ingest.js', {
+    env: {
+      [ROLE_ENV]: 'bare-consumer',
+      BENCH_BARE_GROUP: groupId,
+      BENCH_BARE_TOPICS: topics.join(','),
+      BENCH_BARE_EXPECTED: String(expected),
+    },
   });
-  await consumer.connect();
   let count = 0;
-  let first = 0;
-  let last = 0;
-  let parsed = 0;
-  const joinStart = performance.now();
-  const ticker = new Ticker(
-    () =>
-      `ceiling: parsed ${fmtInt(count)}/${fmtInt(expected)}${first ? ` (${fmtInt(count / Math.max(0.001, (performance.now() - first) / 1000))}/s)` : ''}`,
-  ).start();
-  const done = new Promise<void>((resolve) => {
-    void consumer
-      .subscribe({ topics: [s.topics.calls, s.topics.validations, s.topics.connections], fromBeginning: true })
-      .then(() =>
-        consumer.run({
-          eachBatch: async ({ batch }) => {
-            if (first === 0) first = performance.now();
-            for (const m of batch.messages) {
-              const v = JSON.parse(m.value!.toString());
-              if (v.event_id) parsed++;
-            }
-            count += batch.messages.length;
-            if (count >= expected) {
-              last = performance.now();
-              resolve();
-            }
-          },
-        }),
-      );
+  let progressAt = Date.now();
+  let onJoined: () => void = () => undefined;
+  let failJoined: (e: Error) => void = () => undefined;
+  const joined = new Promise<void>((resolve, reject) => {
+    onJoined = resolve;
+    failJoined = reject;
   });
-  await done;
-  ticker.stop();
-  await consumer.disconnect();
-  if (parsed < expected) throw new Error(`ceiling parsed ${parsed} of ${expected} messages`);
-  const seconds = (last - first) / 1000;
-  return { seconds, rate: count / seconds, joinSeconds: (first - joinStart) / 1000 };
+  const done = new Promise<BareResult>((resolve, reject) => {
+    const fail = (error: Error) => {
+      failJoined(error);
+      reject(error);
+    };
+    child.process.on('message', (m: BareMessage) => {
+      if (m.kind === 'joined') onJoined();
+      else if (m.kind === 'progress') {
+        if (m.count > count) progressAt = Date.now();
+        count = m.count;
+      } else if (m.kind === 'done') {
+        count = m.count;
+        resolve(m);
+      } else if (m.kind === 'error') fail(new Error(`${name} failed: ${m.message}\n${child.tail()}`));
+    });
+    child.process.once('exit', (code) =>
+      fail(new Error(`${name} exited (code ${code}) before it was done:\n${child.tail()}`)),
+    );
+  });
+  joined.catch(() => undefined);
+  done.catch(() => undefined);
+  return { child, joined, done, count: () => count, lastProgressAt: () => progressAt };
+}
+
+/** Waits until the bare consumer has parsed everything (fails after 60 s without progress). */
+async function waitBare(bare: BareConsumer): Promise<BareResult> {
+  let result: BareResult | undefined;
+  void bare.done.then((r) => (result = r)).catch(() => undefined);
+  while (!result) {
+    await Promise.race([bare.done, sleep(1000)]);
+    if (!result && Date.now() - bare.lastProgressAt() > 60000)
+      throw new Error(`${bare.child.name}: no progress for 60 s (parsed ${bare.count()}):\n${bare.child.tail()}`);
+  }
+  if (result.parsed < result.count) throw new Error(`${bare.child.name} parsed ${result.parsed} of ${result.count}`);
+  return result;
+}
+
+/**
+ * The bare consumer's process: a kafkajs consumer with the writer's fetch settings that only
+ * JSON.parses each message. Reports joined / progress / done over IPC; after done it stays in its group
+ * until SIGTERM (or SIGINT), then leaves it (so the group can be deleted) and exits.
+ */
+async function bareConsumerProcess(): Promise<void> {
+  const send = (m: BareMessage) =>
+    new Promise<void>((resolve) => {
+      if (!process.send) return resolve();
+      process.send(m, undefined, {}, () => resolve());
+    });
+  try {
+    const settings = loadSettings(process.env);
+    const groupId = process.env.BENCH_BARE_GROUP!;
+    const topics = process.env.BENCH_BARE_TOPICS!.split(',');
+    const expected = Number(process.env.BENCH_BARE_EXPECTED);
+    const kafka = new Kafka({
+      clientId: `${settings.kafkaClientId}-bare`,
+      brokers: settings.kafkaBrokers,
+      logLevel: logLevel.ERROR,
+    });
+    const consumer = kafka.consumer({
+      groupId,
+      allowAutoTopicCreation: false,
+      sessionTimeout: 30000,
+      heartbeatInterval: 3000,
+      maxBytesPerPartition: 2 * 1024 * 1024,
+      maxWaitTimeInMs: 100,
+    });
+    let leaving = false;
+    const leave = () => {
+      if (leaving) return;
+      leaving = true;
+      void consumer
+        .disconnect()
+        .catch(() => undefined)
+        .finally(() => process.exit(0));
+    };
+    process.on('SIGTERM', leave);
+    process.on('SIGINT', leave);
+    await consumer.connect();
+    consumer.on(consumer.events.GROUP_JOIN, () => void send({ kind: 'joined', at: epochMs() }));
+    let count = 0;
+    let parsed = 0;
+    let first = 0;
+    let last = 0;
+    const joinStart = epochMs();
+    const progress = setInterval(() => void send({ kind: 'progress', count }), 500);
+    await new Promise<void>((resolve, reject) => {
+      consumer
+        .subscribe({ topics, fromBeginning: true })
+        .then(() =>
+          consumer.run({
+            eachBatch: async ({ batch }) => {
+              if (first === 0) first = epochMs();
+              for (const m of batch.messages) {
+                const v = JSON.parse(m.value!.toString());
+                if (v.event_id) parsed++;
+              }
+              count += batch.messages.length;
+              if (count >= expected && last === 0) {
+                last = epochMs();
+                resolve();
+              }
+            },
+          }),
+        )
+        .catch(reject);
+    });
+    clearInterval(progress);
+    await send({ kind: 'done', joinStart, first, last, count, parsed });
+  } catch (error) {
+    await send({ kind: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    process.exit(1);
+  }
 }
