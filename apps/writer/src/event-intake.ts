@@ -8,8 +8,12 @@ import { ConnectionStreams, RecordOutcome, SourcedEvent } from './connection-str
 import { IntakeAppends } from './intake-appends';
 import { RecordConnectionEvents } from './record-connection-events';
 
-/** Accepted events that may wait for the next append before the consumer stops fetching. */
-const MAX_WAITING_EVENTS = 20000;
+/**
+ * What may wait for the next append before the consumer stops fetching: accepted events, and the
+ * bytes of their messages. With the append in flight and kafkajs's own fetch buffers, this keeps the
+ * writer under its 128 MB heap bound whatever the message sizes.
+ */
+const MAX_WAITING = { events: 20000, bytes: 4 * 1024 * 1024 };
 /** How long a restart after a failed append waits first, doubling up to the maximum. */
 const RESTART_DELAY_MS = { first: 500, max: 15000 };
 
@@ -55,7 +59,7 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
       level === 'error' ? this.logger.error(message) : this.logger.warn(message),
     );
     this.appends = new IntakeAppends({
-      maxWaiting: MAX_WAITING_EVENTS,
+      maxWaiting: MAX_WAITING,
       record: (events) => this.commands.execute(new RecordConnectionEvents(events)),
       commit: (offsets) => this.consumer!.commitOffsets(offsets),
       onAppended: (outcome) => {
@@ -128,12 +132,15 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     if (this.closing || this.appends.failed || !isRunning() || isStale() || batch.messages.length === 0) return;
     const consumedAt = Date.now();
     const accepted: SourcedEvent[] = [];
+    let acceptedBytes = 0;
     const rejected = [];
     for (const message of batch.messages) {
       const source = { topic: batch.topic, partition: batch.partition, offset: message.offset };
       const result = validateMessage(message.value, consumedAt);
-      if (result.ok) accepted.push({ event: result.event, source });
-      else
+      if (result.ok) {
+        accepted.push({ event: result.event, source });
+        acceptedBytes += message.value!.length;
+      } else
         rejected.push(
           toDlqMessage(
             {
@@ -150,7 +157,11 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     if (rejected.length > 0)
       await this.producer!.send({ topic: this.settings.topics.dlq, acks: -1, messages: rejected });
     const next = (BigInt(batch.lastOffset()) + 1n).toString();
-    const taken = await this.appends.add(accepted, { topic: batch.topic, partition: batch.partition, offset: next });
+    const taken = await this.appends.add(
+      accepted,
+      { topic: batch.topic, partition: batch.partition, offset: next },
+      acceptedBytes,
+    );
     if (!taken) return; // an append failed: consumption restarts from the committed offsets
     resolveOffset(batch.lastOffset());
     await heartbeat();

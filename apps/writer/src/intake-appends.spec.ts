@@ -10,9 +10,9 @@ class ControlledLog {
   readonly commitFailures: unknown[] = [];
   failCommits = false;
 
-  options(maxWaiting = 1000): IntakeAppendsOptions {
+  options(maxWaiting = 1000, maxBytes = 1_000_000): IntakeAppendsOptions {
     return {
-      maxWaiting,
+      maxWaiting: { events: maxWaiting, bytes: maxBytes },
       record: (events) =>
         new Promise<RecordOutcome>((resolve, reject) =>
           this.appends.push({
@@ -107,6 +107,22 @@ describe('IntakeAppends (the writer group append)', () => {
     await adding;
     expect(room).toBe(true);
     expect(appends.waitingEvents).toBe(0);
+    log.appends[1].done();
+    await appends.drain();
+  });
+
+  it('holds the consumer back while the waiting messages are too many bytes, whatever their number', async () => {
+    const log = new ControlledLog();
+    const appends = new IntakeAppends(log.options(1000, 64 * 1024));
+    await appends.add(events(1), at(0, 1), 100); // taken at once by the first append
+    expect(await appends.add(events(1), at(0, 2), 32 * 1024)).toBe(true);
+    let room = false;
+    const adding = appends.add(events(1), at(0, 3), 32 * 1024).then((ok) => (room = ok));
+    await settle();
+    expect(room).toBe(false);
+    log.appends[0].done();
+    await adding;
+    expect(room).toBe(true);
     log.appends[1].done();
     await appends.drain();
   });

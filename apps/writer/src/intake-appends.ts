@@ -13,8 +13,11 @@ export interface IntakeAppendsOptions {
   record(events: SourcedEvent[]): Promise<RecordOutcome>;
   /** Commits consumer offsets to Kafka. A failure is reported to onCommitFailure, never retried here. */
   commit(offsets: PartitionOffset[]): Promise<void>;
-  /** Events that may wait for the next append before add() waits for room. */
-  maxWaiting: number;
+  /**
+   * How much may wait for the next append before add() waits for room: events, and bytes of the
+   * messages they came from (what keeps memory bounded when messages are large, up to 64 KiB each).
+   */
+  maxWaiting: { events: number; bytes: number };
   /** After every durable append (for the totals). */
   onAppended?(outcome: RecordOutcome): void;
   /** An offset commit failed: harmless (a re-delivery is a duplicate), but worth a line in the log. */
@@ -28,6 +31,8 @@ export interface IntakeAppendsOptions {
 
 interface Waiting {
   events: SourcedEvent[];
+  /** Σ of the message sizes of `events`. */
+  bytes: number;
   /** Per topic partition, the newest offset handled, and the consumer generation it was handled in. */
   offsets: Map<string, PartitionOffset>;
 }
@@ -69,11 +74,12 @@ export class IntakeAppends {
   }
 
   /**
-   * Hands over a batch's accepted events and the offset after its last message. Resolves true once
-   * there is room for more (the caller may then mark the batch as handled and fetch on), false if an
-   * append failed: the batch was not taken and must be consumed again after the restart.
+   * Hands over a batch's accepted events (`bytes`: the size of their messages) and the offset after
+   * its last message. Resolves true once there is room for more (the caller may then mark the batch as
+   * handled and fetch on), false if an append failed: the batch was not taken and must be consumed
+   * again after the restart.
    */
-  async add(events: SourcedEvent[], offset: PartitionOffset): Promise<boolean> {
+  async add(events: SourcedEvent[], offset: PartitionOffset, bytes = 0): Promise<boolean> {
     if (this.failure !== null) return false;
     if (this.waitingGeneration !== this.generation) {
       // Offsets from an older generation are never committed; the events still go in.
@@ -81,10 +87,10 @@ export class IntakeAppends {
       this.waitingGeneration = this.generation;
     }
     for (const e of events) this.waiting.events.push(e);
+    this.waiting.bytes += bytes;
     this.waiting.offsets.set(`${offset.topic}\u0000${offset.partition}`, offset);
     this.startAppending();
-    while (this.waiting.events.length >= this.options.maxWaiting && this.failure === null)
-      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    while (this.full() && this.failure === null) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     return this.failure === null;
   }
 
@@ -105,6 +111,11 @@ export class IntakeAppends {
     this.waiting = emptyWaiting();
     this.generation += 1;
     this.waitingGeneration = this.generation;
+  }
+
+  private full(): boolean {
+    const max = this.options.maxWaiting;
+    return this.waiting.events.length >= max.events || this.waiting.bytes >= max.bytes;
   }
 
   private startAppending(): void {
@@ -154,5 +165,5 @@ export class IntakeAppends {
 }
 
 function emptyWaiting(): Waiting {
-  return { events: [], offsets: new Map() };
+  return { events: [], bytes: 0, offsets: new Map() };
 }
