@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expectedConnections, WireEvent } from './expected-model';
 import { ChaosStack } from './stack';
@@ -33,6 +33,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function sh(command: string): void {
   execFileSync('bash', ['-c', command], { cwd: ROOT, stdio: 'ignore', timeout: 180_000 });
+}
+
+/** Like sh(), without blocking this process: the traffic goes on while the command runs. */
+function shInBackground(command: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    execFile('bash', ['-c', command], { cwd: ROOT, timeout: 180_000 }, (error) => (error ? reject(error) : resolve())),
+  );
 }
 
 export const SCENARIOS: Scenario[] = [
@@ -85,7 +92,8 @@ export const SCENARIOS: Scenario[] = [
     name: 'PostgreSQL restart',
     disruptive: true,
     fault: async () => {
-      sh('pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart');
+      // While the traffic goes on, so that appends are in flight when the server goes away.
+      await shInBackground('pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart');
     },
   },
   {
@@ -256,6 +264,12 @@ export async function runScenario(
       if (diff < 0) lost += -diff;
     }
     if (mismatches > 0) notes.push(`${mismatches} connection(s) differ from the contract's answer`);
+    const writerLog = stack.output.filter((l) => l.startsWith('[writer')).join('');
+    const failedAppends = writerLog.match(/append to the event log failed/g)?.length ?? 0;
+    if (failedAppends > 0)
+      notes.push(
+        `writer: ${failedAppends} failed append(s), consumption restarted from the committed offsets ${writerLog.match(/consumption restarted from the committed offsets/g)?.length ?? 0} time(s)`,
+      );
     return {
       scenario: scenario.name,
       produced: traffic.length,
