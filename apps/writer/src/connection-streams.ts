@@ -92,20 +92,24 @@ export class ConnectionStreams {
 
     const touched = await this.load(fresh.map((e) => e.event));
     try {
-      const rows: EventToAppend[] = fresh.map(({ event, source }) => ({
-        event,
-        source,
-        streamVersion: touched.get(streamKey(event.orgId, event.connectionId))!.record(event),
-      }));
-      const due = [...touched.values()].filter(
-        (a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery,
-      );
+      // Each event is applied to its aggregate (and so gets its stream version) as the COPY stream
+      // takes it, so PostgreSQL inserts the first rows while the later ones are applied and built.
+      const rows = (function* (): Generator<EventToAppend> {
+        for (const { event, source } of fresh)
+          yield {
+            event,
+            source,
+            streamVersion: touched.get(streamKey(event.orgId, event.connectionId))!.record(event),
+          };
+      })();
+      let due: ConnectionAggregate[] = [];
       await this.db.transaction(async (tx) => {
         await copyEvents((await tx.queryRunner!.connect()) as CopyClient, rows);
+        due = [...touched.values()].filter((a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery);
         await saveSnapshots(tx, due);
       });
       for (const a of due) a.snapshotVersion = a.version;
-      return { appended: rows.length, duplicates };
+      return { appended: fresh.length, duplicates };
     } catch (error) {
       // The in-memory aggregates may be ahead of the log now: forget them, they reload next time.
       for (const key of touched.keys()) this.aggregates.delete(key);

@@ -105,38 +105,41 @@ function csvField(text: string): string {
   return `"${text.replace(/"/g, '""')}"`;
 }
 
+/** Rows per chunk of the COPY stream: PostgreSQL inserts one chunk while the next is being built. */
+const COPY_CHUNK_ROWS = 1000;
+
 /**
  * The same append as `appendEvents`, with COPY: one stream of CSV rows instead of one statement's
- * parameter arrays (faster to build and to insert). `transaction_id` and `recorded_at` take their
- * defaults; a duplicate event_id or a taken stream version fails the COPY with SQLSTATE 23505, as
- * the INSERT does.
+ * parameter arrays (faster to build and to insert). The rows are built and sent in chunks as the
+ * iterable yields them, so PostgreSQL works on the first ones while the rest are built.
+ * `transaction_id` and `recorded_at` take their defaults; a duplicate event_id or a taken stream
+ * version fails the COPY with SQLSTATE 23505, as the INSERT does.
  */
-export async function copyEvents(client: CopyClient, events: EventToAppend[]): Promise<void> {
-  if (events.length === 0) return;
+export async function copyEvents(client: CopyClient, events: Iterable<EventToAppend>): Promise<void> {
   const stream = client.query(
     copyFrom(
       `COPY event_log (event_id, org_id, connection_id, stream_version, type, occurred_at, data,
                        source_topic, source_partition, source_offset) FROM STDIN WITH (FORMAT csv)`,
     ),
   );
-  const lines: string[] = [];
+  await pipeline(Readable.from(csvChunks(events), { objectMode: false }), stream);
+}
+
+function* csvChunks(events: Iterable<EventToAppend>): Generator<string> {
+  let chunk = '';
+  let rows = 0;
   for (const { event, streamVersion, source } of events) {
-    lines.push(
-      [
-        csvField(event.eventId),
-        csvField(event.orgId),
-        csvField(event.connectionId),
-        streamVersion,
-        csvField(event.type),
-        new Date(event.occurredAt).toISOString(),
-        csvField(JSON.stringify(event.data)),
-        csvField(source.topic),
-        source.partition,
-        csvField(source.offset),
-      ].join(','),
-    );
+    chunk +=
+      `${csvField(event.eventId)},${csvField(event.orgId)},${csvField(event.connectionId)},${streamVersion},` +
+      `${csvField(event.type)},${new Date(event.occurredAt).toISOString()},${csvField(JSON.stringify(event.data))},` +
+      `${csvField(source.topic)},${source.partition},${csvField(source.offset)}\n`;
+    if (++rows === COPY_CHUNK_ROWS) {
+      yield chunk;
+      chunk = '';
+      rows = 0;
+    }
   }
-  await pipeline(Readable.from([lines.join('\n') + '\n']), stream);
+  if (chunk.length > 0) yield chunk;
 }
 
 /** A connection's stream events after `afterVersion`, for several streams at once, in version order. */
