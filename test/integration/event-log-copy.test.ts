@@ -21,6 +21,16 @@ const AWKWARD = [
   'x'.repeat(128),
 ];
 
+/** Instants around the edges of the formatter's shortcuts: whole seconds, 1 and 2 digit milliseconds, before 1970. */
+const OCCURRED_AT = [
+  Date.UTC(2026, 10, 24, 9, 0, 0),
+  Date.UTC(2026, 10, 24, 9, 0, 0, 7),
+  Date.UTC(2026, 10, 24, 9, 0, 0, 42),
+  Date.UTC(1969, 11, 31, 23, 59, 59, 999),
+  -1,
+  Date.UTC(1000, 0, 1, 0, 0, 0, 5),
+];
+
 function event(i: number, eventId: string, data: Record<string, unknown>): EventToAppend {
   return {
     event: {
@@ -28,7 +38,7 @@ function event(i: number, eventId: string, data: Record<string, unknown>): Event
       type: 'connection.configured',
       orgId: 'org_copy',
       connectionId: `conn.${i % 3}:a-b_c`,
-      occurredAt: Date.UTC(2026, 10, 24, 9, 0, 0) + i * 1001 - 500_000_000_000 * (i % 2),
+      occurredAt: OCCURRED_AT[i % OCCURRED_AT.length] + i * 1001,
       data,
     } as unknown as ConnectionEvent,
     streamVersion: Math.floor(i / 3) + 1,
