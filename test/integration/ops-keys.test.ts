@@ -1,12 +1,7 @@
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { DataSource } from 'typeorm';
 import { hashApiKey } from '@psp/api-keys';
 import { dropIsolated, isolatedEnv, isolatedSettings, openDatabase } from '../support/isolated-stack';
-
-const run = promisify(execFile);
-const ROOT = join(__dirname, '..', '..');
+import { runOps } from '../support/processes';
 
 /** `npm run ops -- keys …` as an operator runs it: a real process against the run's database. */
 describe('the keys command line', () => {
@@ -14,23 +9,7 @@ describe('the keys command line', () => {
   const settings = isolatedSettings('unused', env);
   let db: DataSource;
 
-  async function ops(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return run(
-      process.execPath,
-      [
-        '-r',
-        'ts-node/register/transpile-only',
-        '-r',
-        'tsconfig-paths/register',
-        join(ROOT, 'apps/ops/src/main.ts'),
-        ...args,
-      ],
-      {
-        cwd: ROOT,
-        env: { ...process.env, ...env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
-      },
-    );
-  }
+  const ops = (...args: string[]) => runOps(env, ...args);
 
   beforeAll(async () => {
     db = await openDatabase(settings);

@@ -1,28 +1,20 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 const ROOT = join(__dirname, '..', '..');
+const SOURCE_ENTRY = ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register'];
 
 /** Starts one of the service's processes (apps/<name>/src/main.ts) from source, as a real child process. */
 export function startProcess(
   name: 'writer' | 'projector' | 'api',
   env: Record<string, string>,
 ): ChildProcess & { output: string[] } {
-  const child = spawn(
-    process.execPath,
-    [
-      '-r',
-      'ts-node/register/transpile-only',
-      '-r',
-      'tsconfig-paths/register',
-      join(ROOT, 'apps', name, 'src', 'main.ts'),
-    ],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json'), TS_NODE_TRANSPILE_ONLY: 'true' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  ) as ChildProcess & { output: string[] };
+  const child = spawn(process.execPath, [...SOURCE_ENTRY, join(ROOT, 'apps', name, 'src', 'main.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json'), TS_NODE_TRANSPILE_ONLY: 'true' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }) as ChildProcess & { output: string[] };
   child.output = [];
   child.stdout?.on('data', (d: Buffer) => child.output.push(d.toString()));
   child.stderr?.on('data', (d: Buffer) => child.output.push(d.toString()));
@@ -34,5 +26,13 @@ export function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTE
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
     child.once('exit', () => resolve());
     child.kill(signal);
+  });
+}
+
+/** `npm run ops -- <args>` as an operator runs it: a real process, from source, with the run's environment. */
+export function runOps(env: Record<string, string>, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return promisify(execFile)(process.execPath, [...SOURCE_ENTRY, join(ROOT, 'apps/ops/src/main.ts'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
   });
 }

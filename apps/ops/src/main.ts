@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 import { ApiKeyError, ApiKeyStore } from '@psp/api-keys';
 import { InvalidSettingError, loadSettings, Settings } from '@psp/config';
-import { createKafka } from '@psp/messaging';
+import { createKafka, intakeTopics } from '@psp/messaging';
 import { createRedis, liveGeneration, readCheckpoint, RedisReadModel } from '@psp/read-model';
 import { createDataSource, logLagAfter, migrate } from '@psp/storage';
 import { Progress } from './progress';
@@ -15,7 +15,7 @@ const USAGE = `usage: npm run ops -- <command>
   keys list [--org ORG]                                                  list keys (never prints a key)
   keys revoke KEY_ID                                                     revoke a key (effective within 5 s)
   replay [--batch N]   (default 50000)                                    rebuild the read model into a new generation, then switch
-  lag                                                                    how far the projector is behind the event log
+  lag                                                                    how far the writer is behind Kafka and the projector behind the log
   dlq [--limit N]                                                        print the newest DLQ messages' reasons
   migrate                                                                create the database and run migrations`;
 
@@ -119,8 +119,59 @@ async function runReplay(settings: Settings, args: string[]): Promise<number> {
   }
 }
 
+/**
+ * The writer's lag: per intake topic, the messages after its consumer group's committed offsets (all
+ * retained ones where it never committed: it starts from the beginning). Committed offsets trail the
+ * log by at most the append in flight, so this counts messages not yet durable in the event log.
+ */
+async function writerLag(settings: Settings): Promise<void> {
+  const kafka = createKafka(settings, 'ops-lag', () => undefined);
+  const admin = kafka.admin();
+  const groupId = settings.writerGroupId;
+  try {
+    await admin.connect();
+    const { groups } = await admin.describeGroups([groupId]);
+    const group = groups[0];
+    say(
+      `writer (Kafka → event log): group ${groupId} ${group?.state ?? 'unknown'}, ${group?.members.length ?? 0} member(s)`,
+    );
+    const existing = new Set(await admin.listTopics());
+    const topics = intakeTopics(settings).filter((t) => existing.has(t));
+    const committed = topics.length > 0 ? await admin.fetchOffsets({ groupId, topics }) : [];
+    for (const topic of intakeTopics(settings)) {
+      if (!existing.has(topic)) {
+        say(`  ${topic}: no such topic (the writer creates it when it starts)`);
+        continue;
+      }
+      const at = new Map(
+        (committed.find((t) => t.topic === topic)?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]),
+      );
+      let total = 0;
+      const behind: string[] = [];
+      const ends = await admin.fetchTopicOffsets(topic);
+      for (const p of ends.sort((a, b) => a.partition - b.partition)) {
+        const position = at.get(p.partition) ?? -1;
+        const lag = Number(p.high) - (position < 0 ? Number(p.low) : position);
+        total += lag;
+        if (lag > 0) behind.push(`p${p.partition}: ${lag}`);
+      }
+      say(
+        `  ${topic}: ${ends.length} partition(s), ${total} message(s) behind${behind.length > 0 ? ` (${behind.join(', ')})` : ''}`,
+      );
+    }
+  } catch (error) {
+    say(
+      `writer (Kafka → event log): lag unknown, Kafka did not answer (${error instanceof Error ? error.message : String(error)})`,
+    );
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
 async function lag(settings: Settings): Promise<number> {
+  await writerLag(settings);
   return withDb(settings, async (db) => {
+    say('projector (event log → read model):');
     const generations: { generation: number; status: string }[] = await db.query(
       `SELECT generation, status FROM projection_generation ORDER BY generation`,
     );
@@ -129,7 +180,7 @@ async function lag(settings: Settings): Promise<number> {
       const cp = await readCheckpoint(db, g.generation);
       const behind = await logLagAfter(db, cp.at);
       say(
-        `generation ${g.generation} (${g.status}${g.generation === live ? ', served' : ''}): ${cp.eventsApplied} events applied, ` +
+        `  generation ${g.generation} (${g.status}${g.generation === live ? ', served' : ''}): ${cp.eventsApplied} events applied, ` +
           `stream time ${cp.streamTime === null ? 'none' : new Date(cp.streamTime).toISOString()}, behind by ${behind.events} events / ${behind.seconds.toFixed(1)} s`,
       );
     }

@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { Kafka, Producer } from 'kafkajs';
+import { DataSource } from 'typeorm';
+import { createKafka, ensureTopics } from '@psp/messaging';
+import { dropIsolated, eventually, isolatedEnv, isolatedSettings, openDatabase } from '../support/isolated-stack';
+import { runOps, startProcess, stopProcess } from '../support/processes';
+
+const CALLS = 30;
+const BAD = 2;
+
+/** `npm run ops -- lag` and `ops -- dlq` as an operator watches the writer catch up. */
+describe('the lag and dlq command lines', () => {
+  const env = isolatedEnv('opslag');
+  const settings = isolatedSettings('unused', env);
+  let db: DataSource;
+  let kafka: Kafka;
+  let producer: Producer;
+  const escaped = (topic: string) => topic.replace(/[.]/g, '\\.');
+  const behind = (topic: string, n: number) =>
+    new RegExp(`${escaped(topic)}: 3 partition\\(s\\), ${n} message\\(s\\) behind`);
+
+  beforeAll(async () => {
+    db = await openDatabase(settings);
+    kafka = createKafka(settings, 'test', () => undefined);
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, settings);
+    await admin.disconnect();
+    producer = kafka.producer();
+    await producer.connect();
+  });
+
+  afterAll(async () => {
+    await producer?.disconnect();
+    await db?.destroy();
+    await dropIsolated(settings);
+  });
+
+  it('shows the messages the writer has not made durable yet, per topic, then none once it has', async () => {
+    await producer.send({
+      topic: settings.topics.calls,
+      acks: -1,
+      messages: Array.from({ length: CALLS }, (_, i) => ({
+        key: `org_lag:c${i % 4}`,
+        value: JSON.stringify({
+          event_id: randomUUID(),
+          type: 'psp.call.completed',
+          schema_version: 1,
+          org_id: 'org_lag',
+          connection_id: `c${i % 4}`,
+          occurred_at: new Date(Date.now() - 60000).toISOString(),
+          data: { outcome: 'success', latency_ms: 10 + i },
+        }),
+      })),
+    });
+    await producer.send({
+      topic: settings.topics.validations,
+      acks: -1,
+      messages: Array.from({ length: BAD }, () => ({ key: 'org_lag:c0', value: '{not json' })),
+    });
+
+    const before = (await runOps(env, 'lag')).stdout;
+    expect(before).toMatch(new RegExp(`group ${escaped(settings.writerGroupId)} \\w+, 0 member\\(s\\)`));
+    expect(before).toMatch(behind(settings.topics.calls, CALLS));
+    expect(before).toMatch(behind(settings.topics.validations, BAD));
+    expect(before).toMatch(behind(settings.topics.connections, 0));
+
+    const writer = startProcess('writer', env);
+    try {
+      await eventually(
+        async () => (await db.query(`SELECT count(*)::int AS n FROM event_log`))[0].n as number,
+        (n) => n === CALLS,
+        60000,
+        'the calls in the log',
+      );
+      const after = await eventually(
+        async () => (await runOps(env, 'lag')).stdout,
+        (out) => behind(settings.topics.calls, 0).test(out) && behind(settings.topics.validations, 0).test(out),
+        60000,
+        'ops lag to show the writer caught up',
+      );
+      expect(after).toMatch(new RegExp(`group ${escaped(settings.writerGroupId)} Stable, 1 member\\(s\\)`));
+    } finally {
+      await stopProcess(writer);
+    }
+
+    const dlq = (await runOps(env, 'dlq')).stdout;
+    expect(dlq).toContain(`${settings.topics.dlq}: ${BAD} message(s)`);
+    expect(dlq).toContain(`by reason: invalid_json=${BAD}`);
+  });
+});
