@@ -120,11 +120,11 @@ async function ingest(register: (run: IsolatedRun) => void): Promise<void> {
   const intake = [s.topics.calls, s.topics.validations, s.topics.connections];
   const ceilingIntake = intake.map((t) => `${t}.ceiling`);
   const ceilingTopics = { calls: `${s.topics.calls}.ceiling`, connections: `${s.topics.connections}.ceiling` };
-  await createExtraTopics(run, ceilingIntake, partitions);
+  await run.createTopics(partitions, ceilingIntake);
   const e2eGroup = `${s.writerGroupId}.ceiling-e2e`;
   const backlogCeilingGroup = `${s.writerGroupId}.ceiling-backlog`;
   const backlogWriterGroup = `${s.writerGroupId}.backlog`;
-  deleteGroupsAtCleanup(run, [s.writerGroupId, e2eGroup, backlogCeilingGroup]);
+  run.deleteGroupsAtCleanup([s.writerGroupId, e2eGroup, backlogCeilingGroup]);
 
   // All messages, before any timing.
   note(`building ${fmtInt(total)} messages (seeded, identical in every phase)`);
@@ -267,7 +267,7 @@ async function ingest(register: (run: IsolatedRun) => void): Promise<void> {
   // Cleaned up inside the run's cleanup, first (registered last): writer D stopped, its group deleted and
   // its database dropped before the run deletes the topics it read.
   run.onCleanup('phase D: writer, group, database', () => runD.cleanup());
-  deleteGroupsAtCleanup(runD, [backlogWriterGroup]);
+  runD.deleteGroupsAtCleanup([backlogWriterGroup]);
   const dbD = await runD.openDatabase();
   const timingFileD = join(outDir, 'writer-backlog-timing.json');
   const writerD = runD.startCompiled('writer (backlog)', 'apps/writer/src/main.js', writerEnv(timingFileD));
@@ -543,65 +543,6 @@ async function connectProducer(run: IsolatedRun): Promise<Producer> {
   await producer.connect();
   run.onCleanup('disconnect producer', () => producer.disconnect());
   return producer;
-}
-
-/**
- * Deletes these consumer groups at cleanup, like IsolatedRun#deleteGroupsAtCleanup, but retries for up to
- * 45 s: a member that died without leaving (a process killed hard) keeps its group non-empty until its
- * session times out (30 s), and the broker refuses to delete a non-empty group.
- */
-function deleteGroupsAtCleanup(run: IsolatedRun, groups: string[]): void {
-  run.onCleanup('delete consumer groups', async () => {
-    const admin = run.kafkaClient().admin();
-    await admin.connect();
-    try {
-      const deadline = Date.now() + 45000;
-      let told = 0;
-      for (;;) {
-        const existing = new Set((await admin.listGroups()).groups.map((g) => g.groupId));
-        const mine = groups.filter((g) => existing.has(g));
-        if (mine.length === 0) return;
-        try {
-          await admin.deleteGroups(mine);
-          return;
-        } catch (error) {
-          if (Date.now() > deadline) throw error;
-          if (!told++)
-            note(
-              `consumer groups not deleted yet (${(error as Error).message}); retrying until their members time out`,
-            );
-          await sleep(3000);
-        }
-      }
-    } finally {
-      await admin.disconnect();
-    }
-  });
-}
-
-/** Creates topics besides the service's (deleted at cleanup). */
-async function createExtraTopics(run: IsolatedRun, topics: string[], partitions: number): Promise<void> {
-  run.onCleanup('delete the ceiling topics', async () => {
-    const admin = run.kafkaClient().admin();
-    await admin.connect();
-    try {
-      const existing = new Set(await admin.listTopics());
-      const mine = topics.filter((t) => existing.has(t));
-      if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 30000 });
-    } finally {
-      await admin.disconnect();
-    }
-  });
-  const admin = run.kafkaClient().admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })),
-    });
-  } finally {
-    await admin.disconnect();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------

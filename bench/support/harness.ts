@@ -200,9 +200,14 @@ export class IsolatedRun {
     return db;
   }
 
-  /** Creates the service's topics for this run (intake + DLQ); they and `groups` are deleted at cleanup. */
-  async createTopics(partitions: number): Promise<void> {
-    const topics = [...intakeTopics(this.settings), this.settings.topics.dlq];
+  /**
+   * Creates topics for this run, deleted at cleanup: by default the service's (intake + DLQ), or the
+   * ones given (a bench's own, beside the service's).
+   */
+  async createTopics(
+    partitions: number,
+    topics: string[] = [...intakeTopics(this.settings), this.settings.topics.dlq],
+  ): Promise<void> {
     this.onCleanup('delete topics', async () => {
       const admin = this.kafkaClient().admin();
       await admin.connect();
@@ -226,15 +231,35 @@ export class IsolatedRun {
     }
   }
 
-  /** Deletes these consumer groups at cleanup (before the topics). */
+  /**
+   * Deletes these consumer groups at cleanup (before the topics). Retries for up to 45 s: a member
+   * that died without leaving (a process killed hard) keeps its group non-empty until its session
+   * times out, and the broker refuses to delete a non-empty group.
+   */
   deleteGroupsAtCleanup(groups: string[]): void {
     this.onCleanup('delete consumer groups', async () => {
       const admin = this.kafkaClient().admin();
       await admin.connect();
       try {
-        const existing = new Set((await admin.listGroups()).groups.map((g) => g.groupId));
-        const mine = groups.filter((g) => existing.has(g));
-        if (mine.length > 0) await admin.deleteGroups(mine);
+        const deadline = Date.now() + 45000;
+        let told = false;
+        for (;;) {
+          const existing = new Set((await admin.listGroups()).groups.map((g) => g.groupId));
+          const mine = groups.filter((g) => existing.has(g));
+          if (mine.length === 0) return;
+          try {
+            await admin.deleteGroups(mine);
+            return;
+          } catch (error) {
+            if (Date.now() > deadline) throw error;
+            if (!told)
+              note(
+                `consumer groups not deleted yet (${(error as Error).message}); retrying until their members time out`,
+              );
+            told = true;
+            await sleep(3000);
+          }
+        }
       } finally {
         await admin.disconnect();
       }

@@ -1,8 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { Kafka, Producer } from 'kafkajs';
+import { Producer } from 'kafkajs';
 import { DataSource } from 'typeorm';
-import { createKafka, ensureTopics } from '@psp/messaging';
-import { dropIsolated, eventually, isolatedEnv, isolatedSettings, openDatabase } from '../support/isolated-stack';
+import {
+  dropIsolated,
+  eventually,
+  isolatedEnv,
+  isolatedSettings,
+  openDatabase,
+  testProducer,
+} from '../support/isolated-stack';
 import { runOps, startProcess, stopProcess } from '../support/processes';
 
 const CALLS = 30;
@@ -13,7 +19,6 @@ describe('the lag and dlq command lines', () => {
   const env = isolatedEnv('opslag');
   const settings = isolatedSettings('unused', env);
   let db: DataSource;
-  let kafka: Kafka;
   let producer: Producer;
   const escaped = (topic: string) => topic.replace(/[.]/g, '\\.');
   const behind = (topic: string, n: number) =>
@@ -21,13 +26,7 @@ describe('the lag and dlq command lines', () => {
 
   beforeAll(async () => {
     db = await openDatabase(settings);
-    kafka = createKafka(settings, 'test', () => undefined);
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, settings);
-    await admin.disconnect();
-    producer = kafka.producer();
-    await producer.connect();
+    ({ producer } = await testProducer(settings, { createTopics: true }));
   });
 
   afterAll(async () => {

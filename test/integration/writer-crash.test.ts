@@ -2,9 +2,15 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, Producer } from 'kafkajs';
 import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
-import { createKafka, ensureTopics } from '@psp/messaging';
 import { loadAggregates } from '../../apps/writer/src/connection-streams';
-import { dropIsolated, eventually, isolatedEnv, isolatedSettings, openDatabase } from '../support/isolated-stack';
+import {
+  dropIsolated,
+  eventually,
+  isolatedEnv,
+  isolatedSettings,
+  openDatabase,
+  testProducer,
+} from '../support/isolated-stack';
 import { startProcess, stopProcess } from '../support/processes';
 
 const CONNECTIONS = 40;
@@ -85,13 +91,7 @@ describe('the writer under crashes and rebalances', () => {
     env = isolatedEnv('crash', { WRITER_SNAPSHOT_EVERY: '100' });
     settings = isolatedSettings('unused', env);
     db = await openDatabase(settings);
-    kafka = createKafka(settings, 'test', () => undefined);
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, settings);
-    await admin.disconnect();
-    producer = kafka.producer();
-    await producer.connect();
+    ({ kafka, producer } = await testProducer(settings, { createTopics: true }));
   });
 
   afterAll(async () => {

@@ -3,6 +3,7 @@ import { Kafka, Producer } from 'kafkajs';
 import Redis from 'ioredis';
 import { DataSource } from 'typeorm';
 import { loadSettings, Settings } from '@psp/config';
+import { ensureTopics } from '@psp/messaging';
 import { createDataSource, migrate } from '@psp/storage';
 import { testServers } from './servers';
 
@@ -64,12 +65,28 @@ export async function dropIsolated(settings: Settings): Promise<void> {
   redis.disconnect();
 }
 
-export async function testProducer(settings: Settings): Promise<{ kafka: Kafka; producer: Producer }> {
+/**
+ * A connected producer for the run. With `createTopics`, the run's topics are created first (as the
+ * writer does at start), for tests that produce before any writer runs.
+ */
+export async function testProducer(
+  settings: Settings,
+  options: { createTopics?: boolean } = {},
+): Promise<{ kafka: Kafka; producer: Producer }> {
   const kafka = new Kafka({
     clientId: `${settings.kafkaClientId}-producer`,
     brokers: settings.kafkaBrokers,
     logLevel: 1,
   });
+  if (options.createTopics) {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopics(admin, settings);
+    } finally {
+      await admin.disconnect();
+    }
+  }
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   return { kafka, producer };
