@@ -75,10 +75,7 @@ export class ChaosStack {
       applicationName: 'psp-chaos',
     }).initialize();
     this.kafka = createKafka(this.settings, 'chaos', () => undefined);
-    const admin = this.kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, this.settings);
-    await admin.disconnect();
+    await ensureTopics(this.kafka, this.settings);
     this.producer = this.kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 30 } });
     await this.producer.connect();
     this.apiKey = (await new ApiKeyStore(this.db).create('org_0', ['connections:read'], 'test')).key;

@@ -78,15 +78,7 @@ export async function testProducer(
     brokers: settings.kafkaBrokers,
     logLevel: 1,
   });
-  if (options.createTopics) {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopics(admin, settings);
-    } finally {
-      await admin.disconnect();
-    }
-  }
+  if (options.createTopics) await ensureTopics(kafka, settings);
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   return { kafka, producer };

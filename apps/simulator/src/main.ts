@@ -73,13 +73,7 @@ async function sendSlice(
 async function run(options: SimulatorOptions): Promise<number> {
   const settings = loadSettings(process.env);
   const kafka = createKafka(settings, 'simulator', (level, message) => log(`kafka ${level}: ${message}`));
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await ensureTopics(admin, settings);
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureTopics(kafka, settings);
   const producer = kafka.producer({
     allowAutoTopicCreation: false,
     createPartitioner: Partitioners.DefaultPartitioner,

@@ -77,15 +77,9 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      const created = await ensureTopics(admin, this.settings);
-      if (created.length > 0)
-        this.logger.log(`created topics ${created.join(', ')} (${this.settings.topicPartitions} partitions)`);
-    } finally {
-      await admin.disconnect();
-    }
+    const created = await ensureTopics(this.kafka, this.settings);
+    if (created.length > 0)
+      this.logger.log(`created topics ${created.join(', ')} (${this.settings.topicPartitions} partitions)`);
     // The DLQ producer retries for as long as it takes: a batch's offsets are committed only after
     // its rejected messages are in the DLQ, so giving up would mean losing them.
     this.producer = this.kafka.producer({

@@ -1,4 +1,4 @@
-import { Admin, Kafka, logLevel as KafkaLogLevel, LogEntry } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel, LogEntry } from 'kafkajs';
 import { Settings } from '@psp/config';
 
 /** The three topics the write side consumes, in a fixed order. */
@@ -32,20 +32,26 @@ export function createKafka(
 }
 
 /** Creates any of the service's topics that is missing; returns the names it created. */
-export async function ensureTopics(admin: Admin, settings: Settings): Promise<string[]> {
+export async function ensureTopics(kafka: Kafka, settings: Settings): Promise<string[]> {
   const wanted = [...intakeTopics(settings), settings.topics.dlq];
-  const existing = new Set(await admin.listTopics());
-  const missing = wanted.filter((t) => !existing.has(t));
-  if (missing.length === 0) return [];
+  const admin = kafka.admin();
+  await admin.connect();
   try {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: missing.map((topic) => ({ topic, numPartitions: settings.topicPartitions, replicationFactor: 1 })),
-    });
-  } catch (error) {
-    // Another instance may have created them at the same moment; only fail when they are still missing.
-    const now = new Set(await admin.listTopics());
-    if (missing.some((t) => !now.has(t))) throw error;
+    const existing = new Set(await admin.listTopics());
+    const missing = wanted.filter((t) => !existing.has(t));
+    if (missing.length === 0) return [];
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((topic) => ({ topic, numPartitions: settings.topicPartitions, replicationFactor: 1 })),
+      });
+    } catch (error) {
+      // Another instance may have created them at the same moment; only fail when they are still missing.
+      const now = new Set(await admin.listTopics());
+      if (missing.some((t) => !now.has(t))) throw error;
+    }
+    return missing;
+  } finally {
+    await admin.disconnect();
   }
-  return missing;
 }
