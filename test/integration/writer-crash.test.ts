@@ -88,7 +88,9 @@ describe('the writer under crashes and rebalances', () => {
   }
 
   beforeAll(async () => {
-    env = isolatedEnv('crash', { WRITER_SNAPSHOT_EVERY: '100' });
+    // Few snapshots and fewer aggregates in memory than connections: streams are evicted and reloaded
+    // (snapshot + events after it) all the time, through every crash and rebalance.
+    env = isolatedEnv('crash', { WRITER_SNAPSHOT_EVERY: '100', WRITER_AGGREGATE_CACHE: '7' });
     settings = isolatedSettings('unused', env);
     db = await openDatabase(settings);
     ({ kafka, producer } = await testProducer(settings, { createTopics: true }));

@@ -13,6 +13,7 @@ import {
   Sql,
   violatedConstraint,
 } from '@psp/storage';
+import { AggregateCache } from './aggregate-cache';
 import { ConnectionAggregate, streamKey } from './connection-aggregate';
 
 /** An accepted event and the Kafka message it came from. */
@@ -28,7 +29,6 @@ export interface RecordOutcome {
 }
 
 const MAX_ATTEMPTS = 20;
-const CACHE_LIMIT = 20000;
 
 /**
  * The write side's connection streams: keeps each connection's aggregate in memory (loaded from its
@@ -40,13 +40,15 @@ const CACHE_LIMIT = 20000;
 @Injectable()
 export class ConnectionStreams {
   private readonly logger = new Logger('ConnectionStreams');
-  private readonly aggregates = new Map<string, ConnectionAggregate>();
+  private readonly aggregates: AggregateCache;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     @Inject(DataSource) private readonly db: DataSource,
     @Inject(SETTINGS) private readonly settings: Settings,
-  ) {}
+  ) {
+    this.aggregates = new AggregateCache(settings.writerAggregateCache);
+  }
 
   /** Appends the events not yet in the log. One append at a time per process. */
   record(events: SourcedEvent[]): Promise<RecordOutcome> {
@@ -130,7 +132,6 @@ export class ConnectionStreams {
     }
     if (missing.size > 0) {
       const loaded = await loadAggregates(this.db, [...missing.values()]);
-      if (this.aggregates.size + loaded.size > CACHE_LIMIT) this.aggregates.clear();
       for (const [key, aggregate] of loaded) {
         this.aggregates.set(key, aggregate);
         result.set(key, aggregate);

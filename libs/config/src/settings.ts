@@ -20,6 +20,8 @@ export interface Settings {
   projectorBatchSize: number;
   projectorIdleMs: number;
   writerSnapshotEvery: number;
+  /** Connection aggregates the writer keeps in memory (least recently used ones go first). */
+  writerAggregateCache: number;
   logLevel: 'error' | 'warn' | 'log' | 'debug';
 }
 
@@ -117,6 +119,7 @@ export function loadSettings(env: Env = process.env): Settings {
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
     writerSnapshotEvery: integer(env, 'WRITER_SNAPSHOT_EVERY', 500, 1, 1000000),
+    writerAggregateCache: integer(env, 'WRITER_AGGREGATE_CACHE', 5000, 1, 10000000),
     logLevel: logLevel as Settings['logLevel'],
   };
 }
