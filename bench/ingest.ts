@@ -10,7 +10,7 @@
  * (seededRandom(42) for the choices, a second seeded generator for the v4-style event_id UUIDs):
  * `connections` connection.configured events (one send to the connections topic), then N
  * psp.call.completed events over those connections (10% failures), key `org:conn`, values as Buffers.
- * One produce function sends them in every phase that produces: the configured events in one send, then
+ * One produce function sends them in every phase that produces: the configured events first (sends of 1,000), then
  * the calls in batches of --batch with --inflight sends in flight, acks --acks, no compression. So every
  * phase produces the very same bytes the very same way.
  *
@@ -407,7 +407,7 @@ async function ingest(register: (run: IsolatedRun) => void): Promise<void> {
 // The messages and the one produce function
 
 interface Workload {
-  /** connection.configured events, sent first, in one send. */
+  /** connection.configured events, sent first (sends of 1,000). */
   connections: Message[];
   /** psp.call.completed events in batches of --batch. */
   calls: Message[][];
@@ -502,7 +502,7 @@ function buildWorkload(o: { events: number; connections: number; orgs: number; b
 }
 
 /**
- * The one produce function of every phase that produces: the configured events in one send, then the
+ * The one produce function of every phase that produces: the configured events first (sends of 1,000), then the
  * call batches with `inflight` sends in flight; acks as given, no compression. `progress.produced`
  * counts acknowledged messages; `check` runs after every send is issued (to stop when a consumer died).
  */
@@ -514,13 +514,13 @@ async function produce(
   progress: { produced: number },
   check: () => void,
 ): Promise<void> {
-  await producer.send({
-    topic: topics.connections,
-    acks: o.acks,
-    compression: CompressionTypes.None,
-    messages: workload.connections,
-  });
-  progress.produced += workload.connections.length;
+  // The configured events first, all acknowledged before any call (in sends of 1,000: a broker refuses
+  // a request over its message size limit, and --connections may be large).
+  for (let i = 0; i < workload.connections.length; i += 1000) {
+    const messages = workload.connections.slice(i, i + 1000);
+    await producer.send({ topic: topics.connections, acks: o.acks, compression: CompressionTypes.None, messages });
+    progress.produced += messages.length;
+  }
   const pending = new Set<Promise<unknown>>();
   for (const messages of workload.calls) {
     const p: Promise<unknown> = producer
