@@ -4,11 +4,14 @@ import { ConnectionAggregate } from './connection-aggregate';
 const aggregate = (id: string) => ConnectionAggregate.empty('org_1', id);
 
 describe('AggregateCache (the writer aggregates in memory)', () => {
-  it('keeps at most its limit, evicting the least recently put', () => {
+  it('keeps at most its limit, evicting the least recently put, and says which it evicted', () => {
     const cache = new AggregateCache(2);
-    cache.set('a', aggregate('a'));
-    cache.set('b', aggregate('b'));
-    cache.set('c', aggregate('c'));
+    const a = aggregate('a');
+    expect(cache.set('a', a)).toEqual([]);
+    expect(cache.set('b', aggregate('b'))).toEqual([]);
+    const evicted = cache.set('c', aggregate('c'));
+    expect(evicted).toHaveLength(1);
+    expect(evicted[0]).toBe(a);
     expect(cache.size).toBe(2);
     expect(cache.get('a')).toBeUndefined();
     expect(cache.get('b')?.connectionId).toBe('b');

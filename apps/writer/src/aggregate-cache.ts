@@ -26,14 +26,20 @@ export class AggregateCache {
     return aggregate;
   }
 
-  /** Keeps an aggregate (as just used), evicting the least recently used beyond the limit. */
-  set(key: string, aggregate: ConnectionAggregate): void {
+  /**
+   * Keeps an aggregate (as just used), evicting the least recently used beyond the limit; returns
+   * the evicted ones.
+   */
+  set(key: string, aggregate: ConnectionAggregate): ConnectionAggregate[] {
     this.entries.delete(key);
     this.entries.set(key, aggregate);
-    for (const oldest of this.entries.keys()) {
+    const evicted: ConnectionAggregate[] = [];
+    for (const [oldest, old] of this.entries) {
       if (this.entries.size <= this.limit) break;
       this.entries.delete(oldest);
+      evicted.push(old);
     }
+    return evicted;
   }
 
   delete(key: string): void {

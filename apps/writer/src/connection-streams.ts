@@ -29,6 +29,11 @@ export interface RecordOutcome {
 }
 
 const MAX_ATTEMPTS = 20;
+/**
+ * An aggregate evicted from memory with at least this many events since its last snapshot gets a
+ * snapshot in the append that evicted it, so loading it again reads at most this many events.
+ */
+const SNAPSHOT_ON_EVICTION = 50;
 
 /**
  * The write side's connection streams: keeps each connection's aggregate in memory (loaded from its
@@ -92,7 +97,7 @@ export class ConnectionStreams {
     const duplicates = events.length - fresh.length;
     if (fresh.length === 0) return { appended: 0, duplicates };
 
-    const touched = await this.load(fresh.map((e) => e.event));
+    const { touched, evicted } = await this.load(fresh.map((e) => e.event));
     try {
       // Each event is applied to its aggregate (and so gets its stream version) as the COPY stream
       // takes it, so PostgreSQL inserts the first rows while the later ones are applied and built.
@@ -107,7 +112,13 @@ export class ConnectionStreams {
       let due: ConnectionAggregate[] = [];
       await this.db.transaction(async (tx) => {
         await copyEvents((await tx.queryRunner!.connect()) as CopyClient, rows);
-        due = [...touched.values()].filter((a) => a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery);
+        // Written in this transaction, so each snapshot's (version, state) is that of the committed
+        // log; an evicted aggregate that this append also touched is snapshotted after its events.
+        const dueNow = new Set<ConnectionAggregate>();
+        for (const a of touched.values())
+          if (a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery) dueNow.add(a);
+        for (const a of evicted) if (a.version - a.snapshotVersion >= SNAPSHOT_ON_EVICTION) dueNow.add(a);
+        due = [...dueNow];
         await saveSnapshots(tx, due);
       });
       for (const a of due) a.snapshotVersion = a.version;
@@ -119,9 +130,15 @@ export class ConnectionStreams {
     }
   }
 
-  /** The aggregates of the events' streams, loading the ones not in memory. */
-  private async load(events: ConnectionEvent[]): Promise<Map<string, ConnectionAggregate>> {
+  /**
+   * The aggregates of the events' streams, loading the ones not in memory; and the aggregates that
+   * loading them evicted from memory.
+   */
+  private async load(
+    events: ConnectionEvent[],
+  ): Promise<{ touched: Map<string, ConnectionAggregate>; evicted: ConnectionAggregate[] }> {
     const result = new Map<string, ConnectionAggregate>();
+    const evicted: ConnectionAggregate[] = [];
     const missing = new Map<string, { orgId: string; connectionId: string }>();
     for (const e of events) {
       const key = streamKey(e.orgId, e.connectionId);
@@ -133,11 +150,11 @@ export class ConnectionStreams {
     if (missing.size > 0) {
       const loaded = await loadAggregates(this.db, [...missing.values()]);
       for (const [key, aggregate] of loaded) {
-        this.aggregates.set(key, aggregate);
+        for (const old of this.aggregates.set(key, aggregate)) evicted.push(old);
         result.set(key, aggregate);
       }
     }
-    return result;
+    return { touched: result, evicted };
   }
 
   /** Forgets every aggregate in memory (after a rebalance, streams may be written elsewhere). */
