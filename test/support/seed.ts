@@ -4,17 +4,10 @@ import { ConnectionEvent, PROVIDERS } from '@psp/domain';
 import { appendEvents, EventToAppend, logLagAfter } from '@psp/storage';
 import { Projection } from '@psp/read-model';
 
-/** A deterministic pseudo-random generator (mulberry32), so seeded data is the same every run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../apps/simulator/src/traffic';
+
+/** The simulator's deterministic generator (mulberry32), so seeded data is the same every run. */
+export { seededRandom };
 
 /** A varied set of accepted events over `orgs` × `connections`, with out-of-order event times. */
 export function mixedEvents(options: {

@@ -22,37 +22,13 @@ import {
   statusChangedEvent,
   validationEvent,
 } from './testing/events';
+import { CONNECTION_FIELDS } from '../../../test/support/contract';
 
 function stateOf(...events: ConnectionEvent[]): ConnectionState {
   const state = initialConnectionState(ORG, CONNECTION);
   for (const event of events) applyEvent(state, event);
   return state;
 }
-
-const FIELDS = [
-  'id',
-  'provider',
-  'mode',
-  'status',
-  'capabilities',
-  'routing_hints',
-  'labels',
-  'fee_structure',
-  'total_calls',
-  'successful_calls',
-  'failed_calls',
-  'total_latency_ms',
-  'last_success_at',
-  'last_failure_at',
-  'health_score',
-  'health_status',
-  'last_validated_at',
-  'last_validation_status',
-  'last_validation_error',
-  'validation_failures',
-  'created_at',
-  'updated_at',
-];
 
 describe('toConnectionView', () => {
   it('builds every field of CONTRACT 1.3, in order', () => {
@@ -71,7 +47,7 @@ describe('toConnectionView', () => {
       validationEvent('v0', T0 - MINUTE, { result: 'success' }),
     );
     const view = toConnectionView(state, T0 + 3 * SECOND);
-    expect(Object.keys(view)).toEqual(FIELDS);
+    expect(Object.keys(view)).toEqual(CONNECTION_FIELDS);
     // Health over bucket b only: N = 2, F = 1, S = 1.
     // success = (2 - 1 + 5) / 7 = 0.857143; slow = 0.5; score = 85.7143 * 0.85 = 72.857 -> capped at 25
     // (the failed validation at +3 s is after the last success at +0.25 s).
