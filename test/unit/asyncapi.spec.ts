@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { AsyncAPIDocumentInterface, DiagnosticSeverity, MessageInterface, Parser } from '@asyncapi/parser';
 import {
   CUSTOMER_DECLINE_CODES,
+  ALL_DLQ_REASONS,
   DLQ_REASONS,
   DlqReason,
   EVENT_TYPES,
@@ -46,6 +47,8 @@ interface BadExample {
   pad_to_bytes?: number;
   expected_reason: DlqReason;
   expected_field?: string;
+  /** Set when the rule broken is one the JSON Schemas cannot express: why. */
+  schema_cannot_tell?: string;
 }
 
 /** Reasons the JSON Schemas cannot tell (bytes, size, the wall clock); every other bad example must fail the schemas too. */
@@ -154,7 +157,7 @@ describe('docs/asyncapi.yaml', () => {
     expect(schema('Mode').enum).toEqual([...MODES]);
     expect(schema('Status').enum).toEqual([...STATUSES]);
     expect(schema('EventType').enum).toEqual([...EVENT_TYPES]);
-    expect(schema('DlqReason').enum).toEqual([...DLQ_REASONS]);
+    expect(schema('DlqReason').enum).toEqual([...ALL_DLQ_REASONS]);
     expect(schema('Labels').maxItems).toBe(MAX_LABELS);
     const call = schema('CallCompletedData').properties as Record<string, Json>;
     expect(call.latency_ms.maximum).toBe(MAX_LATENCY_MS);
@@ -242,7 +245,12 @@ describe('docs/asyncapi-bad-examples.json', () => {
 
   it('breaks the schemas of its topic too, where a schema can tell', () => {
     for (const example of file.examples) {
-      if (NOT_SCHEMA_REASONS.has(example.expected_reason) || example.payload === undefined) continue;
+      if (
+        NOT_SCHEMA_REASONS.has(example.expected_reason) ||
+        example.payload === undefined ||
+        example.schema_cannot_tell !== undefined
+      )
+        continue;
       const channel = document
         .channels()
         .all()

@@ -275,6 +275,55 @@ describe('validateMessage', () => {
     });
   });
 
+  describe('occurred_at: an instant between year 0001 and year 9999 in UTC', () => {
+    it.each([
+      ['the first instant', '0001-01-01T00:00:00.000Z', -62_135_596_800_000],
+      ['the first instant, written with a negative offset', '0000-12-31T23:30:00-00:30', -62_135_596_800_000],
+      ['year 0001 with a negative offset', '0001-01-01T00:30:00-01:00', -62_135_591_400_000],
+    ])('accepts %s', (_name, occurredAt, ms) => {
+      expect(accepted(validate(envelope({ occurred_at: occurredAt }))).occurredAt).toBe(ms);
+    });
+
+    it.each([
+      ['year 0000', '0000-06-01T00:00:00Z'],
+      ['the last millisecond of year 0000', '0000-12-31T23:59:59.999Z'],
+      ['year 0001 moved into year 0000 by its offset', '0001-01-01T00:30:00+01:00'],
+      ['year 0001 moved one millisecond into year 0000 by the largest offset', '0001-01-01T23:58:59.999+23:59'],
+    ])('rejects %s', (_name, occurredAt) => {
+      const result = validate(envelope({ occurred_at: occurredAt }));
+      expectRejected(result, 'invalid_field', 'occurred_at');
+    });
+
+    it('rejects year 9999 moved into year 10000 by a negative offset (checked before the future check)', () => {
+      // 9999-12-31T23:59:59.999-00:01 is 10000-01-01T00:00:59.999Z: out of range whatever the clock says.
+      const farFuture = Date.UTC(9999, 11, 31, 23, 59) + 3_600_000 * 24;
+      expectRejected(
+        validate(envelope({ occurred_at: '9999-12-31T23:59:59.999-00:01' }), farFuture),
+        'invalid_field',
+        'occurred_at',
+      );
+    });
+
+    it('accepts the last instant of year 9999 when it is not in the future', () => {
+      const consumedAt = 253_402_300_799_999;
+      expect(
+        accepted(validate(envelope({ occurred_at: '9999-12-31T23:59:59.999Z' }), consumedAt)).occurredAt,
+      ).toBe(consumedAt);
+      expect(
+        accepted(validate(envelope({ occurred_at: '9999-12-31T23:59:59.999999Z' }), consumedAt)).occurredAt,
+      ).toBe(consumedAt);
+    });
+
+    it('names the range in the detail, without quoting the value', () => {
+      const result = validate(envelope({ occurred_at: '0000-06-01T00:00:00Z' }));
+      expect(result.ok).toBe(false);
+      if (!result.ok) {
+        expect(result.detail).toContain('0001-01-01T00:00:00.000Z');
+        expect(result.detail).not.toContain('0000-06-01');
+      }
+    });
+  });
+
   describe('data: a JSON object', () => {
     it.each([[[]], [[CALL_DATA]], ['{}'], [1], [true]])('rejects %j', (data) => {
       expectRejected(validate(envelope({ data })), 'invalid_field', 'data');

@@ -42,7 +42,7 @@ import {
   STATUSES,
   ValidationCompletedData,
 } from './event';
-import { parseTimestamp } from './time';
+import { isStorableInstant, parseTimestamp } from './time';
 
 /** The machine-readable reasons a message goes to the DLQ with (header `dlq-reason`). */
 export const DLQ_REASONS = [
@@ -58,6 +58,17 @@ export const DLQ_REASONS = [
   'occurred_at_in_future',
 ] as const;
 export type DlqReason = (typeof DLQ_REASONS)[number];
+
+/**
+ * Reasons given after validation: the message passed it, but the event log refused to store what it
+ * holds (a value the database cannot take). The writer finds such a message in its append and sends
+ * it to the DLQ alone, so it never holds back the others (CONTRACT 2.4).
+ */
+export const STORAGE_DLQ_REASONS = ['unstorable'] as const;
+export type StorageDlqReason = (typeof STORAGE_DLQ_REASONS)[number];
+
+/** Every `dlq-reason` the service writes. */
+export const ALL_DLQ_REASONS = [...DLQ_REASONS, ...STORAGE_DLQ_REASONS] as const;
 
 /** 64 KiB: a message value of exactly this many bytes is accepted, one more is not. */
 export const MAX_MESSAGE_BYTES = 65_536;
@@ -254,6 +265,12 @@ function readOccurredAt(root: JsonObject): number {
     throw invalidField(
       'occurred_at',
       'occurred_at must be an RFC 3339 timestamp with an offset, such as 2026-11-24T10:15:00.250Z.',
+    );
+  }
+  if (!isStorableInstant(ms)) {
+    throw invalidField(
+      'occurred_at',
+      'occurred_at must name an instant between 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z (in UTC).',
     );
   }
   return ms;

@@ -13,6 +13,18 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?
 const DAY_MS = 86_400_000;
 
 /**
+ * The instants an `occurred_at` may name (CONTRACT 2.2): 0001-01-01T00:00:00.000Z to
+ * 9999-12-31T23:59:59.999Z in UTC, after applying the offset. Outside it the event is `invalid_field`
+ * (PostgreSQL's timestamptz, and `toISOString`'s four-digit years, hold nothing else).
+ */
+export const OCCURRED_AT_RANGE = { min: -62_135_596_800_000, max: 253_402_300_799_999 } as const;
+
+/** Whether an instant (epoch ms, UTC) lies in the range an `occurred_at` may name. */
+export function isStorableInstant(ms: number): boolean {
+  return ms >= OCCURRED_AT_RANGE.min && ms <= OCCURRED_AT_RANGE.max;
+}
+
+/**
  * Parses an RFC 3339 date-time with an offset into epoch milliseconds (UTC), or null when the text is
  * not one. Every field is range-checked (month, day of the month with leap years, hour 0-23, minute
  * and second 0-59: a leap second `60` is rejected, offset hours 0-23 and minutes 0-59). A fraction

@@ -168,6 +168,24 @@ describe('validateEnvelope refuses what the service would put in its DLQ', () =>
       'invalid_field',
       'occurred_at',
     ],
+    [
+      'an occurred_at in year 0000',
+      () => ({ ...base(), occurred_at: '0000-06-01T00:00:00Z' }),
+      'invalid_field',
+      'occurred_at',
+    ],
+    [
+      'an occurred_at that its offset moves into year 0000',
+      () => ({ ...base(), occurred_at: '0001-01-01T00:30:00+01:00' }),
+      'invalid_field',
+      'occurred_at',
+    ],
+    [
+      'a Date before year 0001',
+      () => callCompleted({ ...ids, occurredAt: new Date(-62_135_596_800_001), outcome: 'success', latencyMs: 1 }),
+      'invalid_field',
+      'occurred_at',
+    ],
     ['data that is an array', () => ({ ...base(), data: [] }), 'invalid_field', 'data'],
     [
       'a latency that is not an integer',
