@@ -3,6 +3,8 @@ import { DataSource } from 'typeorm';
 import { ConnectionEvent, ConnectionState } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
 import {
+  blamedCopyLine,
+  classifyAppendFailure,
   copyEvents,
   CopyClient,
   EventSource,
@@ -11,8 +13,10 @@ import {
   isUniqueViolation,
   readStreamsAfter,
   Sql,
+  unstorableDetail,
   violatedConstraint,
 } from '@psp/storage';
+import { SourceMessage } from '@psp/messaging';
 import { AggregateCache } from './aggregate-cache';
 import { ConnectionAggregate, streamKey } from './connection-aggregate';
 
@@ -20,12 +24,22 @@ import { ConnectionAggregate, streamKey } from './connection-aggregate';
 export interface SourcedEvent {
   event: ConnectionEvent;
   source: EventSource;
+  /** The message itself (key, value, headers), for the DLQ should the log refuse to store it. */
+  message?: Pick<SourceMessage, 'key' | 'value' | 'headers' | 'timestamp'>;
+}
+
+/** An event that the log refused to store because of what it holds (CONTRACT 2.4 `unstorable`). */
+export interface UnstorableEvent extends SourcedEvent {
+  /** The `dlq-detail`: the database's complaint by SQLSTATE, never quoting the value. */
+  detail: string;
 }
 
 export interface RecordOutcome {
   appended: number;
   duplicates: number;
   conflictsRetried: number;
+  /** Events left out of the log because it refused their content; the caller sends them to the DLQ. */
+  unstorable: UnstorableEvent[];
 }
 
 const MAX_ATTEMPTS = 20;
@@ -47,6 +61,8 @@ export class ConnectionStreams {
   private readonly logger = new Logger('ConnectionStreams');
   private readonly aggregates: AggregateCache;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The event a failed append's COPY blamed, by error (see recordIsolating). */
+  private readonly blamedEvent = new WeakMap<object, string>();
 
   constructor(
     @Inject(DataSource) private readonly db: DataSource,
@@ -55,14 +71,62 @@ export class ConnectionStreams {
     this.aggregates = new AggregateCache(settings.writerAggregateCache);
   }
 
-  /** Appends the events not yet in the log. One append at a time per process. */
+  /**
+   * Appends the events not yet in the log. One append at a time per process. Events the log refuses
+   * because of what they hold are left out and returned as `unstorable`; every other failure rejects.
+   */
   record(events: SourcedEvent[]): Promise<RecordOutcome> {
-    const run = this.queue.then(() => this.recordWithRetry(events));
+    const run = this.queue.then(() => this.recordIsolating(events));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async recordWithRetry(events: SourcedEvent[]): Promise<RecordOutcome> {
+  /**
+   * One message never holds back the others (CONTRACT 2.4): when PostgreSQL refuses the append
+   * because of what a message holds (`classifyAppendFailure` says `content`), the events are split
+   * and the parts appended one after the other, until the refused ones stand alone. When the COPY
+   * names the row it refused, that row is split off first (three appends find it); otherwise the
+   * events are halved (about 2·log2(n) appends per refused message). Parts are appended in order,
+   * so a stream's events keep their order. An infrastructure failure rejects as before: the caller
+   * retries everything, nothing is dropped for it.
+   */
+  private async recordIsolating(events: SourcedEvent[]): Promise<RecordOutcome> {
+    try {
+      return { ...(await this.recordWithRetry(events)), unstorable: [] };
+    } catch (error) {
+      if (classifyAppendFailure(error) !== 'content') throw error;
+      if (events.length === 1) {
+        const detail = unstorableDetail(error);
+        const { source, event } = events[0];
+        this.logger.warn(
+          `event ${event.eventId} (${source.topic}/${source.partition}@${source.offset}) refused by the event log: ${detail} It goes to the DLQ as unstorable`,
+        );
+        return { appended: 0, duplicates: 0, conflictsRetried: 0, unstorable: [{ ...events[0], detail }] };
+      }
+      const total: RecordOutcome = { appended: 0, duplicates: 0, conflictsRetried: 0, unstorable: [] };
+      for (const part of this.splitAround(events, error)) {
+        const outcome = await this.recordIsolating(part);
+        total.appended += outcome.appended;
+        total.duplicates += outcome.duplicates;
+        total.conflictsRetried += outcome.conflictsRetried;
+        total.unstorable.push(...outcome.unstorable);
+      }
+      return total;
+    }
+  }
+
+  /** Parts, each smaller than `events`: around the event the error blames, or two halves. */
+  private splitAround(events: SourcedEvent[], error: unknown): SourcedEvent[][] {
+    const blamed = this.blamedEvent.get(error as object);
+    const i = blamed === undefined ? -1 : events.findIndex((e) => e.event.eventId === blamed);
+    if (i < 0) {
+      const half = events.length >>> 1;
+      return [events.slice(0, half), events.slice(half)];
+    }
+    return [events.slice(0, i), [events[i]], events.slice(i + 1)].filter((part) => part.length > 0);
+  }
+
+  private async recordWithRetry(events: SourcedEvent[]): Promise<Omit<RecordOutcome, 'unstorable'>> {
     // Optimistic: append without asking the log first; the unique index on event_id refuses a
     // duplicate. Only after such a refusal (a re-delivery, a producer's retry, a concurrent writer)
     // does the next attempt look the batch's ids up and leave the logged ones out.
@@ -88,7 +152,7 @@ export class ConnectionStreams {
   private async tryRecord(
     events: SourcedEvent[],
     lookUpDuplicates: boolean,
-  ): Promise<Omit<RecordOutcome, 'conflictsRetried'>> {
+  ): Promise<Pick<RecordOutcome, 'appended' | 'duplicates'>> {
     // The same event_id twice in one batch: the first one counts.
     const firstById = new Map<string, SourcedEvent>();
     for (const e of events) if (!firstById.has(e.event.eventId)) firstById.set(e.event.eventId, e);
@@ -126,6 +190,9 @@ export class ConnectionStreams {
     } catch (error) {
       // The in-memory aggregates may be ahead of the log now: forget them, they reload next time.
       for (const key of touched.keys()) this.aggregates.delete(key);
+      const line = blamedCopyLine(error);
+      if (line !== undefined && line >= 1 && line <= fresh.length && typeof error === 'object' && error !== null)
+        this.blamedEvent.set(error, fresh[line - 1].event.eventId);
       throw error;
     }
   }

@@ -1,10 +1,11 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
-import { Consumer, ConsumerRunConfig, EachBatchPayload, Kafka, Partitioners, Producer } from 'kafkajs';
+import { Consumer, ConsumerRunConfig, EachBatchPayload, Kafka, Message } from 'kafkajs';
 import { validateMessage } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
-import { createKafka, ensureTopics, intakeTopics, toDlqMessage } from '@psp/messaging';
+import { ensureTopics, intakeTopics, toDlqMessage } from '@psp/messaging';
 import { ConnectionStreams, RecordOutcome, SourcedEvent } from './connection-streams';
+import { DeadLetters } from './dead-letters';
 import { IntakeAppends } from './intake-appends';
 import { RecordConnectionEvents } from './record-connection-events';
 
@@ -23,6 +24,8 @@ export interface IntakeTotals {
   appended: number;
   duplicates: number;
   rejected: number;
+  /** Accepted by validation, refused by the log for what they hold: in the DLQ as `unstorable`. */
+  unstorable: number;
   conflictsRetried: number;
 }
 
@@ -38,11 +41,16 @@ export interface IntakeTotals {
 @Injectable()
 export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('EventIntake');
-  private readonly kafka: Kafka;
   private consumer?: Consumer;
-  private producer?: Producer;
   private reporter?: NodeJS.Timeout;
-  readonly totals: IntakeTotals = { consumed: 0, appended: 0, duplicates: 0, rejected: 0, conflictsRetried: 0 };
+  readonly totals: IntakeTotals = {
+    consumed: 0,
+    appended: 0,
+    duplicates: 0,
+    rejected: 0,
+    unstorable: 0,
+    conflictsRetried: 0,
+  };
   private reported = 0;
   private readonly appends: IntakeAppends;
   private runConfig?: ConsumerRunConfig;
@@ -54,10 +62,9 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     @Inject(SETTINGS) private readonly settings: Settings,
     private readonly commands: CommandBus,
     private readonly streams: ConnectionStreams,
+    @Inject(Kafka) private readonly kafka: Kafka,
+    private readonly deadLetters: DeadLetters,
   ) {
-    this.kafka = createKafka(settings, 'writer', (level, message) =>
-      level === 'error' ? this.logger.error(message) : this.logger.warn(message),
-    );
     this.appends = new IntakeAppends({
       maxWaiting: MAX_WAITING,
       record: (events) => this.commands.execute(new RecordConnectionEvents(events)),
@@ -80,16 +87,6 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     const created = await ensureTopics(this.kafka, this.settings);
     if (created.length > 0)
       this.logger.log(`created topics ${created.join(', ')} (${this.settings.topicPartitions} partitions)`);
-    // The DLQ producer retries for as long as it takes: a batch's offsets are committed only after
-    // its rejected messages are in the DLQ, so giving up would mean losing them.
-    this.producer = this.kafka.producer({
-      allowAutoTopicCreation: false,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5000 },
-    });
-    await this.producer.connect();
     this.consumer = this.kafka.consumer({
       groupId: this.settings.writerGroupId,
       allowAutoTopicCreation: false,
@@ -127,12 +124,16 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     const consumedAt = Date.now();
     const accepted: SourcedEvent[] = [];
     let acceptedBytes = 0;
-    const rejected = [];
+    const rejected: Message[] = [];
     for (const message of batch.messages) {
       const source = { topic: batch.topic, partition: batch.partition, offset: message.offset };
       const result = validateMessage(message.value, consumedAt);
       if (result.ok) {
-        accepted.push({ event: result.event, source });
+        accepted.push({
+          event: result.event,
+          source,
+          message: { key: message.key, value: message.value, headers: message.headers, timestamp: message.timestamp },
+        });
         acceptedBytes += message.value!.length;
       } else
         rejected.push(
@@ -148,8 +149,7 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
           ),
         );
     }
-    if (rejected.length > 0)
-      await this.producer!.send({ topic: this.settings.topics.dlq, acks: -1, messages: rejected });
+    await this.deadLetters.send(rejected);
     const next = (BigInt(batch.lastOffset()) + 1n).toString();
     const taken = await this.appends.add(
       accepted,
@@ -167,6 +167,7 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     this.totals.appended += outcome.appended;
     this.totals.duplicates += outcome.duplicates;
     this.totals.conflictsRetried += outcome.conflictsRetried;
+    this.totals.unstorable += outcome.unstorable.length;
   }
 
   /**
@@ -200,7 +201,7 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     this.reported = this.totals.consumed;
     const t = this.totals;
     this.logger.log(
-      `consumed ${t.consumed}: appended ${t.appended}, duplicates ignored ${t.duplicates}, to DLQ ${t.rejected}, conflicts retried ${t.conflictsRetried}`,
+      `consumed ${t.consumed}: appended ${t.appended}, duplicates ignored ${t.duplicates}, to DLQ ${t.rejected} (+${t.unstorable} unstorable), conflicts retried ${t.conflictsRetried}`,
     );
   }
 
@@ -211,7 +212,6 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     if (this.reporter) clearInterval(this.reporter);
     this.report();
     await this.consumer?.disconnect().catch(() => undefined);
-    await this.producer?.disconnect().catch(() => undefined);
   }
 }
 

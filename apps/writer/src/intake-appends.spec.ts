@@ -18,7 +18,9 @@ class ControlledLog {
           this.appends.push({
             events,
             done: (error) =>
-              error ? reject(error) : resolve({ appended: events.length, duplicates: 0, conflictsRetried: 0 }),
+              error
+                ? reject(error)
+                : resolve({ appended: events.length, duplicates: 0, conflictsRetried: 0, unstorable: [] }),
           }),
         ),
       commit: async (offsets) => {

@@ -37,7 +37,7 @@ interface Waiting {
   offsets: Map<string, PartitionOffset>;
 }
 
-const ZERO: RecordOutcome = { appended: 0, duplicates: 0, conflictsRetried: 0 };
+const ZERO: RecordOutcome = { appended: 0, duplicates: 0, conflictsRetried: 0, unstorable: [] };
 
 /**
  * The write side's group append. Kafka batches (one partition each) are validated and handed here

@@ -1,15 +1,30 @@
-import { Module } from '@nestjs/common';
+import { Logger, Module } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
-import { SettingsModule } from '@psp/config';
+import { Kafka } from 'kafkajs';
+import { SETTINGS, Settings, SettingsModule } from '@psp/config';
+import { createKafka } from '@psp/messaging';
 import { StorageModule } from '@psp/storage';
 import { ConnectionStreams } from './connection-streams';
+import { DeadLetters } from './dead-letters';
 import { EventIntake } from './event-intake';
 import { RecordConnectionEventsHandler } from './record-connection-events';
 
-/** The write side: Kafka intake → validated events → the event log (PostgreSQL). */
+/** The writer's Kafka client (consumer, DLQ producer, admin); its log lines never carry message values. */
+const writerKafka = {
+  provide: Kafka,
+  inject: [SETTINGS],
+  useFactory: (settings: Settings): Kafka => {
+    const logger = new Logger('Kafka');
+    return createKafka(settings, 'writer', (level, message) =>
+      level === 'error' ? logger.error(message) : logger.warn(message),
+    );
+  },
+};
+
+/** The write side: Kafka intake → validated events → the event log (PostgreSQL); refusals → the DLQ. */
 @Module({
   imports: [SettingsModule, StorageModule, CqrsModule.forRoot()],
-  providers: [ConnectionStreams, RecordConnectionEventsHandler, EventIntake],
+  providers: [writerKafka, DeadLetters, ConnectionStreams, RecordConnectionEventsHandler, EventIntake],
   exports: [EventIntake, ConnectionStreams],
 })
 export class WriterModule {}

@@ -1,3 +1,4 @@
 export * from './data-source';
 export * from './event-log';
 export * from './storage.module';
+export * from './append-failure';
