@@ -2,3 +2,4 @@ export * from './redis-read-model';
 export * from './postgres-read-model';
 export * from './projection';
 export * from './redis-client';
+export * from './projection-stall';

@@ -10,7 +10,7 @@ import {
   pruneHealthWindow,
   toConnectionView,
 } from '@psp/domain';
-import { LOG_START, LogPosition, readLogAfter, Sql } from '@psp/storage';
+import { LOG_START, LoggedEvent, LogPosition, readLogAfter, Sql } from '@psp/storage';
 import { OrgChange, RedisReadModel } from './redis-read-model';
 
 /** A generation's checkpoint: where in the log it stands, and its stream time. */
@@ -55,8 +55,18 @@ export class Projection {
     private readonly batchSize: number,
   ) {}
 
-  /** Projects up to one batch; `applied` is 0 when the projection has caught up with the log. */
-  async step(): Promise<ProjectionStep> {
+  /**
+   * The first event the latest step read from the log (null when it failed before reading any): after
+   * a failed step of one event, the event the projection cannot get past.
+   */
+  firstAttempted: LoggedEvent | null = null;
+
+  /**
+   * Projects up to one batch (`limit` events, the batch size by default); `applied` is 0 when the
+   * projection has caught up with the log.
+   */
+  async step(limit = this.batchSize): Promise<ProjectionStep> {
+    this.firstAttempted = null;
     let changes: OrgChange[] = [];
     let result!: ProjectionStep;
     try {
@@ -73,7 +83,8 @@ export class Projection {
           this.states.clear(); // someone else advanced this generation: what we hold may be stale
         }
         this.cachedAt = null;
-        const logged = await readLogAfter(tx, checkpoint.at, this.batchSize);
+        const logged = await readLogAfter(tx, checkpoint.at, limit);
+        this.firstAttempted = logged[0] ?? null;
         if (logged.length === 0) return { applied: 0, connectionsWritten: 0, orgsChanged: 0, checkpoint };
 
         const touched = await this.loadStates(
