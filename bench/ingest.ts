@@ -340,7 +340,6 @@ async function ingest(register: (run: IsolatedRun) => void): Promise<void> {
     ['A. append transactions (writer batches)', txLine(txStats)],
     ['D. append transactions (writer batches)', txLine(txStatsD)],
     ['A. time inside INSERTs (Σ last−first recorded_at per tx)', `${txStats.insert_s} s of ${fmt(seconds, 1)} s`],
-    ['A. snapshots stored', txStats.snapshots],
     ['A. writer totals (its last log line)', totals ?? 'n/a'],
     ['D. writer totals (its last log line)', totalsD ?? 'n/a'],
     ['events in each event log (count(*); no duplicate event ids)', `A ${fmtInt(total)}, D ${fmtInt(total)}`],
@@ -614,13 +613,12 @@ class AppendWatcher {
   }
 }
 
-type TxStats = { txs: string; avg: string; max: string; min: string; insert_s: string; snapshots: string };
+type TxStats = { txs: string; avg: string; max: string; min: string; insert_s: string };
 
 async function appendStats(db: DataSource): Promise<TxStats> {
   const rows: TxStats[] = await db.query(
     `SELECT count(*)::text AS txs, round(avg(n))::text AS avg, max(n)::text AS max, min(n)::text AS min,
-            round(sum(extract(epoch FROM last - first))::numeric, 1)::text AS insert_s,
-            (SELECT count(*) FROM connection_snapshot)::text AS snapshots
+            round(sum(extract(epoch FROM last - first))::numeric, 1)::text AS insert_s
        FROM (SELECT transaction_id, count(*) AS n, min(recorded_at) AS first, max(recorded_at) AS last FROM event_log GROUP BY transaction_id) t`,
   );
   return rows[0];

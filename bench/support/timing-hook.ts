@@ -29,26 +29,27 @@ export interface TimingSnapshot {
 
 const KNOWN: [RegExp, string][] = [
   // writer
-  [/^SELECT event_id FROM event_log WHERE event_id = ANY/i, 'pg: SELECT logged event ids (findLoggedEventIds)'],
   [
-    /^SELECT e\.event_id FROM unnest\(\$1::text\[\]\) AS k\(id\) JOIN event_log/i,
-    'pg: SELECT logged event ids (findLoggedEventIds, WHAT-IF join)',
+    /^SELECT e\.event_id FROM unnest\(\$1::text\[\]\) AS k\(event_id\) JOIN event_log/i,
+    'pg: SELECT logged event ids (findLoggedEventIds)',
   ],
+  [/^COPY event_log/i, 'pg: COPY event_log (copyEvents)'],
   [/^INSERT INTO event_log/i, 'pg: INSERT INTO event_log (appendEvents)'],
-  [/^INSERT INTO connection_snapshot/i, 'pg: INSERT INTO connection_snapshot (saveSnapshots)'],
-  [/JOIN connection_snapshot s ON/i, 'pg: SELECT snapshots (loadAggregates)'],
-  [/JOIN event_log e ON e\.org_id = s\.org_id/i, 'pg: SELECT stream tails (readStreamsAfter)'],
+  [
+    /^SELECT k\.org_id, k\.connection_id, COALESCE\(\(SELECT e\.stream_version FROM event_log/i,
+    'pg: SELECT stream versions (readStreamVersions)',
+  ],
   // projection
   [/pg_advisory_xact_lock/i, 'pg: advisory lock (Projection.step)'],
   [/FROM projection_generation WHERE generation = \$1/i, 'pg: SELECT checkpoint (readCheckpoint)'],
-  [/FROM event_log WHERE \(transaction_id, position\) > .* ORDER BY/i, 'pg: SELECT next events (readLogAfter)'],
+  [/^INSERT INTO org_read_model/i, 'pg: UPSERT org_read_model versions'],
+  [/FROM event_log e WHERE \(e\.transaction_id, e\.position\) > .* ORDER BY/i, 'pg: SELECT next events (readLogAfter)'],
   [/JOIN connection_read_model c ON c\.generation = \$1/i, 'pg: SELECT states (loadStates)'],
   [
     /FROM connection_read_model WHERE generation = \$1 AND last_call_minute/i,
     'pg: SELECT recent-call connections (new minute)',
   ],
   [/^INSERT INTO connection_read_model/i, 'pg: UPSERT connection_read_model (writeConnections)'],
-  [/^INSERT INTO org_read_model/i, 'pg: UPSERT org_read_model versions'],
   [/^UPDATE projection_generation\s+SET checkpoint_transaction_id/i, 'pg: UPDATE checkpoint'],
   [/count\(\*\)::text AS events, EXTRACT/i, 'pg: SELECT lag (logLagAfter)'],
   // api

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, Producer } from 'kafkajs';
 import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
-import { loadAggregates } from '../../apps/writer/src/connection-streams';
 import {
   dropIsolated,
   eventually,
@@ -72,25 +71,12 @@ describe('the writer under crashes and rebalances', () => {
       });
       expect(r.max_version).toBe(r.calls); // stream versions have no gaps and no repeats
     }
-    // The write model's counters (snapshot + events after it) agree with what was produced.
-    const aggregates = await loadAggregates(
-      db,
-      [...expected.keys()].map((c) => ({ orgId: 'org_w', connectionId: c })),
-    );
-    for (const [c, e] of expected) {
-      const a = aggregates.get(`org_w:${c}`)!;
-      expect({ c, calls: a.state.totalCalls, latency: a.state.totalLatencyMs }).toEqual({
-        c,
-        calls: e.calls,
-        latency: e.latency,
-      });
-    }
   }
 
   beforeAll(async () => {
-    // Few snapshots and fewer aggregates in memory than connections: streams are evicted and reloaded
-    // (snapshot + events after it) all the time, through every crash and rebalance.
-    env = isolatedEnv('crash', { WRITER_SNAPSHOT_EVERY: '100', WRITER_AGGREGATE_CACHE: '7' });
+    // Room for about 7 stream versions for 40 connections: streams are forgotten and looked up again
+    // all the time, through every crash and rebalance.
+    env = isolatedEnv('crash', { WRITER_STREAM_CACHE_BYTES: String(7 * 150) });
     settings = isolatedSettings('unused', env);
     db = await openDatabase(settings);
     ({ kafka, producer } = await testProducer(settings, { createTopics: true }));

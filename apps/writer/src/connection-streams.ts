@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { ConnectionEvent, ConnectionState } from '@psp/domain';
+import { ConnectionEvent } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
 import {
   blamedCopyLine,
@@ -11,14 +11,12 @@ import {
   EventToAppend,
   findLoggedEventIds,
   isUniqueViolation,
-  readStreamsAfter,
-  Sql,
+  readStreamVersions,
   unstorableDetail,
   violatedConstraint,
 } from '@psp/storage';
 import { SourceMessage } from '@psp/messaging';
-import { AggregateCache } from './aggregate-cache';
-import { ConnectionAggregate, streamKey } from './connection-aggregate';
+import { streamKey, StreamVersions } from './stream-versions';
 
 /** An accepted event and the Kafka message it came from. */
 export interface SourcedEvent {
@@ -43,23 +41,19 @@ export interface RecordOutcome {
 }
 
 const MAX_ATTEMPTS = 20;
-/**
- * An aggregate evicted from memory with at least this many events since its last snapshot gets a
- * snapshot in the append that evicted it, so loading it again reads at most this many events.
- */
-const SNAPSHOT_ON_EVICTION = 50;
 
 /**
- * The write side's connection streams: keeps each connection's aggregate in memory (loaded from its
- * latest snapshot plus the events after it), and appends a batch of events to the log with expected
- * stream versions, in one transaction. A version or event_id conflict (another writer got there
- * first) is retried with fresh aggregates, never lost; an event_id already logged is a duplicate and
- * changes nothing.
+ * The write side's connection streams: appends a batch of events to the log with expected stream
+ * versions, in one transaction. It holds only what the append needs, each stream's version, in a
+ * cache bounded in bytes (a stream not in it costs one index probe). A version or event_id conflict
+ * (another writer got there first) is retried with fresh versions, never lost; an event_id already
+ * logged is a duplicate and changes nothing. The contract's counters and health are folded once, by
+ * the projection (docs/decisions.md, "What the write side holds").
  */
 @Injectable()
 export class ConnectionStreams {
   private readonly logger = new Logger('ConnectionStreams');
-  private readonly aggregates: AggregateCache;
+  private readonly versions: StreamVersions;
   private queue: Promise<unknown> = Promise.resolve();
   /** The event a failed append's COPY blamed, by error (see recordIsolating). */
   private readonly blamedEvent = new WeakMap<object, string>();
@@ -68,7 +62,7 @@ export class ConnectionStreams {
     @Inject(DataSource) private readonly db: DataSource,
     @Inject(SETTINGS) private readonly settings: Settings,
   ) {
-    this.aggregates = new AggregateCache(settings.writerAggregateCache);
+    this.versions = new StreamVersions(settings.writerStreamCacheBytes);
   }
 
   /**
@@ -161,35 +155,26 @@ export class ConnectionStreams {
     const duplicates = events.length - fresh.length;
     if (fresh.length === 0) return { appended: 0, duplicates };
 
-    const { touched, evicted } = await this.load(fresh.map((e) => e.event));
+    const versions = await this.currentVersions(fresh.map((e) => e.event));
     try {
-      // Each event is applied to its aggregate (and so gets its stream version) as the COPY stream
-      // takes it, so PostgreSQL inserts the first rows while the later ones are applied and built.
+      // Each event gets its stream version as the COPY stream takes it, so PostgreSQL inserts the
+      // first rows while the later ones are built.
       const rows = (function* (): Generator<EventToAppend> {
-        for (const { event, source } of fresh)
-          yield {
-            event,
-            source,
-            streamVersion: touched.get(streamKey(event.orgId, event.connectionId))!.record(event),
-          };
+        for (const { event, source } of fresh) {
+          const key = streamKey(event.orgId, event.connectionId);
+          const streamVersion = versions.get(key)! + 1;
+          versions.set(key, streamVersion);
+          yield { event, source, streamVersion };
+        }
       })();
-      let due: ConnectionAggregate[] = [];
       await this.db.transaction(async (tx) => {
         await copyEvents((await tx.queryRunner!.connect()) as CopyClient, rows);
-        // Written in this transaction, so each snapshot's (version, state) is that of the committed
-        // log; an evicted aggregate that this append also touched is snapshotted after its events.
-        const dueNow = new Set<ConnectionAggregate>();
-        for (const a of touched.values())
-          if (a.version - a.snapshotVersion >= this.settings.writerSnapshotEvery) dueNow.add(a);
-        for (const a of evicted) if (a.version - a.snapshotVersion >= SNAPSHOT_ON_EVICTION) dueNow.add(a);
-        due = [...dueNow];
-        await saveSnapshots(tx, due);
       });
-      for (const a of due) a.snapshotVersion = a.version;
+      for (const [key, version] of versions) this.versions.set(key, version);
       return { appended: fresh.length, duplicates };
     } catch (error) {
-      // The in-memory aggregates may be ahead of the log now: forget them, they reload next time.
-      for (const key of touched.keys()) this.aggregates.delete(key);
+      // Another writer may have moved these streams: look their versions up again next time.
+      for (const key of versions.keys()) this.versions.delete(key);
       const line = blamedCopyLine(error);
       if (line !== undefined && line >= 1 && line <= fresh.length && typeof error === 'object' && error !== null)
         this.blamedEvent.set(error, fresh[line - 1].event.eventId);
@@ -197,86 +182,25 @@ export class ConnectionStreams {
     }
   }
 
-  /**
-   * The aggregates of the events' streams, loading the ones not in memory; and the aggregates that
-   * loading them evicted from memory.
-   */
-  private async load(
-    events: ConnectionEvent[],
-  ): Promise<{ touched: Map<string, ConnectionAggregate>; evicted: ConnectionAggregate[] }> {
-    const result = new Map<string, ConnectionAggregate>();
-    const evicted: ConnectionAggregate[] = [];
+  /** The current version of each stream the events belong to (a copy: the append moves it on). */
+  private async currentVersions(events: ConnectionEvent[]): Promise<Map<string, number>> {
+    const result = new Map<string, number>();
     const missing = new Map<string, { orgId: string; connectionId: string }>();
     for (const e of events) {
       const key = streamKey(e.orgId, e.connectionId);
       if (result.has(key) || missing.has(key)) continue;
-      const cached = this.aggregates.get(key);
-      if (cached) result.set(key, cached);
+      const cached = this.versions.get(key);
+      if (cached !== undefined) result.set(key, cached);
       else missing.set(key, { orgId: e.orgId, connectionId: e.connectionId });
     }
-    if (missing.size > 0) {
-      const loaded = await loadAggregates(this.db, [...missing.values()]);
-      for (const [key, aggregate] of loaded) {
-        for (const old of this.aggregates.set(key, aggregate)) evicted.push(old);
-        result.set(key, aggregate);
-      }
-    }
-    return { touched: result, evicted };
+    if (missing.size > 0)
+      for (const s of await readStreamVersions(this.db, [...missing.values()]))
+        result.set(streamKey(s.orgId, s.connectionId), s.version);
+    return result;
   }
 
-  /** Forgets every aggregate in memory (after a rebalance, streams may be written elsewhere). */
+  /** Forgets every stream version in memory (after a rebalance, streams may be written elsewhere). */
   forget(): void {
-    this.aggregates.clear();
+    this.versions.clear();
   }
-}
-
-/** Loads aggregates from their snapshots and the events logged after them. */
-export async function loadAggregates(
-  sql: Sql,
-  streams: { orgId: string; connectionId: string }[],
-): Promise<Map<string, ConnectionAggregate>> {
-  const snapshots: { org_id: string; connection_id: string; stream_version: number; state: ConnectionState }[] =
-    await sql.query(
-      `SELECT s.org_id, s.connection_id, s.stream_version, s.state
-       FROM unnest($1::text[], $2::text[]) AS k(org_id, connection_id)
-       JOIN connection_snapshot s ON s.org_id = k.org_id AND s.connection_id = k.connection_id`,
-      [streams.map((s) => s.orgId), streams.map((s) => s.connectionId)],
-    );
-  const result = new Map<string, ConnectionAggregate>();
-  for (const s of streams)
-    result.set(streamKey(s.orgId, s.connectionId), ConnectionAggregate.empty(s.orgId, s.connectionId));
-  for (const row of snapshots) {
-    result.set(
-      streamKey(row.org_id, row.connection_id),
-      ConnectionAggregate.fromSnapshot(row.org_id, row.connection_id, row.stream_version, row.state),
-    );
-  }
-  const tail = await readStreamsAfter(
-    sql,
-    [...result.values()].map((a) => ({ orgId: a.orgId, connectionId: a.connectionId, afterVersion: a.version })),
-  );
-  for (const { event, streamVersion } of tail) {
-    const aggregate = result.get(streamKey(event.orgId, event.connectionId))!;
-    aggregate.record(event);
-    if (aggregate.version !== streamVersion)
-      throw new Error(`stream ${event.orgId}/${event.connectionId} has a gap before version ${streamVersion}`);
-  }
-  return result;
-}
-
-async function saveSnapshots(sql: Sql, aggregates: ConnectionAggregate[]): Promise<void> {
-  if (aggregates.length === 0) return;
-  await sql.query(
-    `INSERT INTO connection_snapshot (org_id, connection_id, stream_version, state)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::json[])
-     ON CONFLICT (org_id, connection_id) DO UPDATE
-       SET stream_version = EXCLUDED.stream_version, state = EXCLUDED.state, taken_at = clock_timestamp()
-       WHERE connection_snapshot.stream_version < EXCLUDED.stream_version`,
-    [
-      aggregates.map((a) => a.orgId),
-      aggregates.map((a) => a.connectionId),
-      aggregates.map((a) => a.version),
-      aggregates.map((a) => JSON.stringify(a.state)),
-    ],
-  );
 }

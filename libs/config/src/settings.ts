@@ -19,9 +19,8 @@ export interface Settings {
   apiKeyCacheMs: number;
   projectorBatchSize: number;
   projectorIdleMs: number;
-  writerSnapshotEvery: number;
-  /** Connection aggregates the writer keeps in memory (least recently used ones go first). */
-  writerAggregateCache: number;
+  /** Bytes of stream versions the writer keeps in memory (least recently used ones go first). */
+  writerStreamCacheBytes: number;
   logLevel: 'error' | 'warn' | 'log' | 'debug';
 }
 
@@ -118,8 +117,7 @@ export function loadSettings(env: Env = process.env): Settings {
     apiKeyCacheMs: integer(env, 'API_KEY_CACHE_MS', 2000, 0, 5000),
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
-    writerSnapshotEvery: integer(env, 'WRITER_SNAPSHOT_EVERY', 500, 1, 1000000),
-    writerAggregateCache: integer(env, 'WRITER_AGGREGATE_CACHE', 5000, 1, 10000000),
+    writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 32 * 1024 * 1024, 256, 64 * 1024 ** 3),
     logLevel: logLevel as Settings['logLevel'],
   };
 }

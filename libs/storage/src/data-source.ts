@@ -3,12 +3,14 @@ import { EventLog1732400000000 } from './migrations/1732400000000-EventLog';
 import { ReadModel1732400000001 } from './migrations/1732400000001-ReadModel';
 import { ApiKeys1732400000002 } from './migrations/1732400000002-ApiKeys';
 import { ProjectionStall1732400000003 } from './migrations/1732400000003-ProjectionStall';
+import { DropConnectionSnapshot1732400000004 } from './migrations/1732400000004-DropConnectionSnapshot';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
   ReadModel1732400000001,
   ApiKeys1732400000002,
   ProjectionStall1732400000003,
+  DropConnectionSnapshot1732400000004,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */

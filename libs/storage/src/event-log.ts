@@ -170,20 +170,24 @@ function* copyChunks(events: Iterable<EventToAppend>): Generator<string> {
   if (chunk.length > 0) yield chunk;
 }
 
-/** A connection's stream events after `afterVersion`, for several streams at once, in version order. */
-export async function readStreamsAfter(
+/**
+ * The current version (number of logged events) of each stream, 0 for a stream with none: one
+ * backward probe of the unique (org_id, connection_id, stream_version) index per stream.
+ */
+export async function readStreamVersions(
   sql: Sql,
-  streams: { orgId: string; connectionId: string; afterVersion: number }[],
-): Promise<{ streamVersion: number; event: ConnectionEvent }[]> {
+  streams: { orgId: string; connectionId: string }[],
+): Promise<{ orgId: string; connectionId: string; version: number }[]> {
   if (streams.length === 0) return [];
-  const rows: (EventRow & { stream_version: number })[] = await sql.query(
-    `SELECT e.event_id, e.org_id, e.connection_id, e.type, e.occurred_at, e.data, e.stream_version
-       FROM unnest($1::text[], $2::text[], $3::int[]) AS s(org_id, connection_id, after_version)
-       JOIN event_log e ON e.org_id = s.org_id AND e.connection_id = s.connection_id AND e.stream_version > s.after_version
-      ORDER BY e.org_id, e.connection_id, e.stream_version`,
-    [streams.map((s) => s.orgId), streams.map((s) => s.connectionId), streams.map((s) => s.afterVersion)],
+  const rows: { org_id: string; connection_id: string; version: number }[] = await sql.query(
+    `SELECT k.org_id, k.connection_id,
+            COALESCE((SELECT e.stream_version FROM event_log e
+                       WHERE e.org_id = k.org_id AND e.connection_id = k.connection_id
+                       ORDER BY e.stream_version DESC LIMIT 1), 0) AS version
+       FROM unnest($1::text[], $2::text[]) AS k(org_id, connection_id)`,
+    [streams.map((s) => s.orgId), streams.map((s) => s.connectionId)],
   );
-  return rows.map((r) => ({ streamVersion: r.stream_version, event: eventFromRow(r) }));
+  return rows.map((r) => ({ orgId: r.org_id, connectionId: r.connection_id, version: r.version }));
 }
 
 /**
