@@ -1,3 +1,4 @@
+import { Server } from 'node:http';
 import { INestApplication, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -70,11 +71,50 @@ export function apiHttpAdapter(): FastifyAdapter {
   });
 }
 
+/** The HTTP server's limits, from the settings (HTTP_HEADERS_TIMEOUT_MS and its siblings). */
+export type HttpServerLimits = Pick<
+  Settings,
+  'httpHeadersTimeoutMs' | 'httpRequestTimeoutMs' | 'httpKeepAliveTimeoutMs' | 'httpMaxConnections'
+>;
+
 /**
- * What every API app gets, whichever module it serves. (Unknown routes reach ApiErrorFilter as Nest's
- * NotFoundException and answer the contract's body.)
+ * How often Node looks for requests past their header or request timeout: it answers them 408 only
+ * then (its default, 30 s, let a socket sit for the timeout plus up to 30 s). A quarter of the header
+ * timeout, between 50 ms and 1 s, so the 408 comes within 1 s (a quarter, for short timeouts) of it.
+ */
+export function connectionsCheckingInterval(headersTimeoutMs: number): number {
+  return Math.min(1000, Math.max(50, Math.floor(headersTimeoutMs / 4)));
+}
+
+/**
+ * Applies the limits to the Node server under Fastify, before it listens (Fastify's own
+ * connectionTimeout, keepAliveTimeout and requestTimeout options end up as these same properties):
+ * - a request whose line and headers have not all arrived within httpHeadersTimeoutMs, or that has
+ *   not wholly arrived within httpRequestTimeoutMs, is answered 408 with the contract's body
+ *   (clientErrorHandler above), also when nothing at all was sent;
+ * - an idle keep-alive connection is closed after httpKeepAliveTimeoutMs;
+ * - a socket on which nothing moves for twice the request timeout (a client that stops reading its
+ *   response) is closed;
+ * - connections past httpMaxConnections are closed as they arrive.
+ */
+export function applyHttpServerLimits(server: Server, limits: HttpServerLimits): void {
+  server.headersTimeout = limits.httpHeadersTimeoutMs;
+  server.requestTimeout = limits.httpRequestTimeoutMs;
+  server.keepAliveTimeout = limits.httpKeepAliveTimeoutMs;
+  // Node reads it when the server starts listening (it is otherwise only a createServer option).
+  (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval =
+    connectionsCheckingInterval(limits.httpHeadersTimeoutMs);
+  server.setTimeout(2 * limits.httpRequestTimeoutMs);
+  server.maxConnections = limits.httpMaxConnections;
+}
+
+/**
+ * What every API app gets, whichever module it serves: the HTTP server's limits and the OpenAPI
+ * routes. (Unknown routes reach ApiErrorFilter as Nest's NotFoundException and answer the contract's
+ * body.)
  */
 export function configureHttpApp(app: NestFastifyApplication): NestFastifyApplication {
+  applyHttpServerLimits(app.getHttpServer() as Server, app.get<Settings>(SETTINGS));
   serveOpenApi(app);
   app.enableShutdownHooks();
   return app;

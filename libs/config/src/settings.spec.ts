@@ -15,6 +15,19 @@ describe('loadSettings', () => {
     expect(s.httpPort).toBe(8081);
   });
 
+  it('has bounded HTTP timeouts, connections and caches by default', () => {
+    const s = loadSettings({});
+    expect(s.httpHeadersTimeoutMs).toBe(10000);
+    expect(s.httpRequestTimeoutMs).toBe(30000);
+    expect(s.httpKeepAliveTimeoutMs).toBe(5000);
+    expect(s.httpMaxConnections).toBe(10000);
+    expect(s.apiResponseCacheBytes).toBe(64 * 1024 * 1024);
+    expect(s.apiOrgCacheBytes).toBe(64 * 1024 * 1024);
+    expect(s.apiKeyCacheBytes).toBe(4 * 1024 * 1024);
+    expect(s.apiKeyMissCacheEntries).toBe(1000);
+    expect(s.apiKeyMissCacheBytes).toBe(256 * 1024);
+  });
+
   it('reads overrides', () => {
     const s = loadSettings({ KAFKA_BROKERS: 'a:1,b:2', TOPIC_PARTITIONS: '3', TOPIC_DLQ: 'x.dlq' });
     expect(s.kafkaBrokers).toEqual(['a:1', 'b:2']);
@@ -31,6 +44,14 @@ describe('loadSettings', () => {
     ['TOPIC_CALLS', 'bad topic', 'TOPIC_CALLS'],
     ['API_KEY_CACHE_MS', '6000', 'API_KEY_CACHE_MS'],
     ['LOG_LEVEL', 'verbose', 'LOG_LEVEL'],
+    ['HTTP_HEADERS_TIMEOUT_MS', '0', 'HTTP_HEADERS_TIMEOUT_MS'],
+    ['HTTP_REQUEST_TIMEOUT_MS', '5000', 'HTTP_REQUEST_TIMEOUT_MS'], // shorter than the 10 s header timeout
+    ['HTTP_KEEP_ALIVE_TIMEOUT_MS', '0', 'HTTP_KEEP_ALIVE_TIMEOUT_MS'],
+    ['HTTP_MAX_CONNECTIONS', '0', 'HTTP_MAX_CONNECTIONS'],
+    ['API_RESPONSE_CACHE_BYTES', '1000', 'API_RESPONSE_CACHE_BYTES'],
+    ['API_ORG_CACHE_BYTES', '64MiB', 'API_ORG_CACHE_BYTES'],
+    ['API_KEY_CACHE_BYTES', '-1', 'API_KEY_CACHE_BYTES'],
+    ['API_KEY_MISS_CACHE_BYTES', '10', 'API_KEY_MISS_CACHE_BYTES'],
   ])('rejects %s=%s with one line naming it', (name, value, named) => {
     let error: unknown;
     try {

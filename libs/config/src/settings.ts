@@ -17,6 +17,24 @@ export interface Settings {
   httpPort: number;
   /** How long an API instance may trust a cached key lookup (revocation takes effect within it). */
   apiKeyCacheMs: number;
+  /** Bytes of valid (found) key lookups an API instance caches, least recently used evicted first. */
+  apiKeyCacheBytes: number;
+  /** Key lookups that found nothing, cached apart from valid keys: at most this many entries... */
+  apiKeyMissCacheEntries: number;
+  /** ...and at most this many bytes of them. */
+  apiKeyMissCacheBytes: number;
+  /** Byte budget of the API's rendered response bodies, across all orgs (least recently used evicted first). */
+  apiResponseCacheBytes: number;
+  /** Byte budget of the orgs' read models an API instance keeps parsed in memory (least recently used evicted first). */
+  apiOrgCacheBytes: number;
+  /** A request whose line and headers have not all arrived after this long is answered 408. */
+  httpHeadersTimeoutMs: number;
+  /** A request that has not wholly arrived after this long is answered 408 (at least httpHeadersTimeoutMs). */
+  httpRequestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long. */
+  httpKeepAliveTimeoutMs: number;
+  /** Open connections the API accepts at once; connections past it are closed on arrival. */
+  httpMaxConnections: number;
   projectorBatchSize: number;
   projectorIdleMs: number;
   /** Bytes of stream versions the writer keeps in memory (least recently used ones go first). */
@@ -65,6 +83,9 @@ function url(env: Env, name: string, fallback: string, protocols: string[]): str
   return value;
 }
 
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 const TOPIC_RULE = 'must be a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)';
 
@@ -77,6 +98,11 @@ export function loadSettings(env: Env = process.env): Settings {
     'must be host:port[,host:port...]',
   ).split(',');
   const logLevel = text(env, 'LOG_LEVEL', 'log', /^(error|warn|log|debug)$/, 'must be one of error, warn, log, debug');
+  const httpHeadersTimeoutMs = integer(env, 'HTTP_HEADERS_TIMEOUT_MS', 10000, 100, 600000);
+  const httpRequestTimeoutMs = integer(env, 'HTTP_REQUEST_TIMEOUT_MS', 30000, 100, 3600000);
+  // Node refuses a header timeout longer than the request timeout.
+  if (httpRequestTimeoutMs < httpHeadersTimeoutMs)
+    throw new InvalidSettingError('HTTP_REQUEST_TIMEOUT_MS', 'must be at least HTTP_HEADERS_TIMEOUT_MS');
   return {
     databaseUrl: url(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/psp_connections', [
       'postgres:',
@@ -115,6 +141,15 @@ export function loadSettings(env: Env = process.env): Settings {
     httpHost: text(env, 'HTTP_HOST', '127.0.0.1'),
     httpPort: integer(env, 'HTTP_PORT', 8081, 0, 65535),
     apiKeyCacheMs: integer(env, 'API_KEY_CACHE_MS', 2000, 0, 5000),
+    apiKeyCacheBytes: integer(env, 'API_KEY_CACHE_BYTES', 4 * MiB, 64 * KiB, 1024 * MiB),
+    apiKeyMissCacheEntries: integer(env, 'API_KEY_MISS_CACHE_ENTRIES', 1000, 0, 1000000),
+    apiKeyMissCacheBytes: integer(env, 'API_KEY_MISS_CACHE_BYTES', 256 * KiB, 16 * KiB, 256 * MiB),
+    apiResponseCacheBytes: integer(env, 'API_RESPONSE_CACHE_BYTES', 64 * MiB, 1 * MiB, 16384 * MiB),
+    apiOrgCacheBytes: integer(env, 'API_ORG_CACHE_BYTES', 64 * MiB, 1 * MiB, 16384 * MiB),
+    httpHeadersTimeoutMs,
+    httpRequestTimeoutMs,
+    httpKeepAliveTimeoutMs: integer(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5000, 100, 600000),
+    httpMaxConnections: integer(env, 'HTTP_MAX_CONNECTIONS', 10000, 1, 1000000),
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
     writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 32 * 1024 * 1024, 256, 64 * 1024 ** 3),
