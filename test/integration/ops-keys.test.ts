@@ -39,14 +39,87 @@ describe('the keys command line', () => {
     expect(listed.stdout).not.toContain(key);
     expect(listed.stdout).not.toContain(hashApiKey(key).toString('hex'));
 
+    const json = JSON.parse((await ops('keys', 'list', '--json')).stdout);
+    expect(json).toEqual([
+      {
+        id,
+        org_id: 'org_cli',
+        environment: 'test',
+        scopes: ['connections:read'],
+        status: 'active',
+        created_at: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
+        revoked_at: null,
+      },
+    ]);
+
     const revoked = await ops('keys', 'revoke', id);
     expect(revoked.stdout).toContain(`revoked key ${id}`);
     expect((await ops('keys', 'list', '--org', 'org_cli')).stdout).toContain('revoked=');
   });
 
-  it('refuses an unknown scope with one clear line', async () => {
+  it('refuses an unknown scope with one clear line (a usage error: exit 2)', async () => {
     await expect(ops('keys', 'create', '--org', 'org_cli', '--scopes', 'connections:write')).rejects.toMatchObject({
+      code: 2,
       stderr: expect.stringContaining('unknown scope(s): connections:write'),
+    });
+  });
+
+  it('says when there is no such key to revoke (exit 1)', async () => {
+    await expect(ops('keys', 'revoke', 'key_nosuch')).rejects.toMatchObject({
+      code: 1,
+      stdout: expect.stringContaining('no key with id key_nosuch'),
+    });
+  });
+});
+
+/** `--help` everywhere, and commander's usage errors as exit code 2 (README "Ops"). */
+describe('the ops command line: help and usage errors', () => {
+  // No servers needed: help and usage errors never read the settings or connect anywhere.
+  const env = { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none', KAFKA_BROKERS: '127.0.0.1:1' };
+  const ops = (...args: string[]) => runOps(env, ...args);
+
+  it.each([
+    [[], 'npm run ops -- [options] [command]'],
+    [['--help'], 'npm run ops -- [options] [command]'],
+    [['keys', '--help'], 'npm run ops -- keys [options] [command]'],
+    [['keys', 'create', '--help'], 'npm run ops -- keys create [options]'],
+    [['keys', 'list', '--help'], 'npm run ops -- keys list [options]'],
+    [['keys', 'revoke', '--help'], 'npm run ops -- keys revoke [options] <key-id>'],
+    [['replay', '--help'], 'npm run ops -- replay [options]'],
+    [['lag', '--help'], 'npm run ops -- lag [options]'],
+    [['dlq', '--help'], 'npm run ops -- dlq [options]'],
+    [['migrate', '--help'], 'npm run ops -- migrate [options]'],
+    [['help', 'dlq'], 'npm run ops -- dlq [options]'],
+  ])('ops %j prints its usage and exits 0', async (args, usage) => {
+    const { stdout } = await ops(...args);
+    expect(stdout).toContain(`Usage: ${usage}`);
+    expect(stdout).toContain('--help');
+  });
+
+  it('lists the exit codes in the top-level help', async () => {
+    const { stdout } = await ops('--help');
+    expect(stdout).toMatch(/Exit codes:\n\s+0 .*\n\s+1 .*\n\s+2 +usage error/);
+  });
+
+  it.each([
+    [['keys', 'list', '--bogus'], "unknown option '--bogus'"],
+    [['nosuch'], "unknown command 'nosuch'"],
+    [['keys'], 'Usage: npm run ops -- keys'],
+    [['keys', 'create'], "required option '--org <org>' not specified"],
+    [['keys', 'create', '--org', 'o', '--env', 'prod'], "argument 'prod' is invalid"],
+    [['keys', 'revoke'], "missing required argument 'key-id'"],
+    [['lag', 'extra'], 'too many arguments'],
+    [['dlq', '--since', 'yesterday'], "argument 'yesterday' is invalid"],
+    [['dlq', '--limit', '0'], '--limit must be a positive integer'],
+    [['replay', '--batch', 'many'], '--batch must be a positive integer'],
+  ])('ops %j is a usage error: exit 2 and a message on stderr', async (args, message) => {
+    await expect(ops(...args)).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining(message) });
+  });
+
+  it('refuses invalid settings with exit 2, naming the variable', async () => {
+    await expect(runOps({ ...env, TOPIC_PARTITIONS: 'many' }, 'lag')).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('TOPIC_PARTITIONS'),
     });
   });
 });

@@ -79,6 +79,24 @@ describe('the lag and dlq command lines', () => {
         'ops lag to show the writer caught up',
       );
       expect(after).toMatch(new RegExp(`group ${escaped(settings.writerGroupId)} Stable, 1 member\\(s\\)`));
+
+      const json = JSON.parse((await runOps(env, 'lag', '--json')).stdout);
+      expect(json.writer).toEqual({
+        group: settings.writerGroupId,
+        state: 'Stable',
+        members: 1,
+        error: null,
+        topics: [settings.topics.calls, settings.topics.validations, settings.topics.connections].map((topic) => ({
+          topic,
+          exists: true,
+          partitions: 3,
+          behind: 0,
+          behind_by_partition: {},
+        })),
+      });
+      expect(json.projector.generations).toEqual([
+        expect.objectContaining({ generation: 1, status: 'live', served: true, events_applied: expect.any(Number) }),
+      ]);
     } finally {
       await stopProcess(writer);
     }
@@ -86,5 +104,12 @@ describe('the lag and dlq command lines', () => {
     const dlq = (await runOps(env, 'dlq')).stdout;
     expect(dlq).toContain(`${settings.topics.dlq}: ${BAD} message(s)`);
     expect(dlq).toContain(`by reason: invalid_json=${BAD}`);
+    const dlqJson = JSON.parse((await runOps(env, 'dlq', '--json')).stdout);
+    expect(dlqJson).toMatchObject({
+      topic: settings.topics.dlq,
+      total: BAD,
+      by_reason: { invalid_json: { messages: BAD, topics: { [settings.topics.validations]: BAD } } },
+    });
+    expect(dlqJson.newest).toHaveLength(BAD);
   });
 });

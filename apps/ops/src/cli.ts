@@ -1,0 +1,120 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ApiKeyError } from '@psp/api-keys';
+import { migrate } from '@psp/storage';
+import { createKey, listKeys, revokeKey } from './commands/keys';
+import { DLQ_LIST_LIMIT, listDlq } from './commands/dlq';
+import { lag } from './commands/lag';
+import { REPLAY_BATCH_SIZE, runReplay } from './commands/replay';
+import { settingsFromEnv } from './context';
+import { EXIT, parseTime, positiveInteger, say, UsageError } from './output';
+
+const EXIT_CODES = `
+Exit codes:
+  0    done
+  1    the operation failed (a server did not answer, no such key, …)
+  2    usage error: unknown command or option, bad option value, invalid settings
+  130  replay interrupted (Ctrl-C); run it again to resume
+
+Settings come from the environment, as for the service (DATABASE_URL, KAFKA_BROKERS, TOPIC_*, …).
+Progress goes to stderr: a bar on a terminal, a line every 2 s otherwise (or with CI set).`;
+
+/** The ops command line. Actions leave their exit code in `result`. */
+export function buildProgram(result: { code: number }): Command {
+  const program = new Command('npm run ops --');
+  program
+    .description('Operate psp-connections: API keys, read-model replay, lag, the DLQ, migrations.')
+    .exitOverride()
+    // A command's options stop at its subcommand: `dlq redrive --json` is redrive's --json, not dlq's.
+    .enablePositionalOptions()
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText('after', EXIT_CODES);
+
+  const keys = program.command('keys').description('manage API keys (a key is shown once, when it is created)');
+  keys
+    .command('create')
+    .description('create a key for an org; the key is printed once, alone on the last line of stdout')
+    .requiredOption('--org <org>', 'the org the key belongs to (1-64 of A-Z a-z 0-9 _ -)')
+    .option('--scopes <scopes>', 'comma-separated scopes', 'connections:read')
+    .addOption(new Option('--env <env>', 'live or test key').choices(['live', 'test']).default('live'))
+    .action(async (opts: { org: string; scopes: string; env: 'live' | 'test' }) => {
+      const scopes = opts.scopes
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      result.code = await createKey(settingsFromEnv(), { org: opts.org, scopes, env: opts.env });
+    });
+  keys
+    .command('list')
+    .description('list keys: ids, orgs, scopes, created/revoked (never a key or its hash)')
+    .option('--org <org>', 'only this org')
+    .option('--json', 'one JSON array on stdout')
+    .action(async (opts: { org?: string; json?: boolean }) => {
+      result.code = await listKeys(settingsFromEnv(), opts);
+    });
+  keys
+    .command('revoke')
+    .description('revoke a key; every API instance refuses it within API_KEY_CACHE_MS (at most 5 s)')
+    .argument('<key-id>', 'the key id (see keys list), not the key')
+    .action(async (id: string) => {
+      result.code = await revokeKey(settingsFromEnv(), id);
+    });
+
+  program
+    .command('replay')
+    .description('rebuild the read model into a new generation beside the live one, then switch (resumable)')
+    .option('--batch <n>', 'events per projection transaction', positiveInteger('--batch'), REPLAY_BATCH_SIZE)
+    .action(async (opts: { batch: number }) => {
+      result.code = await runReplay(settingsFromEnv(), opts);
+    });
+
+  program
+    .command('lag')
+    .description('how far the writer is behind Kafka, and each read-model generation behind the event log')
+    .option('--json', 'one JSON object on stdout')
+    .action(async (opts: { json?: boolean }) => {
+      result.code = await lag(settingsFromEnv(), opts);
+    });
+
+  program
+    .command('dlq')
+    .description('the DLQ by reason and source topic, and the newest messages (never their values)')
+    .option('--limit <n>', 'newest messages to print', positiveInteger('--limit'), DLQ_LIST_LIMIT)
+    .option('--since <time>', 'only messages since TIME (2026-11-24T10:00:00Z, or 30m, 2h, 7d ago)', (v) => parseTime(v))
+    .option('--json', 'one JSON object on stdout')
+    .action(async (opts: { limit: number; since?: number; json?: boolean }) => {
+      result.code = await listDlq(settingsFromEnv(), { limit: opts.limit, since: opts.since ?? null, json: opts.json });
+    });
+  program
+    .command('migrate')
+    .description('create the database when missing and run migrations')
+    .action(async () => {
+      const ran = await migrate(settingsFromEnv().databaseUrl);
+      say(ran.length > 0 ? `ran migrations: ${ran.join(', ')}` : 'schema is up to date');
+      result.code = EXIT.ok;
+    });
+
+  return program;
+}
+
+/** Runs the command line; resolves to the exit code (README "Ops": 0 done, 1 failed, 2 usage error). */
+export async function runCli(argv: string[]): Promise<number> {
+  const result = { code: EXIT.ok as number };
+  const program = buildProgram(result);
+  if (argv.length === 0) {
+    program.outputHelp();
+    return EXIT.ok;
+  }
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return result.code;
+  } catch (error) {
+    // Commander has printed its message (or the help) already.
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (error instanceof UsageError || error instanceof ApiKeyError) {
+      process.stderr.write(`ops: ${error.message}\n(add --help for usage)\n`);
+      return EXIT.usage;
+    }
+    process.stderr.write(`ops: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT.failed;
+  }
+}

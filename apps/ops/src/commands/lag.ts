@@ -1,0 +1,137 @@
+import { Settings } from '@psp/config';
+import { createKafka, intakeTopics } from '@psp/messaging';
+import { liveGeneration, readCheckpoint } from '@psp/read-model';
+import { logLagAfter } from '@psp/storage';
+import { withDb } from '../context';
+import { EXIT, say, sayJson } from '../output';
+
+interface TopicLag {
+  topic: string;
+  exists: boolean;
+  partitions: number;
+  behind: number;
+  /** partitions with messages behind: partition → count */
+  behind_by_partition: Record<string, number>;
+}
+
+interface WriterLag {
+  group: string;
+  state: string;
+  members: number;
+  topics: TopicLag[];
+  /** set when Kafka did not answer (the other fields are then partial) */
+  error: string | null;
+}
+
+interface GenerationLag {
+  generation: number;
+  status: string;
+  served: boolean;
+  events_applied: number;
+  stream_time: string | null;
+  behind_events: number;
+  behind_seconds: number;
+}
+
+/**
+ * The writer's lag: per intake topic, the messages after its consumer group's committed offsets (all
+ * retained ones where it never committed: it starts from the beginning). Committed offsets trail the
+ * log by at most the append in flight, so this counts messages not yet durable in the event log.
+ */
+async function writerLag(settings: Settings): Promise<WriterLag> {
+  const kafka = createKafka(settings, 'ops-lag', () => undefined);
+  const admin = kafka.admin();
+  const groupId = settings.writerGroupId;
+  const lag: WriterLag = { group: groupId, state: 'unknown', members: 0, topics: [], error: null };
+  try {
+    await admin.connect();
+    const { groups } = await admin.describeGroups([groupId]);
+    lag.state = groups[0]?.state ?? 'unknown';
+    lag.members = groups[0]?.members.length ?? 0;
+    const existing = new Set(await admin.listTopics());
+    const topics = intakeTopics(settings).filter((t) => existing.has(t));
+    const committed = topics.length > 0 ? await admin.fetchOffsets({ groupId, topics }) : [];
+    for (const topic of intakeTopics(settings)) {
+      if (!existing.has(topic)) {
+        lag.topics.push({ topic, exists: false, partitions: 0, behind: 0, behind_by_partition: {} });
+        continue;
+      }
+      const at = new Map(
+        (committed.find((t) => t.topic === topic)?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]),
+      );
+      const ends = await admin.fetchTopicOffsets(topic);
+      const entry: TopicLag = { topic, exists: true, partitions: ends.length, behind: 0, behind_by_partition: {} };
+      for (const p of ends.sort((a, b) => a.partition - b.partition)) {
+        const position = at.get(p.partition) ?? -1;
+        const behind = Number(p.high) - (position < 0 ? Number(p.low) : position);
+        entry.behind += behind;
+        if (behind > 0) entry.behind_by_partition[String(p.partition)] = behind;
+      }
+      lag.topics.push(entry);
+    }
+  } catch (error) {
+    lag.error = error instanceof Error ? error.message : String(error);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+  return lag;
+}
+
+async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
+  return withDb(settings, async (db) => {
+    const generations: { generation: number; status: string }[] = await db.query(
+      `SELECT generation, status FROM projection_generation ORDER BY generation`,
+    );
+    const live = await liveGeneration(db);
+    const out: GenerationLag[] = [];
+    for (const g of generations) {
+      const cp = await readCheckpoint(db, g.generation);
+      const behind = await logLagAfter(db, cp.at);
+      out.push({
+        generation: g.generation,
+        status: g.status,
+        served: g.generation === live,
+        events_applied: cp.eventsApplied,
+        stream_time: cp.streamTime === null ? null : new Date(cp.streamTime).toISOString(),
+        behind_events: behind.events,
+        behind_seconds: Math.round(behind.seconds * 10) / 10,
+      });
+    }
+    return out;
+  });
+}
+
+/** `ops lag`: how far the writer is behind Kafka, and each read-model generation behind the log. */
+export async function lag(settings: Settings, options: { json?: boolean }): Promise<number> {
+  const writer = await writerLag(settings);
+  if (!options.json) {
+    if (writer.error !== null) {
+      say(`writer (Kafka → event log): lag unknown, Kafka did not answer (${writer.error})`);
+    } else {
+      say(`writer (Kafka → event log): group ${writer.group} ${writer.state}, ${writer.members} member(s)`);
+      for (const t of writer.topics) {
+        if (!t.exists) {
+          say(`  ${t.topic}: no such topic (the writer creates it when it starts)`);
+          continue;
+        }
+        const parts = Object.entries(t.behind_by_partition).map(([p, n]) => `p${p}: ${n}`);
+        say(
+          `  ${t.topic}: ${t.partitions} partition(s), ${t.behind} message(s) behind${parts.length > 0 ? ` (${parts.join(', ')})` : ''}`,
+        );
+      }
+    }
+  }
+  const generations = await projectorLag(settings);
+  if (options.json) {
+    sayJson({ writer, projector: { generations } });
+    return EXIT.ok;
+  }
+  say('projector (event log → read model):');
+  for (const g of generations) {
+    say(
+      `  generation ${g.generation} (${g.status}${g.served ? ', served' : ''}): ${g.events_applied} events applied, ` +
+        `stream time ${g.stream_time ?? 'none'}, behind by ${g.behind_events} events / ${g.behind_seconds.toFixed(1)} s`,
+    );
+  }
+  return EXIT.ok;
+}

@@ -1,0 +1,41 @@
+import { Settings } from '@psp/config';
+import { createRedis, RedisReadModel } from '@psp/read-model';
+import { withDb } from '../context';
+import { EXIT, say } from '../output';
+import { Progress } from '../progress';
+import { replay } from '../replay';
+
+/** A rebuild reads far more than the live projector: larger batches, fewer transactions. */
+export const REPLAY_BATCH_SIZE = 50000;
+
+/** `ops replay`: rebuilds the read model beside the live one, then switches; Ctrl-C stops after the batch. */
+export async function runReplay(settings: Settings, options: { batch: number }): Promise<number> {
+  let stop = false;
+  const onSignal = () => {
+    if (stop) process.exit(EXIT.interrupted);
+    stop = true;
+    process.stderr.write('\nstopping after this batch (Ctrl-C again to abort at once)\n');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const redis = createRedis(settings, 'ops');
+  try {
+    return await withDb(settings, async (db) => {
+      const outcome = await replay(db, new RedisReadModel(redis, settings.redisKeyPrefix), {
+        batchSize: options.batch,
+        shouldStop: () => stop,
+        log: say,
+        progress: new Progress('replay', { unit: 'events' }),
+      });
+      const rate = outcome.seconds > 0 ? Math.round(outcome.eventsApplied / outcome.seconds) : 0;
+      say(
+        outcome.switched
+          ? `replay done: generation ${outcome.generation} live with ${outcome.eventsApplied} events in ${outcome.seconds.toFixed(1)} s (${rate} events/s)`
+          : `replay stopped: generation ${outcome.generation} not switched`,
+      );
+      return outcome.switched ? EXIT.ok : EXIT.interrupted;
+    });
+  } finally {
+    redis.disconnect();
+  }
+}
