@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import Redis from 'ioredis';
 import { DataSource } from 'typeorm';
 import { ConnectionView, ListQuery, selectConnections, summariseLabels } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
 import { SingleFlight } from './single-flight';
+import { orgBytes, ReadCaches, RenderedBody } from './read-caches';
 import {
   createRedis,
   liveGeneration,
@@ -14,18 +14,19 @@ import {
   RedisReadModel,
 } from '@psp/read-model';
 
-/** A response body ready to send (bytes made once: writing a large string per request costs more), with its strong ETag. */
-export interface RenderedBody {
-  body: Buffer;
-  etag: string;
-}
+export type { RenderedBody } from './read-caches';
+
+let nextOrgEntryId = 1;
 
 /** One org's read model as this API instance holds it, parsed and sorted once per version. */
 class OrgEntry {
+  /** This parsed version's identity: its rendered bodies are cached under it. */
+  readonly id = nextOrgEntryId++;
+  /** What it is counted at against API_ORG_CACHE_BYTES. */
+  readonly bytes: number;
   readonly views: ConnectionView[];
   readonly documentOf = new Map<ConnectionView, string>();
   readonly byId = new Map<string, string>();
-  readonly rendered = new Map<string, RenderedBody>();
   /** When this instance last compared the version with PostgreSQL's. */
   checkedInPostgresAt = Date.now();
   /** When this instance last compared the version with Redis's (or PostgreSQL's). */
@@ -43,21 +44,14 @@ class OrgEntry {
       this.byId.set(id, document);
     }
     this.views = views;
-  }
-
-  render(cacheKey: string, build: () => string): RenderedBody {
-    let hit = this.rendered.get(cacheKey);
-    if (!hit) {
-      const body = Buffer.from(build(), 'utf8');
-      hit = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"` };
-      if (this.rendered.size >= 256) this.rendered.clear();
-      this.rendered.set(cacheKey, hit);
-    }
-    return hit;
+    this.bytes = orgBytes(documents.values());
   }
 }
 
+/** At most this many parsed orgs, whatever they weigh (API_ORG_CACHE_BYTES bounds their bytes). */
 const ORG_CACHE_LIMIT = 5000;
+/** Rendered bodies kept per org version (API_RESPONSE_CACHE_BYTES bounds all orgs' bodies together). */
+const RESPONSES_PER_ORG = 256;
 const GENERATION_TTL_MS = 1000;
 const POSTGRES_RECHECK_MS = 1000;
 /** For this long after a version check, an org is served from memory without asking Redis again. */
@@ -73,7 +67,7 @@ export class ConnectionReads implements OnModuleDestroy {
   private readonly logger = new Logger('ConnectionReads');
   private readonly redis: Redis;
   private readonly readModel: RedisReadModel;
-  private readonly orgs = new Map<string, OrgEntry>();
+  private readonly caches: ReadCaches<OrgEntry>;
   private generation: { value: number; until: number } | null = null;
   private readonly generationLoad = new SingleFlight<number>();
   private readonly orgLoad = new SingleFlight<OrgEntry>();
@@ -86,6 +80,17 @@ export class ConnectionReads implements OnModuleDestroy {
   ) {
     this.redis = createRedis(settings, 'api');
     this.readModel = new RedisReadModel(this.redis, settings.redisKeyPrefix);
+    this.caches = new ReadCaches<OrgEntry>({
+      orgBytes: settings.apiOrgCacheBytes,
+      orgEntries: ORG_CACHE_LIMIT,
+      responseBytes: settings.apiResponseCacheBytes,
+      responsesPerOrg: RESPONSES_PER_ORG,
+    });
+  }
+
+  /** What the in-memory caches hold (entries and bytes), for tests and ops. */
+  cacheStats(): ReturnType<ReadCaches<OrgEntry>['stats']> {
+    return this.caches.stats();
   }
 
   get redisClient(): Redis {
@@ -95,7 +100,7 @@ export class ConnectionReads implements OnModuleDestroy {
   async list(orgId: string, query: ListQuery): Promise<RenderedBody> {
     const org = await this.org(orgId);
     const cacheKey = `list:${query.label ?? ''}|${query.provider ?? ''}|${query.status ?? ''}|${query.limit}|${query.offset}`;
-    return org.render(cacheKey, () => {
+    return this.caches.render(org, cacheKey, () => {
       const { connections, total } = selectConnections(org.views, query);
       const items = connections.map((v) => org.documentOf.get(v)!).join(',');
       return `{"connections":[${items}],"pagination":${JSON.stringify({ total, limit: query.limit, offset: query.offset })}}`;
@@ -106,12 +111,12 @@ export class ConnectionReads implements OnModuleDestroy {
     const org = await this.org(orgId);
     const document = org.byId.get(connectionId);
     if (document === undefined) return null;
-    return org.render(`one:${connectionId}`, () => document);
+    return this.caches.render(org, `one:${connectionId}`, () => document);
   }
 
   async labels(orgId: string): Promise<RenderedBody> {
     const org = await this.org(orgId);
-    return org.render('labels', () => JSON.stringify(summariseLabels(org.views)));
+    return this.caches.render(org, 'labels', () => JSON.stringify(summariseLabels(org.views)));
   }
 
   private async liveGeneration(): Promise<number> {
@@ -126,7 +131,7 @@ export class ConnectionReads implements OnModuleDestroy {
   private async org(orgId: string): Promise<OrgEntry> {
     const generation = await this.liveGeneration();
     const cacheKey = `${generation}:${orgId}`;
-    const cached = this.orgs.get(cacheKey);
+    const cached = this.caches.org(cacheKey);
     if (cached && Date.now() - cached.verifiedAt < ORG_VERIFY_MS) {
       this.lastSource = 'memory';
       return cached;
@@ -137,7 +142,7 @@ export class ConnectionReads implements OnModuleDestroy {
   }
 
   private async loadOrg(generation: number, orgId: string, cacheKey: string): Promise<OrgEntry> {
-    const cached = this.orgs.get(cacheKey);
+    const cached = this.caches.org(cacheKey);
     let documents: OrgDocuments | null = null;
     try {
       let version = await this.readModel.version(generation, orgId);
@@ -175,8 +180,7 @@ export class ConnectionReads implements OnModuleDestroy {
     }
     if (cached && cached.version === documents.version) return cached;
     const entry = new OrgEntry(documents.version, documents.documents);
-    if (this.orgs.size >= ORG_CACHE_LIMIT) this.orgs.clear();
-    this.orgs.set(cacheKey, entry);
+    this.caches.keepOrg(cacheKey, entry);
     return entry;
   }
 
