@@ -4,6 +4,7 @@ import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
 import { ApiKeyRecord, ApiKeyStore, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
 import { ApiError } from './api-error';
+import { KeyLookupCache } from './key-lookup-cache';
 import { SingleFlight } from './single-flight';
 
 /** The org a request was authenticated for. */
@@ -11,12 +12,12 @@ export interface AuthenticatedRequest extends FastifyRequest {
   orgId?: string;
 }
 
-interface CachedLookup {
-  record: ApiKeyRecord | null;
-  until: number;
+/** Bytes a found key's record is counted at (its strings, two dates, the cache key, object overhead). */
+export function apiKeyRecordBytes(record: ApiKeyRecord, cacheKey: string): number {
+  let bytes = cacheKey.length + record.id.length + record.orgId.length + record.environment.length + 192;
+  for (const scope of record.scopes) bytes += scope.length + 16;
+  return bytes;
 }
-
-const CACHE_LIMIT = 10000;
 
 function header(request: FastifyRequest, name: string): string {
   const value = request.headers[name];
@@ -26,19 +27,26 @@ function header(request: FastifyRequest, name: string): string {
 /**
  * CONTRACT 1.1, in its table's order: key missing, key unknown/malformed/revoked, org missing, org
  * mismatch, scope. Lookups are cached for at most API_KEY_CACHE_MS (≤ 5 s), keyed by the key's hash,
- * so a revocation takes effect on every instance within that time.
+ * so a revocation takes effect on every instance within that time. Found keys and misses are cached
+ * apart, each bounded by bytes, least recently used evicted first (KeyLookupCache).
  */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
   private readonly store: ApiKeyStore;
-  private readonly cache = new Map<string, CachedLookup>();
+  private readonly cache: KeyLookupCache<ApiKeyRecord>;
   private readonly lookups = new SingleFlight<ApiKeyRecord | null>();
 
-  constructor(
-    @Inject(DataSource) db: DataSource,
-    @Inject(SETTINGS) private readonly settings: Settings,
-  ) {
+  constructor(@Inject(DataSource) db: DataSource, @Inject(SETTINGS) settings: Settings) {
     this.store = new ApiKeyStore(db);
+    this.cache = new KeyLookupCache<ApiKeyRecord>(
+      {
+        ttlMs: settings.apiKeyCacheMs,
+        foundBytes: settings.apiKeyCacheBytes,
+        missEntries: settings.apiKeyMissCacheEntries,
+        missBytes: settings.apiKeyMissCacheBytes,
+      },
+      apiKeyRecordBytes,
+    );
   }
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -61,13 +69,11 @@ export class ApiKeyGuard implements CanActivate {
   private async lookup(key: string): Promise<ApiKeyRecord | null> {
     const hash = hashApiKey(key);
     const cacheKey = hash.toString('base64');
-    const now = Date.now();
     const cached = this.cache.get(cacheKey);
-    if (cached && cached.until > now) return cached.record;
+    if (cached) return cached.record;
     return this.lookups.run(cacheKey, async () => {
       const record = await this.store.findByHash(hash);
-      if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-      this.cache.set(cacheKey, { record, until: Date.now() + this.settings.apiKeyCacheMs });
+      this.cache.set(cacheKey, record);
       return record;
     });
   }
