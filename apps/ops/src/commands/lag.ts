@@ -1,6 +1,6 @@
 import { Settings } from '@psp/config';
 import { createKafka, intakeTopics } from '@psp/messaging';
-import { liveGeneration, readCheckpoint } from '@psp/read-model';
+import { isStuck, liveGeneration, readCheckpoint, readProjectionStall } from '@psp/read-model';
 import { logLagAfter } from '@psp/storage';
 import { withDb } from '../context';
 import { EXIT, say, sayJson } from '../output';
@@ -31,6 +31,16 @@ interface GenerationLag {
   stream_time: string | null;
   behind_events: number;
   behind_seconds: number;
+  /** Set while the projection fails on one event (stuck once it has lasted 5 s): see docs/read-model.md. */
+  stall: {
+    stuck: boolean;
+    event_id: string | null;
+    log_position: string | null;
+    since: string;
+    seconds: number;
+    attempts: number;
+    error: string;
+  } | null;
 }
 
 /**
@@ -87,6 +97,7 @@ async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
     for (const g of generations) {
       const cp = await readCheckpoint(db, g.generation);
       const behind = await logLagAfter(db, cp.at);
+      const stall = await readProjectionStall(db, g.generation);
       out.push({
         generation: g.generation,
         status: g.status,
@@ -95,6 +106,18 @@ async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
         stream_time: cp.streamTime === null ? null : new Date(cp.streamTime).toISOString(),
         behind_events: behind.events,
         behind_seconds: Math.round(behind.seconds * 10) / 10,
+        stall:
+          stall === null
+            ? null
+            : {
+                stuck: isStuck(stall),
+                event_id: stall.eventId,
+                log_position: stall.at === null ? null : `${stall.at.transactionId}/${stall.at.position}`,
+                since: stall.since.toISOString(),
+                seconds: Math.round(stall.stuckForMs / 100) / 10,
+                attempts: stall.attempts,
+                error: stall.error,
+              },
       });
     }
     return out;
@@ -132,6 +155,11 @@ export async function lag(settings: Settings, options: { json?: boolean }): Prom
       `  generation ${g.generation} (${g.status}${g.served ? ', served' : ''}): ${g.events_applied} events applied, ` +
         `stream time ${g.stream_time ?? 'none'}, behind by ${g.behind_events} events / ${g.behind_seconds.toFixed(1)} s`,
     );
+    if (g.stall)
+      say(
+        `    ${g.stall.stuck ? 'stuck' : 'failing'} on event ${g.stall.event_id} (log position ${g.stall.log_position}) ` +
+          `for ${g.stall.seconds.toFixed(1)} s, ${g.stall.attempts} attempts: ${g.stall.error}`,
+      );
   }
   return EXIT.ok;
 }
