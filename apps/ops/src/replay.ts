@@ -45,7 +45,9 @@ export async function replay(
       `building read-model generation ${generation} from the event log (live is ${previous}; the API keeps serving it)`,
     );
   }
-  const projection = new Projection(db, generation, redis, options.batchSize);
+  // The generation being built is not served until the switch, so nothing of it goes to Redis while
+  // it is built: the API fills Redis from PostgreSQL on first read after the switch (version-guarded).
+  const projection = new Projection(db, generation, null, options.batchSize);
   const totalRows: { n: string }[] = await db.query(`SELECT count(*)::text AS n FROM event_log`);
   let total = Number(totalRows[0].n);
   let applied = (await readCheckpoint(db, generation)).eventsApplied;

@@ -14,24 +14,43 @@ export interface OrgChange {
   removals: string[];
 }
 
-// KEYS: documents hash, version of that hash, latest version the projector committed.
-// Applies a projector batch only on top of the version just before it; anything else is stale and is
-// dropped, so the API refills the org from PostgreSQL. Always records the latest committed version.
-const APPLY_CHANGE = `
-local latest = tonumber(redis.call('GET', KEYS[3]) or '0')
-local v = tonumber(ARGV[1])
-if v > latest then redis.call('SET', KEYS[3], ARGV[1]) end
-local cur = redis.call('GET', KEYS[2])
-if not cur then return 0 end
-cur = tonumber(cur)
-if cur >= v then return -1 end
-if cur ~= v - 1 then redis.call('DEL', KEYS[1], KEYS[2]) return -2 end
-local n = tonumber(ARGV[2])
-local i = 3
-for j = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) i = i + 2 end
-while i <= #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) i = i + 1 end
-redis.call('SET', KEYS[2], ARGV[1])
+// KEYS: per org, its documents hash, the version of that hash, the latest version the projector
+// committed. ARGV: per org, version, number of upserts, number of removals, then the upserts as
+// (id, document) pairs, then the removed ids. For each org: applies the change only on top of the
+// version just before it; anything else is stale and is dropped, so the API refills the org from
+// PostgreSQL. Always records the latest committed version. Many orgs per call: one script call for
+// a whole chunk of a projector batch, not one per org.
+const APPLY_CHANGES = `
+local a = 1
+for k = 1, #KEYS, 3 do
+  local v = tonumber(ARGV[a])
+  local up = a + 3
+  local rm = up + 2 * tonumber(ARGV[a + 1])
+  local nxt = rm + tonumber(ARGV[a + 2])
+  local latest = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
+  if v > latest then redis.call('SET', KEYS[k + 2], ARGV[a]) end
+  local cur = redis.call('GET', KEYS[k + 1])
+  if cur then
+    cur = tonumber(cur)
+    if cur < v then
+      if cur ~= v - 1 then
+        redis.call('DEL', KEYS[k], KEYS[k + 1])
+      else
+        for i = up, rm - 1, 2 do redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1]) end
+        for i = rm, nxt - 1 do redis.call('HDEL', KEYS[k], ARGV[i]) end
+        redis.call('SET', KEYS[k + 1], ARGV[a])
+      end
+    end
+  end
+  a = nxt
+end
 return 1`;
+
+/**
+ * Bounds of one APPLY_CHANGES call: a script blocks Redis while it runs, so a large batch is cut
+ * into calls of at most this many orgs or bytes of documents (all sent in one round trip).
+ */
+const CHANGES_PER_CALL = { orgs: 1000, bytes: 1024 * 1024 };
 
 // Fills an org read from PostgreSQL, unless Redis already has it at that version or a newer one was
 // committed since (then the filler's copy is stale and is not cached).
@@ -53,7 +72,7 @@ if not v then return false end
 return {v, redis.call('HGETALL', KEYS[1])}`;
 
 type ScriptedRedis = Redis & {
-  applyOrgChange(docs: string, version: string, latest: string, ...args: (string | number)[]): Promise<number>;
+  applyChanges(keyCount: number, ...keysThenArgs: (string | number)[]): Promise<number>;
   fillOrg(docs: string, version: string, latest: string, ...args: (string | number)[]): Promise<number>;
   readOrg(docs: string, version: string): Promise<[string, string[]] | null>;
 };
@@ -70,7 +89,7 @@ export class RedisReadModel {
     redis: Redis,
     private readonly prefix: string,
   ) {
-    redis.defineCommand('applyOrgChange', { numberOfKeys: 3, lua: APPLY_CHANGE });
+    redis.defineCommand('applyChanges', { lua: APPLY_CHANGES });
     redis.defineCommand('fillOrg', { numberOfKeys: 3, lua: FILL });
     redis.defineCommand('readOrg', { numberOfKeys: 2, lua: READ });
     this.redis = redis as ScriptedRedis;
@@ -81,18 +100,36 @@ export class RedisReadModel {
     return [`${base}docs`, `${base}version`, `${base}latest`];
   }
 
-  /** Applies a batch's changes, all orgs in one round trip. */
+  /**
+   * Applies a batch's changes: one script call per chunk of orgs (CHANGES_PER_CALL), every call in
+   * one round trip.
+   */
   async applyChanges(generation: number, changes: OrgChange[]): Promise<void> {
     if (changes.length === 0) return;
     const pipeline = this.redis.pipeline() as unknown as ScriptedRedis & {
       exec(): Promise<[Error | null, unknown][] | null>;
     };
+    let keys: string[] = [];
+    let args: (string | number)[] = [];
+    let bytes = 0;
+    const flush = () => {
+      if (keys.length === 0) return;
+      void pipeline.applyChanges(keys.length, ...keys, ...args);
+      keys = [];
+      args = [];
+      bytes = 0;
+    };
     for (const c of changes) {
-      const args: (string | number)[] = [c.version, c.upserts.length];
-      for (const [id, doc] of c.upserts) args.push(id, doc);
-      args.push(...c.removals);
-      void pipeline.applyOrgChange(...this.keys(generation, c.orgId), ...args);
+      keys.push(...this.keys(generation, c.orgId));
+      args.push(c.version, c.upserts.length, c.removals.length);
+      for (const [id, doc] of c.upserts) {
+        args.push(id, doc);
+        bytes += doc.length;
+      }
+      for (const id of c.removals) args.push(id);
+      if (keys.length >= 3 * CHANGES_PER_CALL.orgs || bytes >= CHANGES_PER_CALL.bytes) flush();
     }
+    flush();
     const results = await pipeline.exec();
     const failed = results?.find(([error]) => error);
     if (failed) throw failed[0];
