@@ -87,9 +87,10 @@ describe('the ops command line: help and usage errors', () => {
     [['keys', 'revoke', '--help'], 'npm run ops -- keys revoke [options] <key-id>'],
     [['replay', '--help'], 'npm run ops -- replay [options]'],
     [['lag', '--help'], 'npm run ops -- lag [options]'],
-    [['dlq', '--help'], 'npm run ops -- dlq [options]'],
+    [['dlq', '--help'], 'npm run ops -- dlq [options] [command]'],
+    [['dlq', 'redrive', '--help'], 'npm run ops -- dlq redrive [options]'],
     [['migrate', '--help'], 'npm run ops -- migrate [options]'],
-    [['help', 'dlq'], 'npm run ops -- dlq [options]'],
+    [['help', 'dlq'], 'npm run ops -- dlq [options] [command]'],
   ])('ops %j prints its usage and exits 0', async (args, usage) => {
     const { stdout } = await ops(...args);
     expect(stdout).toContain(`Usage: ${usage}`);
@@ -103,6 +104,7 @@ describe('the ops command line: help and usage errors', () => {
 
   it.each([
     [['keys', 'list', '--bogus'], "unknown option '--bogus'"],
+    [['dlq', 'redrive', '--bogus'], "unknown option '--bogus'"],
     [['nosuch'], "unknown command 'nosuch'"],
     [['keys'], 'Usage: npm run ops -- keys'],
     [['keys', 'create'], "required option '--org <org>' not specified"],
@@ -111,6 +113,7 @@ describe('the ops command line: help and usage errors', () => {
     [['lag', 'extra'], 'too many arguments'],
     [['dlq', '--since', 'yesterday'], "argument 'yesterday' is invalid"],
     [['dlq', '--limit', '0'], '--limit must be a positive integer'],
+    [['dlq', 'redrive', '--since', 'yesterday'], "argument 'yesterday' is invalid"],
     [['replay', '--batch', 'many'], '--batch must be a positive integer'],
   ])('ops %j is a usage error: exit 2 and a message on stderr', async (args, message) => {
     await expect(ops(...args)).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining(message) });

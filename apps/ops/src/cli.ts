@@ -2,11 +2,11 @@ import { Command, CommanderError, Option } from 'commander';
 import { ApiKeyError } from '@psp/api-keys';
 import { migrate } from '@psp/storage';
 import { createKey, listKeys, revokeKey } from './commands/keys';
-import { DLQ_LIST_LIMIT, listDlq } from './commands/dlq';
+import { DLQ_LIST_LIMIT, listDlq, redriveDlq } from './commands/dlq';
 import { lag } from './commands/lag';
 import { REPLAY_BATCH_SIZE, runReplay } from './commands/replay';
 import { settingsFromEnv } from './context';
-import { EXIT, parseTime, positiveInteger, say, UsageError } from './output';
+import { collectList, EXIT, parseTime, positiveInteger, say, UsageError } from './output';
 
 const EXIT_CODES = `
 Exit codes:
@@ -17,6 +17,21 @@ Exit codes:
 
 Settings come from the environment, as for the service (DATABASE_URL, KAFKA_BROKERS, TOPIC_*, …).
 Progress goes to stderr: a bar on a terminal, a line every 2 s otherwise (or with CI set).`;
+
+const REDRIVE_HELP = `
+Re-sends each selected DLQ message to the intake topic its dlq-topic header names, with its key and
+value unchanged and its headers without the dlq-* ones. The DLQ is read from the beginning (or
+--since) up to where it ended when the run started, with a consumer group of the run's own that is
+deleted afterwards: no other reader's offsets move. Messages whose dlq-topic is not an intake topic
+are skipped and counted. The DLQ itself is left as it is.
+
+Running it again is safe: the writer applies each event_id once, so an event already applied
+changes nothing. A message that is still bad goes back to the DLQ (a new copy).
+
+Recovering after a producer bug is fixed:
+  npm run ops -- dlq                                  # what is there, by reason and source topic
+  npm run ops -- dlq redrive --reason R --dry-run      # what would be re-sent
+  npm run ops -- dlq redrive --reason R                # re-send; then watch \`ops dlq\` and \`ops lag\``;
 
 /** The ops command line. Actions leave their exit code in `result`. */
 export function buildProgram(result: { code: number }): Command {
@@ -75,15 +90,40 @@ export function buildProgram(result: { code: number }): Command {
       result.code = await lag(settingsFromEnv(), opts);
     });
 
-  program
+  const dlq = program
     .command('dlq')
     .description('the DLQ by reason and source topic, and the newest messages (never their values)')
     .option('--limit <n>', 'newest messages to print', positiveInteger('--limit'), DLQ_LIST_LIMIT)
-    .option('--since <time>', 'only messages since TIME (2026-11-24T10:00:00Z, or 30m, 2h, 7d ago)', (v) => parseTime(v))
+    .option('--since <time>', 'only messages since TIME (2026-11-24T10:00:00Z, or 30m, 2h, 7d ago)', (v) =>
+      parseTime(v),
+    )
     .option('--json', 'one JSON object on stdout')
     .action(async (opts: { limit: number; since?: number; json?: boolean }) => {
       result.code = await listDlq(settingsFromEnv(), { limit: opts.limit, since: opts.since ?? null, json: opts.json });
     });
+  dlq
+    .command('redrive')
+    .description('re-send DLQ messages to the intake topic they came from (after the cause is fixed)')
+    .addOption(
+      new Option('--reason <reason>', 'only this dlq-reason; repeat it or give a comma list')
+        .argParser(collectList)
+        .default([], 'all'),
+    )
+    .option('--since <time>', 'only messages since TIME (2026-11-24T10:00:00Z, or 30m, 2h, 7d ago)', (v) =>
+      parseTime(v),
+    )
+    .option('--dry-run', 'count what would be re-sent; send nothing')
+    .option('--json', 'the counts as one JSON object on stdout')
+    .addHelpText('after', REDRIVE_HELP)
+    .action(async (opts: { reason: string[]; since?: number; dryRun?: boolean; json?: boolean }) => {
+      result.code = await redriveDlq(settingsFromEnv(), {
+        reasons: opts.reason,
+        since: opts.since ?? null,
+        dryRun: Boolean(opts.dryRun),
+        json: opts.json,
+      });
+    });
+
   program
     .command('migrate')
     .description('create the database when missing and run migrations')

@@ -167,7 +167,8 @@ export async function readDlq(
           // With --since: start each partition at its first offset at or after that time (a fetch
           // from the beginning made before the seek applies is skipped above).
           if (range.since === null) return;
-          for (const p of pending) consumer.seek({ topic: range.topic, partition: p.partition, offset: String(p.start) });
+          for (const p of pending)
+            consumer.seek({ topic: range.topic, partition: p.partition, offset: String(p.start) });
         })
         .catch(fail);
     });

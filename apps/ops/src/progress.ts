@@ -35,7 +35,7 @@ export class Progress {
     this.unit = options.unit ?? 'events';
     this.interactive = Boolean((stream as { isTTY?: boolean }).isTTY) && !process.env.CI;
     // cli-progress decides from the stream's isTTY; in CI a terminal is treated as a pipe.
-    this.stream = this.interactive ? stream : { write: (s: string) => stream.write(s), isTTY: false } as never;
+    this.stream = this.interactive ? stream : ({ write: (s: string) => stream.write(s), isTTY: false } as never);
     this.lineEveryMs = (options.lineEverySeconds ?? 2) * 1000;
     this.showAfterMs = (options.showAfterSeconds ?? 1) * 1000;
   }
