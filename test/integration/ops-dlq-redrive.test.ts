@@ -11,6 +11,7 @@ import {
   testProducer,
 } from '../support/isolated-stack';
 import { runOps, startProcess, stopProcess } from '../support/processes';
+import { parseStoredDocument } from '@psp/read-model';
 
 const ORG = 'org_redrive';
 
@@ -60,7 +61,9 @@ describe('the dlq redrive command line', () => {
         WHERE g.status = 'live' AND c.org_id = $1 AND c.connection_id = $2`,
       [ORG, connectionId],
     );
-    return rows[0]?.document ? (JSON.parse(rows[0].document) as Record<string, unknown>) : null;
+    return rows[0]?.document
+      ? (JSON.parse(parseStoredDocument(rows[0].document).connection) as Record<string, unknown>)
+      : null;
   };
   /** The first `count` messages of one of the run's (fresh) topics. */
   const readTopic = async (

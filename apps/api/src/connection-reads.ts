@@ -1,15 +1,25 @@
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import Redis from 'ioredis';
 import { DataSource } from 'typeorm';
-import { ConnectionView, ListQuery, selectConnections, summariseLabels } from '@psp/domain';
+import {
+  ConnectionView,
+  HealthWindow,
+  healthOfWindow,
+  ListQuery,
+  minuteBucket,
+  selectConnections,
+  summariseLabels,
+  withHealth,
+} from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
 import { SingleFlight } from './single-flight';
 import { orgBytes, ReadCaches, RenderedBody } from './read-caches';
 import {
   createRedis,
-  liveGeneration,
+  liveReadModel,
   OrgDocuments,
   orgVersionInPostgres,
+  parseStoredDocument,
   readOrgFromPostgres,
   RedisReadModel,
 } from '@psp/read-model';
@@ -18,15 +28,27 @@ export type { RenderedBody } from './read-caches';
 
 let nextOrgEntryId = 1;
 
-/** One org's read model as this API instance holds it, parsed and sorted once per version. */
+/**
+ * One org's read model as this API instance holds it, parsed once per version. Each connection is
+ * stored as rendered when it last changed, with its health window; its bytes at a later minute of
+ * stream time get the health of that window at that minute (`documentAt`), so one response shows
+ * every connection's health at the same stream time, and a new minute re-renders nothing anywhere
+ * but here, lazily, for what is read.
+ */
 class OrgEntry {
   /** This parsed version's identity: its rendered bodies are cached under it. */
   readonly id = nextOrgEntryId++;
   /** What it is counted at against API_ORG_CACHE_BYTES. */
   readonly bytes: number;
   readonly views: ConnectionView[];
-  readonly documentOf = new Map<ConnectionView, string>();
-  readonly byId = new Map<string, string>();
+  private readonly stored = new Map<ConnectionView, { connection: string; window: HealthWindow }>();
+  readonly byId = new Map<string, ConnectionView>();
+  /** The newest minute any of its connections was rendered at: it is never served at an older one. */
+  readonly renderedUpTo: number | null;
+  private documents: { minute: number | null; byView: Map<ConnectionView, string> } = {
+    minute: null,
+    byView: new Map(),
+  };
   /** When this instance last compared the version with PostgreSQL's. */
   checkedInPostgresAt = Date.now();
   /** When this instance last compared the version with Redis's (or PostgreSQL's). */
@@ -37,14 +59,41 @@ class OrgEntry {
     documents: Map<string, string>,
   ) {
     const views: ConnectionView[] = [];
-    for (const [id, document] of documents) {
-      const view = JSON.parse(document) as ConnectionView;
+    let renderedUpTo: number | null = null;
+    for (const [id, text] of documents) {
+      const stored = parseStoredDocument(text);
+      const view = JSON.parse(stored.connection) as ConnectionView;
       views.push(view);
-      this.documentOf.set(view, document);
-      this.byId.set(id, document);
+      this.stored.set(view, stored);
+      this.byId.set(id, view);
+      const r = stored.window.renderedAt;
+      if (r !== null && (renderedUpTo === null || r > renderedUpTo)) renderedUpTo = r;
     }
     this.views = views;
+    this.renderedUpTo = renderedUpTo;
     this.bytes = orgBytes(documents.values());
+  }
+
+  /** The minute this org is served at, given the live stream time's minute. */
+  servedMinute(streamMinute: number | null): number | null {
+    if (streamMinute === null) return this.renderedUpTo;
+    return this.renderedUpTo === null || streamMinute > this.renderedUpTo ? streamMinute : this.renderedUpTo;
+  }
+
+  /** The connection's bytes with its health at minute `b`. */
+  documentAt(view: ConnectionView, b: number | null): string {
+    if (this.documents.minute !== b) this.documents = { minute: b, byView: new Map() };
+    let document = this.documents.byView.get(view);
+    if (document === undefined) {
+      const { connection, window } = this.stored.get(view)!;
+      const health = healthOfWindow(window, b);
+      document =
+        health.score === view.health_score && health.status === view.health_status
+          ? connection
+          : withHealth(connection, health);
+      this.documents.byView.set(view, document);
+    }
+    return document;
   }
 }
 
@@ -52,7 +101,8 @@ class OrgEntry {
 const ORG_CACHE_LIMIT = 5000;
 /** Rendered bodies kept per org version (API_RESPONSE_CACHE_BYTES bounds all orgs' bodies together). */
 const RESPONSES_PER_ORG = 256;
-const GENERATION_TTL_MS = 1000;
+/** How long the live generation and its stream time read from PostgreSQL are reused. */
+const LIVE_TTL_MS = 50;
 const POSTGRES_RECHECK_MS = 1000;
 /** For this long after a version check, an org is served from memory without asking Redis again. */
 const ORG_VERIFY_MS = 50;
@@ -68,8 +118,8 @@ export class ConnectionReads implements OnModuleDestroy {
   private readonly redis: Redis;
   private readonly readModel: RedisReadModel;
   private readonly caches: ReadCaches<OrgEntry>;
-  private generation: { value: number; until: number } | null = null;
-  private readonly generationLoad = new SingleFlight<number>();
+  private liveCache: { value: { generation: number; streamMinute: number | null }; until: number } | null = null;
+  private readonly liveLoad = new SingleFlight<{ generation: number; streamMinute: number | null }>();
   private readonly orgLoad = new SingleFlight<OrgEntry>();
   /** Where the last org read came from: 'redis' or 'postgres' (for tests and ops). */
   lastSource: 'redis' | 'postgres' | 'memory' = 'memory';
@@ -98,47 +148,50 @@ export class ConnectionReads implements OnModuleDestroy {
   }
 
   async list(orgId: string, query: ListQuery): Promise<RenderedBody> {
-    const org = await this.org(orgId);
-    const cacheKey = `list:${query.label ?? ''}|${query.provider ?? ''}|${query.status ?? ''}|${query.limit}|${query.offset}`;
+    const { org, minute } = await this.org(orgId);
+    const cacheKey = `${minute}|list:${query.label ?? ''}|${query.provider ?? ''}|${query.status ?? ''}|${query.limit}|${query.offset}`;
     return this.caches.render(org, cacheKey, () => {
       const { connections, total } = selectConnections(org.views, query);
-      const items = connections.map((v) => org.documentOf.get(v)!).join(',');
+      const items = connections.map((v) => org.documentAt(v, minute)).join(',');
       return `{"connections":[${items}],"pagination":${JSON.stringify({ total, limit: query.limit, offset: query.offset })}}`;
     });
   }
 
   async one(orgId: string, connectionId: string): Promise<RenderedBody | null> {
-    const org = await this.org(orgId);
-    const document = org.byId.get(connectionId);
-    if (document === undefined) return null;
-    return this.caches.render(org, `one:${connectionId}`, () => document);
+    const { org, minute } = await this.org(orgId);
+    const view = org.byId.get(connectionId);
+    if (view === undefined) return null;
+    return this.caches.render(org, `${minute}|one:${connectionId}`, () => org.documentAt(view, minute));
   }
 
   async labels(orgId: string): Promise<RenderedBody> {
-    const org = await this.org(orgId);
+    const { org } = await this.org(orgId);
     return this.caches.render(org, 'labels', () => JSON.stringify(summariseLabels(org.views)));
   }
 
-  private async liveGeneration(): Promise<number> {
-    if (this.generation && this.generation.until > Date.now()) return this.generation.value;
-    return this.generationLoad.run('live', async () => {
-      const value = await liveGeneration(this.db);
-      this.generation = { value, until: Date.now() + GENERATION_TTL_MS };
+  /** The live generation and the minute bucket of its stream time, read at most every LIVE_TTL_MS. */
+  private async live(): Promise<{ generation: number; streamMinute: number | null }> {
+    if (this.liveCache && this.liveCache.until > Date.now()) return this.liveCache.value;
+    return this.liveLoad.run('live', async () => {
+      const { generation, streamTime } = await liveReadModel(this.db);
+      const value = { generation, streamMinute: streamTime === null ? null : minuteBucket(streamTime) };
+      this.liveCache = { value, until: Date.now() + LIVE_TTL_MS };
       return value;
     });
   }
 
-  private async org(orgId: string): Promise<OrgEntry> {
-    const generation = await this.liveGeneration();
+  /** The org's read model, and the minute of stream time it is served at (one per response). */
+  private async org(orgId: string): Promise<{ org: OrgEntry; minute: number | null }> {
+    const { generation, streamMinute } = await this.live();
     const cacheKey = `${generation}:${orgId}`;
     const cached = this.caches.org(cacheKey);
     if (cached && Date.now() - cached.verifiedAt < ORG_VERIFY_MS) {
       this.lastSource = 'memory';
-      return cached;
+      return { org: cached, minute: cached.servedMinute(streamMinute) };
     }
     const entry = await this.orgLoad.run(cacheKey, () => this.loadOrg(generation, orgId, cacheKey));
     entry.verifiedAt = Date.now();
-    return entry;
+    return { org: entry, minute: entry.servedMinute(streamMinute) };
   }
 
   private async loadOrg(generation: number, orgId: string, cacheKey: string): Promise<OrgEntry> {

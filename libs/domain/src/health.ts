@@ -2,7 +2,7 @@
  * Health (CONTRACT 3.3), measured on stream time: the greatest occurred_at of all accepted events,
  * never the wall clock.
  */
-import { ConnectionState, HEALTH_WINDOW_MINUTES } from './connection-state';
+import { ConnectionState, HEALTH_WINDOW_MINUTES, HealthBucket } from './connection-state';
 import { minuteBucket } from './time';
 
 export const HEALTH_STATUSES = ['healthy', 'degraded', 'unhealthy', 'unknown'] as const;
@@ -31,15 +31,36 @@ export const UNHEALTHY_BELOW = 60;
  * ignored whether or not they were pruned yet.
  */
 export function healthAt(state: ConnectionState, streamTimeMs: number | null): Health {
+  return healthOf(
+    state.buckets,
+    validationCapApplies(state),
+    streamTimeMs === null ? null : minuteBucket(streamTimeMs),
+  );
+}
+
+/**
+ * The score cap of CONTRACT 3.3: the latest validation failed and no call succeeded after it. It
+ * changes only with the connection's own events, never with stream time.
+ */
+export function validationCapApplies(state: ConnectionState): boolean {
+  const v = state.lastValidation;
+  return v !== null && v.result === 'failure' && (state.lastSuccessAt === null || state.lastSuccessAt < v.at);
+}
+
+/**
+ * Health from a window's buckets (ascending by minute) and the validation cap, evaluated at minute
+ * bucket `b` (null: no stream time yet). The one place the contract's health arithmetic lives: the
+ * projection renders with it, and the API evaluates stored windows at the current stream time with it.
+ */
+export function healthOf(buckets: readonly HealthBucket[], capped: boolean, b: number | null): Health {
   // Weighted sums, in ascending bucket order (the buckets are kept sorted), so the floating-point
   // result is the same however the state was built.
   let n = 0;
   let f = 0;
   let s = 0;
-  if (streamTimeMs !== null) {
-    const b = minuteBucket(streamTimeMs);
+  if (b !== null) {
     const oldest = b - (HEALTH_WINDOW_MINUTES - 1);
-    for (const bucket of state.buckets) {
+    for (const bucket of buckets) {
       if (bucket.minute < oldest || bucket.minute > b) continue;
       const w = Math.pow(2, -(b - bucket.minute) / HALF_LIFE_MINUTES);
       n += w * bucket.calls;
@@ -51,9 +72,6 @@ export function healthAt(state: ConnectionState, streamTimeMs: number | null): H
   const success = (n - f + VIRTUAL_SUCCESSES) / (n + VIRTUAL_SUCCESSES);
   const slow = n > 0 ? s / n : 0;
   let score = 100 * success * (1 - 0.3 * slow);
-
-  const v = state.lastValidation;
-  const capped = v !== null && v.result === 'failure' && (state.lastSuccessAt === null || state.lastSuccessAt < v.at);
   if (capped) score = Math.min(score, FAILED_VALIDATION_CAP);
 
   const rounded = Math.round(score * 100) / 100;

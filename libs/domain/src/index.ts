@@ -5,3 +5,4 @@ export * from './connection-state';
 export * from './health';
 export * from './connection-view';
 export * from './connection-list';
+export * from './health-window';

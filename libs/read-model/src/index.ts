@@ -3,3 +3,4 @@ export * from './postgres-read-model';
 export * from './projection';
 export * from './redis-client';
 export * from './projection-stall';
+export * from './stored-document';

@@ -10,6 +10,15 @@ export async function liveGeneration(sql: Sql): Promise<number> {
   return rows[0].generation;
 }
 
+/** The generation the API serves, and its stream time (epoch ms; null before any event). */
+export async function liveReadModel(sql: Sql): Promise<{ generation: number; streamTime: number | null }> {
+  const rows: { generation: number; stream_time: Date | null }[] = await sql.query(
+    `SELECT generation, stream_time FROM projection_generation WHERE status = 'live'`,
+  );
+  if (rows.length === 0) throw new Error('no live read-model generation (migrations not run?)');
+  return { generation: rows[0].generation, streamTime: rows[0].stream_time?.getTime() ?? null };
+}
+
 /** One org's listed connections and its version, read in one statement (one snapshot). */
 export async function readOrgFromPostgres(sql: Sql, generation: number, orgId: string): Promise<OrgDocuments> {
   const rows: { version: string; connection_id: string | null; document: string | null }[] = await sql.query(

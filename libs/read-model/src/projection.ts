@@ -4,13 +4,17 @@ import {
   applyEvent,
   ConnectionState,
   healthAt,
+  healthWindowAt,
   initialConnectionState,
   isListed,
   minuteBucket,
   pruneHealthWindow,
   toConnectionView,
+  validationCapApplies,
 } from '@psp/domain';
+import { storedDocument } from './stored-document';
 import { LOG_START, LoggedEvent, LogPosition, readLogAfter, Sql } from '@psp/storage';
+import { LRUCache } from 'lru-cache';
 import { OrgChange, RedisReadModel } from './redis-read-model';
 
 /** A generation's checkpoint: where in the log it stands, and its stream time. */
@@ -28,7 +32,15 @@ export interface ProjectionStep {
   checkpoint: Checkpoint;
 }
 
-const STATE_CACHE_LIMIT = 100000;
+/**
+ * What a state cached in memory is counted at: this many bytes per byte of its JSON (V8 objects of
+ * small numbers and strings weigh 2-3 times their JSON text; measured in docs/decisions.md).
+ */
+const STATE_BYTES_PER_JSON_BYTE = 3;
+/** What a state not yet serialised is counted at (an empty one is ~0.5 KiB as JSON). */
+const NEW_STATE_BYTES = 2048;
+/** Default bound of the projection's state cache (PROJECTOR_STATE_CACHE_BYTES). */
+export const DEFAULT_STATE_CACHE_BYTES = 64 * 1024 * 1024;
 
 function key(orgId: string, connectionId: string): string {
   return `${orgId}:${connectionId}`;
@@ -38,12 +50,13 @@ function key(orgId: string, connectionId: string): string {
  * Projects the event log into one generation of the read model. Each step reads the next events in
  * the log's global order and, in ONE PostgreSQL transaction, writes the connections they change and
  * the generation's checkpoint (exactly-once: a crash rolls both back). Redis is written after the
- * commit, version-guarded. Health depends on stream time only through its minute bucket, so when a
- * step moves stream time into a new minute, every connection with calls in the old window is
- * re-rendered too: every stored document is always consistent with the checkpoint's stream time.
+ * commit, version-guarded. A step writes only the connections its events touch: when stream time
+ * enters a new minute nothing else is re-rendered, since each stored document carries its health
+ * window and readers evaluate it at the stream time they serve. The states of recently touched
+ * connections stay in memory, least recently used forgotten first, bounded in bytes.
  */
 export class Projection {
-  private readonly states = new Map<string, ConnectionState>();
+  private readonly states: LRUCache<string, ConnectionState>;
   private cachedAt: LogPosition | null = null;
   /** Orgs whose last update did not reach Redis. */
   private readonly staleInRedis = new Set<string>();
@@ -53,7 +66,13 @@ export class Projection {
     readonly generation: number,
     private readonly redis: RedisReadModel | null,
     private readonly batchSize: number,
-  ) {}
+    stateCacheBytes = DEFAULT_STATE_CACHE_BYTES,
+  ) {
+    this.states = new LRUCache<string, ConnectionState>({
+      maxSize: stateCacheBytes,
+      sizeCalculation: () => NEW_STATE_BYTES,
+    });
+  }
 
   /**
    * The first event the latest step read from the log (null when it failed before reading any): after
@@ -96,26 +115,6 @@ export class Projection {
           applyEvent(touched.get(key(event.orgId, event.connectionId))!, event);
           streamTime = advanceStreamTime(streamTime, event.occurredAt);
         }
-        // A new minute bucket changes the health of every connection whose window had calls.
-        if (
-          streamTime !== null &&
-          (checkpoint.streamTime === null || minuteBucket(streamTime) !== minuteBucket(checkpoint.streamTime))
-        ) {
-          const oldBucket =
-            checkpoint.streamTime === null ? minuteBucket(streamTime) : minuteBucket(checkpoint.streamTime);
-          const rows: { org_id: string; connection_id: string }[] = await tx.query(
-            `SELECT org_id, connection_id FROM connection_read_model WHERE generation = $1 AND last_call_minute >= $2`,
-            [this.generation, oldBucket - 59],
-          );
-          const extra = await this.loadStates(
-            tx,
-            rows
-              .filter((r) => !touched.has(key(r.org_id, r.connection_id)))
-              .map((r) => ({ orgId: r.org_id, connectionId: r.connection_id })),
-          );
-          for (const [k, s] of extra) touched.set(k, s);
-        }
-
         const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime);
         const versions: { org_id: string; version: string }[] = await tx.query(
           `INSERT INTO org_read_model (generation, org_id, version)
@@ -148,6 +147,12 @@ export class Projection {
           else change.upserts.push([w.connectionId, w.document]);
         }
         changes = [...byOrg.values()];
+        // Count each state kept in memory at what it weighs now (its JSON was just built).
+        for (const w of written) {
+          const k = key(w.orgId, w.connectionId);
+          const state = touched.get(k)!;
+          this.states.set(k, state, { size: Math.max(1, w.stateJsonBytes * STATE_BYTES_PER_JSON_BYTE) });
+        }
         this.cachedAt = last;
         return {
           applied: logged.length,
@@ -204,7 +209,6 @@ export class Projection {
         [this.generation, list.map((w) => w.orgId), list.map((w) => w.connectionId)],
       );
       const found = new Map(rows.map((r) => [key(r.org_id, r.connection_id), r.state]));
-      if (this.states.size + list.length > STATE_CACHE_LIMIT) this.states.clear();
       for (const [k, w] of missing) {
         const state = found.get(k) ?? initialConnectionState(w.orgId, w.connectionId);
         this.states.set(k, state);
@@ -240,8 +244,10 @@ export async function readCheckpoint(sql: Sql, generation: number): Promise<Chec
 interface WrittenConnection {
   orgId: string;
   connectionId: string;
-  /** The rendered Connection JSON, or null when the connection is not listed. */
+  /** The stored document (see stored-document.ts), or null when the connection is not listed. */
   document: string | null;
+  /** Length of the state's JSON: what its size in memory is estimated from. */
+  stateJsonBytes: number;
 }
 
 /** Renders and upserts connections at `streamTime`. */
@@ -258,7 +264,18 @@ async function writeConnections(
     const listed = isListed(state);
     const view = listed ? toConnectionView(state, streamTime) : null;
     const health = healthAt(state, streamTime);
-    const document = view ? JSON.stringify(view) : null;
+    // The Connection as rendered now, and the health window it was rendered from: readers evaluate
+    // the window at the current stream time (docs/read-model.md, "Health at read time").
+    const document = view
+      ? storedDocument(
+          JSON.stringify(view),
+          healthWindowAt(
+            state.buckets,
+            validationCapApplies(state),
+            streamTime === null ? null : minuteBucket(streamTime),
+          ),
+        )
+      : null;
     const lastCallMinute = state.buckets.length > 0 ? state.buckets[state.buckets.length - 1].minute : null;
     cols[0].push(state.orgId);
     cols[1].push(state.connectionId);
@@ -272,8 +289,9 @@ async function writeConnections(
     cols[9].push(state.updatedAt === null ? null : new Date(state.updatedAt).toISOString());
     cols[10].push(lastCallMinute);
     cols[11].push(document);
-    cols[12].push(JSON.stringify(state));
-    written.push({ orgId: state.orgId, connectionId: state.connectionId, document });
+    const stateJson = JSON.stringify(state);
+    cols[12].push(stateJson);
+    written.push({ orgId: state.orgId, connectionId: state.connectionId, document, stateJsonBytes: stateJson.length });
   }
   if (states.length > 0) {
     await sql.query(
