@@ -10,7 +10,7 @@
  *      COPY (SELECT <the columns readLogAfter reads> FROM event_log ORDER BY transaction_id, position) TO STDOUT
  *      (twice; the faster counts);
  *   3. reference: the projection's own read path alone (readLogAfter in batches, parsed, no projecting);
- *   4. replay() of apps/ops/src/replay.ts, compiled, into a new generation (Redis included, as
+ *   4. replay() of libs/read-model/src/replay.ts, compiled, into a new generation (Redis included, as
  *      `npm run ops -- replay` does), timed end to end, with every query's wall time by statement;
  *   5. what-if (only with --what-if): steps 3 and 4 again with readLogAfter's ORDER BY qualified
  *      (event_log.transaction_id), the SQL rewritten at run time in this process (see orderFix): what
@@ -27,10 +27,9 @@ import { pipeline } from 'node:stream/promises';
 import { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { ConnectionEvent } from '@psp/domain';
-import { createRedis, RedisReadModel } from '@psp/read-model';
+import { createRedis, RedisReadModel, replay } from '@psp/read-model';
 import { createDataSource, LOG_START, LogPosition, readLogAfter } from '@psp/storage';
 import { mixedEvents } from '../test/support/seed';
-import { replay } from '../apps/ops/src/replay';
 import { Progress } from '../apps/ops/src/progress';
 import { DataSource } from 'typeorm';
 import {

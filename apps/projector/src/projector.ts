@@ -67,7 +67,13 @@ export class Projector implements OnApplicationBootstrap, OnApplicationShutdown 
         const generation = await liveGeneration(this.db);
         if (!this.projection || this.projection.generation !== generation) {
           this.logger.log(`projecting read-model generation ${generation}`);
-          this.projection = new Projection(this.db, generation, this.readModel, fullStep);
+          this.projection = new Projection(
+            this.db,
+            generation,
+            this.readModel,
+            fullStep,
+            this.settings.projectorStateCacheBytes,
+          );
         }
         projection = this.projection;
         const step = await projection.step(limit);

@@ -37,6 +37,8 @@ export interface Settings {
   httpMaxConnections: number;
   projectorBatchSize: number;
   projectorIdleMs: number;
+  /** Bytes of connection states the projector keeps in memory (least recently used ones go first). */
+  projectorStateCacheBytes: number;
   /** Bytes of stream versions the writer keeps in memory (least recently used ones go first). */
   writerStreamCacheBytes: number;
   logLevel: 'error' | 'warn' | 'log' | 'debug';
@@ -152,6 +154,7 @@ export function loadSettings(env: Env = process.env): Settings {
     httpMaxConnections: integer(env, 'HTTP_MAX_CONNECTIONS', 10000, 1, 1000000),
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
+    projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 64 * MiB, 64 * KiB, 64 * 1024 * MiB),
     writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 32 * 1024 * 1024, 256, 64 * 1024 ** 3),
     logLevel: logLevel as Settings['logLevel'],
   };

@@ -4,3 +4,5 @@ export * from './projection';
 export * from './redis-client';
 export * from './projection-stall';
 export * from './stored-document';
+export * from './generations';
+export * from './replay';

@@ -213,6 +213,12 @@ export async function readLogAfter(sql: Sql, after: LogPosition, limit: number):
   }));
 }
 
+/** Events in the log (a full count: for progress totals, not for hot paths). */
+export async function countLoggedEvents(sql: Sql): Promise<number> {
+  const rows: { n: string }[] = await sql.query(`SELECT count(*)::text AS n FROM event_log`);
+  return Number(rows[0].n);
+}
+
 /** How far a reader at `after` is behind the log: events not yet read, and the age of the oldest. */
 export async function logLagAfter(sql: Sql, after: LogPosition): Promise<{ events: number; seconds: number }> {
   const rows: { events: string; seconds: number | null }[] = await sql.query(

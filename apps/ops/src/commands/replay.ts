@@ -1,9 +1,8 @@
 import { Settings } from '@psp/config';
-import { createRedis, RedisReadModel } from '@psp/read-model';
 import { withDb } from '../context';
 import { EXIT, say } from '../output';
 import { Progress } from '../progress';
-import { replay } from '../replay';
+import { createRedis, RedisReadModel, replay } from '@psp/read-model';
 
 /** A rebuild reads far more than the live projector: larger batches, fewer transactions. */
 export const REPLAY_BATCH_SIZE = 50000;
@@ -26,6 +25,7 @@ export async function runReplay(settings: Settings, options: { batch: number }):
         shouldStop: () => stop,
         log: say,
         progress: new Progress('replay', { unit: 'events' }),
+        stateCacheBytes: settings.projectorStateCacheBytes,
       });
       const rate = outcome.seconds > 0 ? Math.round(outcome.eventsApplied / outcome.seconds) : 0;
       say(

@@ -1,7 +1,14 @@
 import { DataSource } from 'typeorm';
-import { Projection, readCheckpoint, RedisReadModel } from '@psp/read-model';
-import { logLagAfter } from '@psp/storage';
-import { Progress } from './progress';
+import { countLoggedEvents, logLagAfter } from '@psp/storage';
+import {
+  buildingGeneration,
+  createBuildingGeneration,
+  dropRetiredGenerations,
+  switchLiveGeneration,
+} from './generations';
+import { DEFAULT_STATE_CACHE_BYTES, Projection, readCheckpoint } from './projection';
+import { liveGeneration } from './postgres-read-model';
+import { RedisReadModel } from './redis-read-model';
 
 export interface ReplayOutcome {
   generation: number;
@@ -13,43 +20,54 @@ export interface ReplayOutcome {
   droppedGenerations: number[];
 }
 
+/** Where a replay reports how far it is (the ops command line draws it). */
+export interface ReplayProgress {
+  update(done: number, total: number, waiting: boolean): void;
+  finish(): void;
+}
+
+export interface ReplayOptions {
+  batchSize: number;
+  shouldStop: () => boolean;
+  log: (line: string) => void;
+  progress?: ReplayProgress;
+  /** Bound of the connection states kept in memory while building (PROJECTOR_STATE_CACHE_BYTES). */
+  stateCacheBytes?: number;
+}
+
 /**
- * Rebuilds the read model from the event log into a new generation beside the live one (the API
- * keeps serving the live one), then switches atomically. Interrupted, it leaves the new generation
- * 'building' with its checkpoint; run again, it resumes there.
+ * The generation lifecycle of CONTRACT 3.4: rebuilds the read model from the event log into a new
+ * generation beside the live one (the API keeps serving the live one), then switches atomically.
+ * Interrupted, it leaves the new generation 'building' with its checkpoint; run again, it resumes
+ * there. Nothing of the generation being built goes to Redis (it is not served until the switch; the
+ * API fills Redis from PostgreSQL afterwards, version-guarded); `redis` is only used to drop the keys
+ * of generations retired for good.
  */
 export async function replay(
   db: DataSource,
   redis: RedisReadModel | null,
-  options: { batchSize: number; shouldStop: () => boolean; log: (line: string) => void; progress?: Progress },
+  options: ReplayOptions,
 ): Promise<ReplayOutcome> {
   const started = Date.now();
-  const live: { generation: number }[] = await db.query(
-    `SELECT generation FROM projection_generation WHERE status = 'live'`,
-  );
-  const previous = live[0].generation;
-  const building: { generation: number }[] = await db.query(
-    `SELECT generation FROM projection_generation WHERE status = 'building' ORDER BY generation DESC LIMIT 1`,
-  );
-  let generation: number;
-  const resumed = building.length > 0;
-  if (resumed) {
-    generation = building[0].generation;
+  const previous = await liveGeneration(db);
+  let generation = await buildingGeneration(db);
+  const resumed = generation !== null;
+  if (generation !== null) {
     options.log(`resuming read-model generation ${generation} (live is ${previous})`);
   } else {
-    const created: { generation: number }[] = await db.query(
-      `INSERT INTO projection_generation (generation, status) SELECT max(generation) + 1, 'building' FROM projection_generation RETURNING generation`,
-    );
-    generation = created[0].generation;
+    generation = await createBuildingGeneration(db);
     options.log(
       `building read-model generation ${generation} from the event log (live is ${previous}; the API keeps serving it)`,
     );
   }
-  // The generation being built is not served until the switch, so nothing of it goes to Redis while
-  // it is built: the API fills Redis from PostgreSQL on first read after the switch (version-guarded).
-  const projection = new Projection(db, generation, null, options.batchSize);
-  const totalRows: { n: string }[] = await db.query(`SELECT count(*)::text AS n FROM event_log`);
-  let total = Number(totalRows[0].n);
+  const projection = new Projection(
+    db,
+    generation,
+    null,
+    options.batchSize,
+    options.stateCacheBytes ?? DEFAULT_STATE_CACHE_BYTES,
+  );
+  let total = await countLoggedEvents(db);
   let applied = (await readCheckpoint(db, generation)).eventsApplied;
   let lastWaitNote = 0;
   for (;;) {
@@ -86,24 +104,10 @@ export async function replay(
   }
   options.progress?.finish();
   // Caught up: switch in one transaction. The live projector follows the new generation from its checkpoint.
-  await db.transaction(async (tx) => {
-    await tx.query(
-      `UPDATE projection_generation SET status = 'retired', updated_at = clock_timestamp() WHERE status = 'live'`,
-    );
-    await tx.query(
-      `UPDATE projection_generation SET status = 'live', switched_at = clock_timestamp(), updated_at = clock_timestamp() WHERE generation = $1`,
-      [generation],
-    );
-  });
+  await switchLiveGeneration(db, generation);
   options.log(`switched: generation ${generation} is live (${applied} events); generation ${previous} retired`);
   // Keep the generation just retired (API instances may read it for up to a second); drop older ones.
-  // Wrapped in a SELECT: TypeORM answers a bare DELETE … RETURNING with [rows, rowCount].
-  const old: { generation: number }[] = await db.query(
-    `WITH dropped AS (DELETE FROM projection_generation WHERE status = 'retired' AND generation <> $1 RETURNING generation)
-     SELECT generation FROM dropped ORDER BY generation`,
-    [previous],
-  );
-  const dropped = old.map((o) => o.generation);
+  const dropped = await dropRetiredGenerations(db, previous);
   for (const g of dropped) await redis?.dropGeneration(g).catch(() => 0);
   if (dropped.length > 0) options.log(`dropped retired generations ${dropped.join(', ')}`);
   return {
