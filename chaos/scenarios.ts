@@ -1,6 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expectedConnections, WireEvent } from './expected-model';
+import { poisonStorm } from './poison-storm';
 import { ChaosStack } from './stack';
 import { DEFAULT_TRAFFIC, generateTraffic, Sent, TrafficOptions } from './traffic';
 
@@ -20,11 +21,38 @@ export interface ScenarioRow {
   notes: string[];
 }
 
+/** What a scenario's own steps share with the run: its extra messages, the orgs' API keys. */
+export interface ScenarioRun {
+  /**
+   * Messages the scenario produces itself, besides the generated traffic (push each once it is
+   * produced): reconciled with the traffic (good ones in the oracle, bad ones counted in the DLQ).
+   */
+  extra: Sent[];
+  /** An API key for each org of the traffic. */
+  keys: Map<string, string>;
+}
+
+/** A message read back from the run's DLQ. */
+export interface DlqCopy {
+  /** `dlq-topic/dlq-partition/dlq-offset`: where the original was consumed. */
+  source: string;
+  reason: string;
+  detail: string;
+  key: string | null;
+  value: Buffer | null;
+}
+
 export interface Scenario {
   name: string;
   traffic?: Partial<TrafficOptions>;
+  /** Pause between the traffic's 20 chunks (100 ms unless said): longer keeps traffic flowing through a long fault. */
+  chunkPauseMs?: number;
+  /** Prepares the stack once it is up, before any traffic. */
+  setup?: (stack: ChaosStack) => Promise<void>;
   /** Disturbs the stack while traffic flows; resolves when the disturbance is over. */
-  fault?: (stack: ChaosStack, notes: string[]) => Promise<void>;
+  fault?: (stack: ChaosStack, notes: string[], run: ScenarioRun) => Promise<void>;
+  /** Checks of its own after the reconciliation (add a note starting with FAILED when one breaks). */
+  verify?: (stack: ChaosStack, notes: string[], run: ScenarioRun, dlq: DlqCopy[]) => Promise<void>;
   /** Restarts a machine service (Kafka, PostgreSQL, Redis): not for a shared machine's test suite. */
   disruptive?: boolean;
 }
@@ -79,6 +107,7 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   { name: 'bad-message storm (10%)', traffic: { badFraction: 0.1 } },
+  poisonStorm,
   { name: 'every event twice', traffic: { duplicateFraction: 1 } },
   { name: 'shuffled across topics', traffic: { shuffleTopics: true, duplicateFraction: 0.2 } },
   {
@@ -131,17 +160,18 @@ async function dlqDistinct(
   stack: ChaosStack,
   timeoutMs: number,
   atLeast: number,
-): Promise<{ distinct: number; raw: number }> {
+): Promise<{ distinct: number; raw: number; copies: DlqCopy[] }> {
   const admin = stack.kafka.admin();
   await admin.connect();
   const offsets = await admin.fetchTopicOffsets(stack.settings.topics.dlq);
   await admin.disconnect();
   const high = offsets.reduce((n, p) => n + Number(p.high), 0);
-  if (high === 0) return { distinct: 0, raw: 0 };
+  if (high === 0) return { distinct: 0, raw: 0, copies: [] };
   const consumer = stack.kafka.consumer({ groupId: `${stack.settings.writerGroupId}.dlq-audit.${Date.now()}` });
   await consumer.connect();
   await consumer.subscribe({ topic: stack.settings.topics.dlq, fromBeginning: true });
   const seen = new Set<string>();
+  const copies: DlqCopy[] = [];
   let raw = 0;
   await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, timeoutMs);
@@ -149,7 +179,15 @@ async function dlqDistinct(
       eachMessage: async ({ message }) => {
         raw += 1;
         const h = (n: string) => String(message.headers?.[n] ?? '');
-        seen.add(`${h('dlq-topic')}/${h('dlq-partition')}/${h('dlq-offset')}`);
+        const source = `${h('dlq-topic')}/${h('dlq-partition')}/${h('dlq-offset')}`;
+        seen.add(source);
+        copies.push({
+          source,
+          reason: h('dlq-reason'),
+          detail: h('dlq-detail'),
+          key: message.key?.toString() ?? null,
+          value: message.value,
+        });
         if (raw >= high && seen.size >= atLeast) {
           clearTimeout(timer);
           resolve();
@@ -158,19 +196,7 @@ async function dlqDistinct(
     });
   });
   await consumer.disconnect();
-  return { distinct: seen.size, raw };
-}
-
-async function produce(stack: ChaosStack, batch: Sent[]): Promise<void> {
-  const byTopic = new Map<string, Sent[]>();
-  for (const s of batch) byTopic.set(s.topic, [...(byTopic.get(s.topic) ?? []), s]);
-  await stack.producer.sendBatch({
-    acks: -1,
-    topicMessages: [...byTopic].map(([topic, ms]) => ({
-      topic,
-      messages: ms.map((m) => ({ key: m.key, value: m.value })),
-    })),
-  });
+  return { distinct: seen.size, raw, copies };
 }
 
 /**
@@ -192,14 +218,14 @@ export async function runScenario(
   );
   try {
     await stack.start();
+    await scenario.setup?.(stack);
     const traffic = generateTraffic(
       { ...DEFAULT_TRAFFIC, ...scenario.traffic, events: options.events },
       stack.settings.topics,
     );
-    const good = traffic.filter((s) => s.kind === 'good');
-    const bad = traffic.filter((s) => s.kind === 'bad').length;
-    const orgs = [...new Set(good.map((s) => s.event!.org_id))];
+    const orgs = [...new Set(traffic.filter((s) => s.kind === 'good').map((s) => s.event!.org_id))];
     const keys = await stack.keysFor(orgs);
+    const run: ScenarioRun = { extra: [], keys };
     const chunks = 20;
     const size = Math.ceil(traffic.length / chunks);
     let fault: Promise<void> = Promise.resolve();
@@ -207,15 +233,18 @@ export async function runScenario(
     for (let i = 0; i < chunks; i++) {
       if (i === Math.floor(chunks / 3) && scenario.fault) {
         options.log?.(`  fault: ${scenario.name}`);
-        fault = scenario.fault(stack, notes).then(() => {
+        fault = scenario.fault(stack, notes, run).then(() => {
           faultEnded = Date.now();
         });
       }
-      await produce(stack, traffic.slice(i * size, (i + 1) * size));
-      await sleep(100);
+      await stack.produce(traffic.slice(i * size, (i + 1) * size));
+      await sleep(scenario.chunkPauseMs ?? 100);
     }
     await fault;
     const settleFrom = Math.max(Date.now(), faultEnded);
+    const sent = [...traffic, ...run.extra];
+    const good = sent.filter((s) => s.kind === 'good');
+    const bad = sent.filter((s) => s.kind === 'bad').length;
     const expected = expectedConnections(good.map((s) => s.event as WireEvent));
     const goodIds = new Set(good.map((s) => s.event!.event_id));
 
@@ -270,12 +299,13 @@ export async function runScenario(
       notes.push(
         `writer: ${failedAppends} failed append(s), consumption restarted from the committed offsets ${writerLog.match(/consumption restarted from the committed offsets/g)?.length ?? 0} time(s)`,
       );
+    await scenario.verify?.(stack, notes, run, dlq.copies);
     return {
       scenario: scenario.name,
-      produced: traffic.length,
+      produced: sent.length,
       applied: logged.length,
       dlq: dlq.distinct,
-      duplicatesIgnored: traffic.length - logged.length - dlq.distinct,
+      duplicatesIgnored: sent.length - logged.length - dlq.distinct,
       lost,
       countedTwice,
       mismatches,

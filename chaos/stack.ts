@@ -8,6 +8,7 @@ import { loadSettings, Settings } from '@psp/config';
 import { ApiKeyStore } from '@psp/api-keys';
 import { createKafka, ensureTopics } from '@psp/messaging';
 import { createDataSource, migrate } from '@psp/storage';
+import type { Sent } from './traffic';
 
 const ROOT = join(__dirname, '..');
 
@@ -152,6 +153,41 @@ export class ChaosStack {
       await new Promise((r) => setTimeout(r, 200));
     }
     throw new Error(`API did not come up on ${this.apiUrl}: ${this.output.slice(-5).join('')}`);
+  }
+
+  /**
+   * Produces a batch (acks from all replicas), each message to its topic and, when it names one, to
+   * its partition, in order. Messages sent to a chosen partition get their offset filled in from
+   * the broker's answer (a batch's messages to one partition take consecutive offsets).
+   */
+  async produce(batch: Sent[]): Promise<void> {
+    const byTopic = new Map<string, Sent[]>();
+    for (const s of batch) byTopic.set(s.topic, [...(byTopic.get(s.topic) ?? []), s]);
+    const answers = await this.producer.sendBatch({
+      acks: -1,
+      topicMessages: [...byTopic].map(([topic, ms]) => ({
+        topic,
+        messages: ms.map((m) => ({
+          key: m.key,
+          value: m.value,
+          ...(m.partition === undefined ? {} : { partition: m.partition }),
+        })),
+      })),
+    });
+    for (const [topic, ms] of byTopic) {
+      const next = new Map<number, bigint>();
+      for (const m of ms) {
+        if (m.partition === undefined) continue;
+        let offset = next.get(m.partition);
+        if (offset === undefined) {
+          const answer = answers.find((a) => a.topicName === topic && a.partition === m.partition);
+          if (answer?.baseOffset === undefined) continue;
+          offset = BigInt(answer.baseOffset);
+        }
+        m.offset = offset.toString();
+        next.set(m.partition, offset + 1n);
+      }
+    }
   }
 
   async get(path: string, org: string, key: string): Promise<{ status: number; body: string }> {

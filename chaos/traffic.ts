@@ -6,9 +6,18 @@ import { WireEvent } from './expected-model';
 export interface Sent {
   topic: string;
   key: string;
-  value: string;
+  /** The value as produced: JSON text, raw bytes (not necessarily UTF-8), or null (a tombstone). */
+  value: string | Buffer | null;
   kind: 'good' | 'duplicate' | 'bad';
   event?: WireEvent;
+  /** A partition chosen by the sender; without it the producer picks one by key. */
+  partition?: number;
+  /** Where the message landed (set when it was produced to a chosen partition): its DLQ copy says so. */
+  offset?: string;
+  /** For a bad message: the `dlq-reason` the scenario states it must get (by hand, not by the service's code). */
+  reason?: string;
+  /** A name for notes (the scenario's own hostile messages). */
+  label?: string;
 }
 
 export interface TrafficOptions {

@@ -7,7 +7,13 @@ import { passed, runScenario, SCENARIOS } from '../../chaos/scenarios';
  * `npm run chaos` (docs/reliability.md).
  */
 describe('chaos scenarios (small volume)', () => {
-  const inCi = ['kill -9 projector', 'bad-message storm (10%)', 'every event twice', 'shuffled across topics'];
+  const inCi = [
+    'kill -9 projector',
+    'bad-message storm (10%)',
+    'poison storm',
+    'every event twice',
+    'shuffled across topics',
+  ];
 
   it.each(inCi)(
     '%s: nothing lost, nothing counted twice, the API answers the contract',
