@@ -1,6 +1,9 @@
 import { Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
-import { SettingsModule } from '@psp/config';
+import { Kafka } from 'kafkajs';
+import { SETTINGS, Settings, SettingsModule } from '@psp/config';
+import { createKafka } from '@psp/messaging';
+import { ReadModelRedisModule } from '@psp/read-model';
 import { StorageModule } from '@psp/storage';
 import { ApiErrorFilter } from './api-error';
 import { ApiKeyGuard } from './api-key.guard';
@@ -10,8 +13,18 @@ import { HealthController } from './health.controller';
 
 /** The query API: GET /v1/connections and its siblings, served from the read model. */
 @Module({
-  imports: [SettingsModule, StorageModule],
+  imports: [SettingsModule, StorageModule, ReadModelRedisModule.forProcess('api')],
   controllers: [ConnectionsController, HealthController],
-  providers: [ConnectionReads, ApiKeyGuard, { provide: APP_FILTER, useClass: ApiErrorFilter }],
+  providers: [
+    ConnectionReads,
+    ApiKeyGuard,
+    { provide: APP_FILTER, useClass: ApiErrorFilter },
+    // For /readyz only: whether the brokers answer. Its log lines are dropped (/readyz reports it).
+    {
+      provide: Kafka,
+      inject: [SETTINGS],
+      useFactory: (settings: Settings): Kafka => createKafka(settings, 'api-readiness', () => undefined),
+    },
+  ],
 })
 export class ApiModule {}

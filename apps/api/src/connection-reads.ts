@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import Redis from 'ioredis';
 import { DataSource } from 'typeorm';
 import {
@@ -15,7 +15,6 @@ import { SETTINGS, Settings } from '@psp/config';
 import { SingleFlight } from './single-flight';
 import { orgBytes, ReadCaches, RenderedBody } from './read-caches';
 import {
-  createRedis,
   liveReadModel,
   OrgDocuments,
   orgVersionInPostgres,
@@ -113,10 +112,8 @@ const ORG_VERIFY_MS = 50;
  * either way. Parsed orgs are kept per version; a request costs one small Redis GET (the version).
  */
 @Injectable()
-export class ConnectionReads implements OnModuleDestroy {
+export class ConnectionReads {
   private readonly logger = new Logger('ConnectionReads');
-  private readonly redis: Redis;
-  private readonly readModel: RedisReadModel;
   private readonly caches: ReadCaches<OrgEntry>;
   private liveCache: { value: { generation: number; streamMinute: number | null }; until: number } | null = null;
   private readonly liveLoad = new SingleFlight<{ generation: number; streamMinute: number | null }>();
@@ -127,9 +124,9 @@ export class ConnectionReads implements OnModuleDestroy {
   constructor(
     @Inject(DataSource) private readonly db: DataSource,
     @Inject(SETTINGS) settings: Settings,
+    @Inject(Redis) private readonly redis: Redis,
+    @Inject(RedisReadModel) private readonly readModel: RedisReadModel,
   ) {
-    this.redis = createRedis(settings, 'api');
-    this.readModel = new RedisReadModel(this.redis, settings.redisKeyPrefix);
     this.caches = new ReadCaches<OrgEntry>({
       orgBytes: settings.apiOrgCacheBytes,
       orgEntries: ORG_CACHE_LIMIT,
@@ -235,9 +232,5 @@ export class ConnectionReads implements OnModuleDestroy {
     const entry = new OrgEntry(documents.version, documents.documents);
     this.caches.keepOrg(cacheKey, entry);
     return entry;
-  }
-
-  async onModuleDestroy(): Promise<void> {
-    this.redis.disconnect();
   }
 }

@@ -1,10 +1,8 @@
 import { Controller, Get, Inject, OnModuleDestroy, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { FastifyReply } from 'fastify';
-import { Admin } from 'kafkajs';
+import { Admin, Kafka } from 'kafkajs';
 import { DataSource } from 'typeorm';
-import { SETTINGS, Settings } from '@psp/config';
-import { createKafka } from '@psp/messaging';
 import { isStuck, liveGeneration, readCheckpoint, readProjectionStall } from '@psp/read-model';
 import { logLagAfter } from '@psp/storage';
 import { JSON_CONTENT_TYPE } from './api-error';
@@ -40,8 +38,8 @@ export class HealthController implements OnModuleDestroy {
 
   constructor(
     @Inject(DataSource) private readonly db: DataSource,
-    @Inject(SETTINGS) private readonly settings: Settings,
     private readonly reads: ConnectionReads,
+    @Inject(Kafka) private readonly kafka: Kafka,
   ) {}
 
   @Get('healthz')
@@ -104,7 +102,7 @@ export class HealthController implements OnModuleDestroy {
 
   private async kafkaAdmin(): Promise<Admin> {
     if (!this.admin) {
-      const admin = createKafka(this.settings, 'api-readiness', () => undefined).admin();
+      const admin = this.kafka.admin();
       await admin.connect();
       this.admin = admin;
     }

@@ -1,10 +1,8 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import Redis from 'ioredis';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
 import {
   clearProjectionStall,
-  createRedis,
   liveGeneration,
   Projection,
   ProjectionStep,
@@ -19,10 +17,8 @@ import { logLagAfter } from '@psp/storage';
  * there are events, polls when caught up, and follows a replay's switch to a new generation.
  */
 @Injectable()
-export class Projector implements OnApplicationBootstrap, OnApplicationShutdown {
+export class Projector implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('Projector');
-  private readonly redis: Redis;
-  private readonly readModel: RedisReadModel;
   private projection?: Projection;
   private running = false;
   private loop?: Promise<void>;
@@ -36,10 +32,8 @@ export class Projector implements OnApplicationBootstrap, OnApplicationShutdown 
   constructor(
     @Inject(DataSource) private readonly db: DataSource,
     @Inject(SETTINGS) private readonly settings: Settings,
-  ) {
-    this.redis = createRedis(settings, 'projector');
-    this.readModel = new RedisReadModel(this.redis, settings.redisKeyPrefix);
-  }
+    @Inject(RedisReadModel) private readonly readModel: RedisReadModel,
+  ) {}
 
   onApplicationBootstrap(): void {
     this.running = true;
@@ -129,11 +123,11 @@ export class Projector implements OnApplicationBootstrap, OnApplicationShutdown 
     );
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Stops stepping before any client it uses is closed (those close in onApplicationShutdown). */
+  async beforeApplicationShutdown(): Promise<void> {
     this.running = false;
     if (this.reporter) clearInterval(this.reporter);
     await this.loop;
-    this.redis.disconnect();
   }
 }
 

@@ -6,3 +6,4 @@ export * from './projection-stall';
 export * from './stored-document';
 export * from './generations';
 export * from './replay';
+export * from './read-model-redis.module';
