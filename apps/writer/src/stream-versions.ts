@@ -1,11 +1,12 @@
 import { LRUCache } from 'lru-cache';
 
 /**
- * Bytes one cached stream version costs beyond its key's characters (measured with
- * bench/stream-version-memory.ts: the Map entry, the LRU's index slots, the key string's header and
- * the number). A key of 40 characters costs about 200 bytes.
+ * Bytes one cached stream version is counted at beyond twice its key's length: measured with
+ * `npm run bench:memory` (bench/memory-estimates.ts: 202-210 B of heap per entry with
+ * 35-character keys, for 200,000 and 1,000,000 entries); 150 + 2 x 35 = 220 B keeps the bound above
+ * what the heap holds.
  */
-export const STREAM_VERSION_ENTRY_BYTES = 120;
+export const STREAM_VERSION_ENTRY_BYTES = 150;
 
 /**
  * The write side's memory: the version (number of events in the log) of the streams it wrote

@@ -33,10 +33,12 @@ export interface ProjectionStep {
 }
 
 /**
- * What a state cached in memory is counted at: this many bytes per byte of its JSON (V8 objects of
- * small numbers and strings weigh 2-3 times their JSON text; measured in docs/decisions.md).
+ * What a state cached in memory is counted at: STATE_BASE_BYTES + STATE_BYTES_PER_JSON_BYTE × the
+ * length of its JSON. `npm run bench:memory` measured 1.08 × JSON for states with a full health
+ * window (~4.9 KB of JSON, 5.3 KB of heap) and more for small ones, where object headers dominate.
  */
-const STATE_BYTES_PER_JSON_BYTE = 3;
+export const STATE_BASE_BYTES = 512;
+export const STATE_BYTES_PER_JSON_BYTE = 1.25;
 /** What a state not yet serialised is counted at (an empty one is ~0.5 KiB as JSON). */
 const NEW_STATE_BYTES = 2048;
 /** Default bound of the projection's state cache (PROJECTOR_STATE_CACHE_BYTES). */
@@ -151,7 +153,9 @@ export class Projection {
         for (const w of written) {
           const k = key(w.orgId, w.connectionId);
           const state = touched.get(k)!;
-          this.states.set(k, state, { size: Math.max(1, w.stateJsonBytes * STATE_BYTES_PER_JSON_BYTE) });
+          this.states.set(k, state, {
+            size: Math.ceil(STATE_BASE_BYTES + w.stateJsonBytes * STATE_BYTES_PER_JSON_BYTE),
+          });
         }
         this.cachedAt = last;
         return {
