@@ -1,4 +1,5 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -35,4 +36,30 @@ export function runOps(env: Record<string, string>, ...args: string[]): Promise<
     cwd: ROOT,
     env: { ...process.env, ...env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
   });
+}
+
+/** A TCP port free on 127.0.0.1 right now, to give a started API process (HTTP_PORT) its own. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Waits until `url` answers 200 (an API process is up), or fails with the process's last output. */
+export async function waitForHttp(url: string, child?: { output: string[] }, timeoutMs = 60000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(url)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not answer 200 within ${timeoutMs} ms: ${child?.output.slice(-5).join('') ?? ''}`);
 }
