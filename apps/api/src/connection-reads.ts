@@ -2,11 +2,13 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import Redis from 'ioredis';
 import { DataSource } from 'typeorm';
 import {
+  connectionStats,
   ConnectionView,
   HealthWindow,
   healthOfWindow,
   ListQuery,
   minuteBucket,
+  parseStatsWindow,
   selectConnections,
   summariseLabels,
   withHealth,
@@ -40,7 +42,10 @@ class OrgEntry {
   /** What it is counted at against API_ORG_CACHE_BYTES. */
   readonly bytes: number;
   readonly views: ConnectionView[];
-  private readonly stored = new Map<ConnectionView, { connection: string; window: HealthWindow }>();
+  private readonly stored = new Map<
+    ConnectionView,
+    { connection: string; window: HealthWindow; statsWindow: string }
+  >();
   readonly byId = new Map<string, ConnectionView>();
   /** The newest minute any of its connections was rendered at: it is never served at an older one. */
   readonly renderedUpTo: number | null;
@@ -79,6 +84,11 @@ class OrgEntry {
     return this.renderedUpTo === null || streamMinute > this.renderedUpTo ? streamMinute : this.renderedUpTo;
   }
 
+  /** The stored stats window (CONTRACT 1.5) of a connection, unparsed. */
+  statsWindowOf(view: ConnectionView): string {
+    return this.stored.get(view)!.statsWindow;
+  }
+
   /** The connection's bytes with its health at minute `b`. */
   documentAt(view: ConnectionView, b: number | null): string {
     if (this.documents.minute !== b) this.documents = { minute: b, byView: new Map() };
@@ -100,6 +110,13 @@ class OrgEntry {
 const ORG_CACHE_LIMIT = 5000;
 /** Rendered bodies kept per org version (API_RESPONSE_CACHE_BYTES bounds all orgs' bodies together). */
 const RESPONSES_PER_ORG = 256;
+/** The generation the API serves and its stream time (ms) and minute bucket. */
+interface LiveReadModel {
+  generation: number;
+  streamTime: number | null;
+  streamMinute: number | null;
+}
+
 /** How long the live generation and its stream time read from PostgreSQL are reused. */
 const LIVE_TTL_MS = 50;
 const POSTGRES_RECHECK_MS = 1000;
@@ -115,8 +132,8 @@ const ORG_VERIFY_MS = 50;
 export class ConnectionReads {
   private readonly logger = new Logger('ConnectionReads');
   private readonly caches: ReadCaches<OrgEntry>;
-  private liveCache: { value: { generation: number; streamMinute: number | null }; until: number } | null = null;
-  private readonly liveLoad = new SingleFlight<{ generation: number; streamMinute: number | null }>();
+  private liveCache: { value: LiveReadModel; until: number } | null = null;
+  private readonly liveLoad = new SingleFlight<LiveReadModel>();
   private readonly orgLoad = new SingleFlight<OrgEntry>();
   /** Where the last org read came from: 'redis' or 'postgres' (for tests and ops). */
   lastSource: 'redis' | 'postgres' | 'memory' = 'memory';
@@ -161,17 +178,36 @@ export class ConnectionReads {
     return this.caches.render(org, `${minute}|one:${connectionId}`, () => org.documentAt(view, minute));
   }
 
+  /**
+   * GET /v1/connections/{id}/stats (CONTRACT 1.5) at the live stream time (or the time the
+   * connection was rendered at, if that is newer): computed from the stored stats window.
+   */
+  async stats(orgId: string, connectionId: string): Promise<RenderedBody | null> {
+    const { org } = await this.org(orgId);
+    const view = org.byId.get(connectionId);
+    if (view === undefined) return null;
+    const { streamTime } = await this.live();
+    const stored = parseStatsWindow(org.statsWindowOf(view));
+    const at =
+      stored.streamTimeMs === null || (streamTime !== null && streamTime > stored.streamTimeMs)
+        ? streamTime
+        : stored.streamTimeMs;
+    return this.caches.render(org, `${at}|stats:${connectionId}`, () =>
+      JSON.stringify(connectionStats(connectionId, stored.buckets, at)),
+    );
+  }
+
   async labels(orgId: string): Promise<RenderedBody> {
     const { org } = await this.org(orgId);
     return this.caches.render(org, 'labels', () => JSON.stringify(summariseLabels(org.views)));
   }
 
   /** The live generation and the minute bucket of its stream time, read at most every LIVE_TTL_MS. */
-  private async live(): Promise<{ generation: number; streamMinute: number | null }> {
+  private async live(): Promise<LiveReadModel> {
     if (this.liveCache && this.liveCache.until > Date.now()) return this.liveCache.value;
     return this.liveLoad.run('live', async () => {
       const { generation, streamTime } = await liveReadModel(this.db);
-      const value = { generation, streamMinute: streamTime === null ? null : minuteBucket(streamTime) };
+      const value = { generation, streamTime, streamMinute: streamTime === null ? null : minuteBucket(streamTime) };
       this.liveCache = { value, until: Date.now() + LIVE_TTL_MS };
       return value;
     });

@@ -14,7 +14,13 @@ import { parseListQuery } from '@psp/domain';
 import { ApiError, JSON_CONTENT_TYPE } from './api-error';
 import { ApiKeyGuard, AuthenticatedRequest } from './api-key.guard';
 import { ConnectionReads, RenderedBody } from './connection-reads';
-import { ConnectionListSchema, ConnectionSchema, ErrorBodySchema, LabelSummarySchema } from './openapi';
+import {
+  ConnectionListSchema,
+  ConnectionSchema,
+  ConnectionStatsSchema,
+  ErrorBodySchema,
+  LabelSummarySchema,
+} from './openapi';
 
 /** The query string's pairs in order, duplicates kept (Fastify's parsed object merges them). */
 export function queryPairs(url: string): [string, string][] {
@@ -74,6 +80,23 @@ export class ConnectionsController {
   @ApiOkResponse({ type: [LabelSummarySchema] })
   async labels(@Req() request: AuthenticatedRequest, @Res() reply: FastifyReply): Promise<void> {
     sendRendered(request, reply, await this.reads.labels(request.orgId!));
+  }
+
+  @Get(':id/stats')
+  @ApiOperation({
+    summary:
+      "The calls of one connection inside its health window (the 60 minute buckets up to stream time's), as plain counts: for routers",
+  })
+  @ApiOkResponse({ type: ConnectionStatsSchema })
+  @ApiNotFoundResponse({ description: 'not_found / connection_not_found', type: ErrorBodySchema })
+  async stats(
+    @Req() request: AuthenticatedRequest,
+    @Res() reply: FastifyReply,
+    @Param('id') id: string,
+  ): Promise<void> {
+    const rendered = await this.reads.stats(request.orgId!, id);
+    if (!rendered) throw ApiError.notFound('connection_not_found', 'No connection with this id in your org.');
+    sendRendered(request, reply, rendered);
   }
 
   @Get(':id')

@@ -69,6 +69,71 @@ export class LabelSummarySchema {
   >;
 }
 
+export class StatsWindowSchema {
+  @ApiProperty({ ...timestamp, nullable: true, description: 'start of bucket b-59' }) from!: string | null;
+  @ApiProperty({ ...timestamp, nullable: true, description: 'end of bucket b (exclusive)' }) to!: string | null;
+}
+
+const latencyBound = {
+  type: 'integer',
+  nullable: true,
+  description: 'a histogram bound (ms); null with no calls',
+} as const;
+
+export class LatencySchema {
+  @ApiProperty(latencyBound) p50!: number | null;
+  @ApiProperty(latencyBound) p90!: number | null;
+  @ApiProperty(latencyBound) p95!: number | null;
+  @ApiProperty(latencyBound) p99!: number | null;
+  @ApiProperty({ type: 'integer', nullable: true, description: 'exact greatest latency_ms' }) max!: number | null;
+}
+
+export class ErrorCodeCountSchema {
+  @ApiProperty({ example: 'timeout' }) code!: string;
+  @ApiProperty({ type: 'integer' }) count!: number;
+}
+
+export class MethodStatsSchema {
+  @ApiProperty({ example: 'card' }) method!: string;
+  @ApiProperty({ type: 'integer' }) calls!: number;
+  @ApiProperty({ type: 'integer' }) technical_failures!: number;
+}
+
+export class CurrencyStatsSchema {
+  @ApiProperty({ example: 'GHS' }) currency!: string;
+  @ApiProperty({ type: 'integer' }) calls!: number;
+  @ApiProperty({ type: 'integer' }) technical_failures!: number;
+}
+
+export class MinuteStatsSchema {
+  @ApiProperty(timestamp) at!: string;
+  @ApiProperty({ type: 'integer' }) calls!: number;
+  @ApiProperty({ type: 'integer' }) technical_failures!: number;
+  @ApiProperty({ type: 'integer' }) slow!: number;
+}
+
+/** GET /v1/connections/{id}/stats: the calls of the connection's health window, as plain counts. */
+export class ConnectionStatsSchema {
+  @ApiProperty({ example: 'paystack_gh_primary' }) id!: string;
+  @ApiProperty({ ...timestamp, nullable: true }) stream_time!: string | null;
+  @ApiProperty({ type: StatsWindowSchema }) window!: StatsWindowSchema;
+  @ApiProperty({ type: 'integer' }) calls!: number;
+  @ApiProperty({ type: 'integer' }) successful!: number;
+  @ApiProperty({ type: 'integer' }) failed!: number;
+  @ApiProperty({ type: 'integer' }) technical_failures!: number;
+  @ApiProperty({ type: 'integer' }) declines!: number;
+  @ApiProperty({ type: 'integer' }) slow!: number;
+  @ApiProperty({ type: LatencySchema }) latency_ms!: LatencySchema;
+  @ApiProperty({ type: [ErrorCodeCountSchema], description: 'at most 10, most frequent first' })
+  error_codes!: ErrorCodeCountSchema[];
+  @ApiProperty({ type: [MethodStatsSchema], description: 'at most 20, most calls first' })
+  methods!: MethodStatsSchema[];
+  @ApiProperty({ type: [CurrencyStatsSchema], description: 'at most 20, most calls first' })
+  currencies!: CurrencyStatsSchema[];
+  @ApiProperty({ type: [MinuteStatsSchema], description: '60 entries, oldest first (none before any event)' })
+  minutes!: MinuteStatsSchema[];
+}
+
 export class ErrorBodySchema {
   @ApiProperty({ example: 'validation_error' }) error!: string;
   @ApiProperty({ example: 'invalid_limit' }) code!: string;

@@ -128,7 +128,7 @@ describe('calls (CONTRACT 3.1)', () => {
       callEvent('e9', T0, { outcome: 'success', error_code: 'timeout' }),
     );
     // e6 (timeout), e7 (no code), e8 (codes are case-sensitive): 3 technical failures of 8 failures.
-    expect(state.buckets).toEqual([{ minute: B0, calls: 9, technicalFailures: 3, slowCalls: 0 }]);
+    expect(state.buckets).toMatchObject([{ minute: B0, calls: 9, technicalFailures: 3, slowCalls: 0, declines: 5 }]);
     expect(state.failedCalls).toBe(8);
   });
 
@@ -138,7 +138,9 @@ describe('calls (CONTRACT 3.1)', () => {
       callEvent('e2', T0, { latency_ms: 3001 }),
       callEvent('e3', T0, { latency_ms: 600_000, outcome: 'failure', error_code: 'card_declined' }),
     );
-    expect(state.buckets).toEqual([{ minute: B0, calls: 3, technicalFailures: 0, slowCalls: 2 }]);
+    expect(state.buckets).toMatchObject([
+      { minute: B0, calls: 3, technicalFailures: 0, slowCalls: 2, maxLatencyMs: 600_000 },
+    ]);
   });
 
   it('are counted before the connection is configured, and it stays unlisted', () => {

@@ -46,6 +46,32 @@ export interface HealthBucket {
   slowCalls: number;
 }
 
+/** Upper bounds (ms) of the latency histogram of CONTRACT 1.5: a call counts in the first bound ≥ its latency. */
+export const LATENCY_BOUNDS_MS = [
+  10, 25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000, 600000,
+] as const;
+
+/**
+ * A health bucket with what the stats route (CONTRACT 1.5) needs of that minute. Every member merges
+ * by addition (or max), so a bucket is the same whatever order its calls came in. The keyed members
+ * are arrays of tuples sorted by key, not objects: their keys come from producers (`__proto__` is a
+ * valid error code).
+ */
+export interface MinuteBucket extends HealthBucket {
+  /** Failures whose `error_code` is a customer-side decline. */
+  declines: number;
+  /** Greatest `latency_ms` of the minute's calls. */
+  maxLatencyMs: number;
+  /** Calls per LATENCY_BOUNDS_MS bucket. */
+  latencyHistogram: number[];
+  /** Failed calls by `error_code` (`unknown` without one), sorted by code. */
+  errorCodes: [code: string, failures: number][];
+  /** Calls carrying `method`, by method, sorted by method. */
+  methods: [method: string, calls: number, technicalFailures: number][];
+  /** Calls carrying `currency`, by currency, sorted by currency. */
+  currencies: [currency: string, calls: number, technicalFailures: number][];
+}
+
 /** The validation with the greatest (occurred_at, event_id). */
 export interface LastValidation extends EventOrder {
   result: ValidationCompletedData['result'];
@@ -77,7 +103,7 @@ export interface ConnectionState {
   validationFailures: number;
   lastValidation: LastValidation | null;
   /** Ascending by minute, one per minute that had calls; see pruneHealthWindow. */
-  buckets: HealthBucket[];
+  buckets: MinuteBucket[];
 }
 
 /** Minute buckets in the health window: b-59 .. b, where b holds stream time. */
@@ -203,16 +229,81 @@ function applyCall(state: ConnectionState, at: number, call: CallCompletedData):
   bucket.calls += 1;
   if (technicalFailure) bucket.technicalFailures += 1;
   if (call.latency_ms > SLOW_CALL_MS) bucket.slowCalls += 1;
+  if (call.outcome === 'failure') {
+    if (!technicalFailure) bucket.declines += 1;
+    countIn(bucket.errorCodes, call.error_code ?? 'unknown', 1);
+  }
+  if (call.latency_ms > bucket.maxLatencyMs) bucket.maxLatencyMs = call.latency_ms;
+  bucket.latencyHistogram[latencyBucket(call.latency_ms)] += 1;
+  if (call.method !== undefined) countIn(bucket.methods, call.method, 1, technicalFailure ? 1 : 0);
+  if (call.currency !== undefined) countIn(bucket.currencies, call.currency, 1, technicalFailure ? 1 : 0);
+}
+
+/** Index of the first LATENCY_BOUNDS_MS bound ≥ `latencyMs` (validation keeps latencies ≤ 600000). */
+export function latencyBucket(latencyMs: number): number {
+  let i = 0;
+  while (i < LATENCY_BOUNDS_MS.length - 1 && latencyMs > LATENCY_BOUNDS_MS[i]) i++;
+  return i;
+}
+
+/** Adds to the tuple of `key` in a key-sorted tuple array, inserting it in its place when new. */
+function countIn<T extends [string, ...number[]]>(tuples: T[], key: string, ...add: number[]): void {
+  let lo = 0;
+  let hi = tuples.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (tuples[mid][0] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < tuples.length && tuples[lo][0] === key) {
+    const tuple = tuples[lo];
+    for (let i = 0; i < add.length; i++) (tuple[i + 1] as number) += add[i];
+  } else {
+    tuples.splice(lo, 0, [key, ...add] as T);
+  }
+}
+
+export function emptyMinuteBucket(minute: number): MinuteBucket {
+  return {
+    minute,
+    calls: 0,
+    technicalFailures: 0,
+    slowCalls: 0,
+    declines: 0,
+    maxLatencyMs: 0,
+    latencyHistogram: LATENCY_BOUNDS_MS.map(() => 0),
+    errorCodes: [],
+    methods: [],
+    currencies: [],
+  };
 }
 
 /** The bucket of `minute`, created in its sorted place if needed. Calls mostly land near the end. */
-function bucketFor(buckets: HealthBucket[], minute: number): HealthBucket {
+function bucketFor(buckets: MinuteBucket[], minute: number): MinuteBucket {
   let i = buckets.length - 1;
   while (i >= 0 && buckets[i].minute > minute) i--;
   if (i >= 0 && buckets[i].minute === minute) return buckets[i];
-  const bucket: HealthBucket = { minute, calls: 0, technicalFailures: 0, slowCalls: 0 };
+  const bucket = emptyMinuteBucket(minute);
   buckets.splice(i + 1, 0, bucket);
   return bucket;
+}
+
+/**
+ * A state stored before buckets carried the stats members gets them, empty: its stats for the
+ * minutes before the upgrade count only what the health buckets knew (a replay makes them exact).
+ */
+export function upgradeStoredState(state: ConnectionState): ConnectionState {
+  for (const b of state.buckets) {
+    if (b.latencyHistogram !== undefined) continue;
+    const empty = emptyMinuteBucket(b.minute);
+    b.declines = empty.declines;
+    b.maxLatencyMs = empty.maxLatencyMs;
+    b.latencyHistogram = empty.latencyHistogram;
+    b.errorCodes = empty.errorCodes;
+    b.methods = empty.methods;
+    b.currencies = empty.currencies;
+  }
+  return state;
 }
 
 function applyValidation(state: ConnectionState, order: EventOrder, validation: ValidationCompletedData): void {

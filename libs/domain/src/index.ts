@@ -6,3 +6,4 @@ export * from './health';
 export * from './connection-view';
 export * from './connection-list';
 export * from './health-window';
+export * from './connection-stats';

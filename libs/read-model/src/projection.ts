@@ -10,6 +10,8 @@ import {
   minuteBucket,
   pruneHealthWindow,
   toConnectionView,
+  statsWindowText,
+  upgradeStoredState,
   validationCapApplies,
 } from '@psp/domain';
 import { storedDocument } from './stored-document';
@@ -214,7 +216,8 @@ export class Projection {
       );
       const found = new Map(rows.map((r) => [key(r.org_id, r.connection_id), r.state]));
       for (const [k, w] of missing) {
-        const state = found.get(k) ?? initialConnectionState(w.orgId, w.connectionId);
+        const stored = found.get(k);
+        const state = stored ? upgradeStoredState(stored) : initialConnectionState(w.orgId, w.connectionId);
         this.states.set(k, state);
         result.set(k, state);
       }
@@ -278,6 +281,7 @@ async function writeConnections(
             validationCapApplies(state),
             streamTime === null ? null : minuteBucket(streamTime),
           ),
+          statsWindowText(streamTime, state.buckets),
         )
       : null;
     const lastCallMinute = state.buckets.length > 0 ? state.buckets[state.buckets.length - 1].minute : null;
