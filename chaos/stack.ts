@@ -64,6 +64,8 @@ export class ChaosStack {
       PROJECTOR_IDLE_MS: '20',
       LOG_LEVEL: 'warn',
       KAFKAJS_NO_PARTITIONER_WARNING: '1',
+      // The suite reconciles every org through the API as fast as it answers: no rate limit.
+      RATE_LIMIT_PER_MINUTE: '0',
       ...overrides,
     };
     this.settings = loadSettings(this.env);

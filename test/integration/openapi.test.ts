@@ -7,6 +7,10 @@ import { dropIsolated, isolatedSettings, openDatabase } from '../support/isolate
 import { startService } from '../support/service';
 
 type Schema = { properties?: Record<string, Schema>; $ref?: string; items?: Schema; required?: string[] };
+type Response = {
+  headers?: Record<string, { schema: { type: string } }>;
+  content?: Record<string, { schema: Schema }>;
+};
 
 /** The OpenAPI document is generated from the code and matches the contract's shapes. */
 describe('the OpenAPI document', () => {
@@ -15,10 +19,7 @@ describe('the OpenAPI document', () => {
   let app: NestFastifyApplication;
   let url: string;
   let doc: {
-    paths: Record<
-      string,
-      Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }> }>
-    >;
+    paths: Record<string, Record<string, { responses: Record<string, Response> }>>;
     components: { schemas: Record<string, Schema> };
   };
 
@@ -90,5 +91,26 @@ describe('the OpenAPI document', () => {
     const error = doc.components.schemas.ErrorBodySchema;
     expect(Object.keys(error.properties!)).toEqual(['error', 'code', 'message', 'details']);
     expect(error.required).toEqual(['error', 'code', 'message']);
+  });
+
+  it('documents the rate limits (CONTRACT 1.1a) on every /v1 route: the 429 with Retry-After, the three headers on every response but the 401', () => {
+    const routes = Object.keys(doc.paths).filter((p) => p.startsWith('/v1/'));
+    expect(routes).toEqual(
+      expect.arrayContaining(['/v1/connections', '/v1/connections/{id}', '/v1/connections/labels']),
+    );
+    const rateLimitHeaders = ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'];
+    for (const route of routes) {
+      const responses = doc.paths[route].get.responses;
+      const tooMany = responses['429'];
+      expect(tooMany.content!['application/json'].schema.$ref).toBe('#/components/schemas/ErrorBodySchema');
+      expect(Object.keys(tooMany.headers!).sort()).toEqual(['Retry-After', ...rateLimitHeaders].sort());
+      for (const [status, response] of Object.entries(responses)) {
+        const names = Object.keys(response.headers ?? {});
+        if (status === '401') expect(names).not.toContain('X-RateLimit-Limit');
+        else expect(names).toEqual(expect.arrayContaining(rateLimitHeaders));
+        for (const name of names.filter((n) => rateLimitHeaders.includes(n)))
+          expect(response.headers![name].schema.type).toBe('integer');
+      }
+    }
   });
 });

@@ -36,6 +36,10 @@ export function isolatedEnv(label: string, overrides: Record<string, string> = {
     HTTP_PORT: '0',
     API_KEY_CACHE_MS: '1000',
     PROJECTOR_IDLE_MS: '20',
+    // Rate limits off: the tests poll far past 1,000 requests a minute per org and send many 401s from
+    // one address. rate-limits.test.ts turns them on for itself.
+    RATE_LIMIT_PER_MINUTE: '0',
+    RATE_LIMIT_FAILED_AUTH_PER_MINUTE: '0',
     ...overrides,
   };
 }

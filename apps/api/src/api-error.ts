@@ -32,6 +32,15 @@ export class ApiError extends Error {
   static notFound(code: string, message: string): ApiError {
     return new ApiError(404, { error: 'not_found', code, message });
   }
+
+  /** CONTRACT 1.1a: over a rate limit (the headers, Retry-After included, are set on the reply). */
+  static rateLimited(): ApiError {
+    return new ApiError(429, {
+      error: 'rate_limited',
+      code: 'rate_limit_exceeded',
+      message: 'Too many requests in this minute; retry after the number of seconds in Retry-After.',
+    });
+  }
 }
 
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';

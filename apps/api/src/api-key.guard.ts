@@ -1,10 +1,11 @@
 import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/common';
-import { FastifyRequest } from 'fastify';
+import { FastifyReply, FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
 import { ApiKeyRecord, ApiKeyStore, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
 import { ApiError } from './api-error';
 import { KeyLookupCache } from './key-lookup-cache';
+import { clientAddressKey, RateLimits, RateLimitVerdict, setRateLimitHeaders } from './rate-limits';
 import { SingleFlight } from './single-flight';
 
 /** The org a request was authenticated for. */
@@ -24,9 +25,22 @@ function header(request: FastifyRequest, name: string): string {
   return (Array.isArray(value) ? value.join(',') : (value ?? '')).trim();
 }
 
+/** A 429 with its headers (Retry-After and the three X-RateLimit-* of the limit met). */
+function refuse(reply: FastifyReply, verdict: RateLimitVerdict): ApiError {
+  setRateLimitHeaders(reply, verdict);
+  return ApiError.rateLimited();
+}
+
 /**
  * CONTRACT 1.1, in its table's order: key missing, key unknown/malformed/revoked, org missing, org
- * mismatch, scope. Lookups are cached for at most API_KEY_CACHE_MS (≤ 5 s), keyed by the key's hash,
+ * mismatch, scope; with the rate limits of 1.1a woven in (docs/api.md, "Rate limits"):
+ * - an address this instance knows to be over its failed-authentication limit is refused (429) before
+ *   its key is looked at;
+ * - a 401 counts against the client address, and over that limit is answered 429 instead;
+ * - once the key is verified, the request counts against the key's org (which X-Org-Id must then
+ *   name) and carries the rate-limit headers, whatever follows (400, 403, 404, 304, 200); over the
+ *   limit it is answered 429.
+ * Lookups are cached for at most API_KEY_CACHE_MS (≤ 5 s), keyed by the key's hash,
  * so a revocation takes effect on every instance within that time. Found keys and misses are cached
  * apart, each bounded by bytes, least recently used evicted first (KeyLookupCache).
  */
@@ -36,7 +50,11 @@ export class ApiKeyGuard implements CanActivate {
   private readonly cache: KeyLookupCache<ApiKeyRecord>;
   private readonly lookups = new SingleFlight<ApiKeyRecord | null>();
 
-  constructor(@Inject(DataSource) db: DataSource, @Inject(SETTINGS) settings: Settings) {
+  constructor(
+    @Inject(DataSource) db: DataSource,
+    @Inject(SETTINGS) settings: Settings,
+    private readonly rateLimits: RateLimits,
+  ) {
     this.store = new ApiKeyStore(db);
     this.cache = new KeyLookupCache<ApiKeyRecord>(
       {
@@ -51,11 +69,21 @@ export class ApiKeyGuard implements CanActivate {
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
+    const reply = context.switchToHttp().getResponse<FastifyReply>();
+    const address = clientAddressKey(request.ip);
+    const knownOver = this.rateLimits.addressKnownOver(address);
+    if (knownOver) throw refuse(reply, knownOver);
     const key = header(request, 'x-reevit-key');
-    if (key === '') throw ApiError.unauthorized('missing_api_key', 'The X-Reevit-Key header is required.');
+    if (key === '')
+      throw await this.failedAuth(reply, address, 'missing_api_key', 'The X-Reevit-Key header is required.');
     const record = isWellFormedApiKey(key) ? await this.lookup(key) : null;
     if (!record || record.revokedAt !== null)
-      throw ApiError.unauthorized('invalid_api_key', 'The API key is not valid.');
+      throw await this.failedAuth(reply, address, 'invalid_api_key', 'The API key is not valid.');
+    const verdict = await this.rateLimits.countOrg(record.orgId);
+    if (verdict) {
+      setRateLimitHeaders(reply, verdict);
+      if (!verdict.allowed) throw ApiError.rateLimited();
+    }
     const orgId = header(request, 'x-org-id');
     if (orgId === '') throw ApiError.validation('missing_org_id', 'The X-Org-Id header is required.', 'X-Org-Id');
     if (orgId !== record.orgId)
@@ -64,6 +92,12 @@ export class ApiKeyGuard implements CanActivate {
       throw ApiError.forbidden('insufficient_scopes', `The API key lacks the scope ${READ_SCOPE}.`);
     request.orgId = orgId;
     return true;
+  }
+
+  /** The 401, or the 429 that replaces it once the address is over its failed-authentication limit. */
+  private async failedAuth(reply: FastifyReply, address: string, code: string, message: string): Promise<ApiError> {
+    const verdict = await this.rateLimits.countFailedAuth(address);
+    return verdict && !verdict.allowed ? refuse(reply, verdict) : ApiError.unauthorized(code, message);
   }
 
   private async lookup(key: string): Promise<ApiKeyRecord | null> {

@@ -1,5 +1,5 @@
 import { INestApplication } from '@nestjs/common';
-import { ApiProperty, ApiPropertyOptional, DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional, DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import { HEALTH_STATUSES, MODES, PROVIDERS, STATUSES } from '@psp/domain';
 
 /**
@@ -142,11 +142,63 @@ export class ErrorBodySchema {
   details?: Record<string, string>;
 }
 
+/** The rate-limit headers of CONTRACT 1.1a, on every authenticated /v1 response. */
+export const RATE_LIMIT_HEADERS = {
+  'X-RateLimit-Limit': {
+    description:
+      'Requests allowed per org in each fixed one-minute window (RATE_LIMIT_PER_MINUTE). Every response after the key is verified carries the three X-RateLimit headers; none when the limit is off (0).',
+    schema: { type: 'integer', minimum: 1, example: 1000 },
+  },
+  'X-RateLimit-Remaining': {
+    description: 'Requests left to the org in this window, never negative.',
+    schema: { type: 'integer', minimum: 0, example: 999 },
+  },
+  'X-RateLimit-Reset': {
+    description: 'Whole seconds until this window (a minute of the clock) ends, 1 to 60.',
+    schema: { type: 'integer', minimum: 1, maximum: 60, example: 42 },
+  },
+} as const;
+
+const RETRY_AFTER_HEADER = {
+  'Retry-After': {
+    description: 'Whole seconds until the window ends (at least 1): then the limit starts afresh.',
+    schema: { type: 'integer', minimum: 1, maximum: 60, example: 42 },
+  },
+} as const;
+
+type ResponseLike = { description?: string; headers?: Record<string, unknown>; content?: unknown };
+
+/**
+ * Adds CONTRACT 1.1a to every /v1 operation, also to routes added later: the 429 (with Retry-After
+ * and the three X-RateLimit headers) and those headers on every response but the 401 (a request
+ * whose key failed is not counted against an org).
+ */
+export function addRateLimitsToDocument(document: OpenAPIObject): void {
+  for (const [path, item] of Object.entries(document.paths)) {
+    if (!path.startsWith('/v1/')) continue;
+    for (const operation of Object.values(item)) {
+      const responses = (operation as { responses?: Record<string, ResponseLike> }).responses;
+      if (!responses) continue;
+      for (const [status, response] of Object.entries(responses)) {
+        if (status !== '401') response.headers = { ...RATE_LIMIT_HEADERS, ...(response.headers ?? {}) };
+      }
+      responses['429'] = {
+        description:
+          "rate_limited / rate_limit_exceeded: the org's requests in this minute are used up; or (then with the failed-authentication limit in the headers) the client address has failed authentication too often this minute. Not counted against the limit.",
+        headers: { ...RETRY_AFTER_HEADER, ...RATE_LIMIT_HEADERS },
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBodySchema' } } },
+      };
+    }
+  }
+}
+
 /** Serves the OpenAPI document at /docs (Swagger UI) and /docs-json, generated from the controllers. */
 export function serveOpenApi(app: INestApplication): void {
   const config = new DocumentBuilder()
     .setTitle('PSP connections')
-    .setDescription("The calling org's PSP connections (BYOK): configuration and health. See CONTRACT.md section 1.")
+    .setDescription(
+      "The calling org's PSP connections (BYOK): configuration and health. Reference: docs/api.md in the repository.",
+    )
     .setVersion('1')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Reevit-Key' }, 'api-key')
     .build();
@@ -154,5 +206,6 @@ export function serveOpenApi(app: INestApplication): void {
     extraModels: [ConnectionSchema, ErrorBodySchema],
     operationIdFactory: (_controller, method) => method,
   });
+  addRateLimitsToDocument(document);
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json' });
 }

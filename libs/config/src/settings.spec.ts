@@ -28,6 +28,15 @@ describe('loadSettings', () => {
     expect(s.apiKeyMissCacheBytes).toBe(256 * 1024);
   });
 
+  it('limits 1,000 requests per org and 60 failed authentications per address a minute by default; 0 turns each off', () => {
+    const s = loadSettings({});
+    expect(s.rateLimitPerMinute).toBe(1000);
+    expect(s.rateLimitFailedAuthPerMinute).toBe(60);
+    const off = loadSettings({ RATE_LIMIT_PER_MINUTE: '0', RATE_LIMIT_FAILED_AUTH_PER_MINUTE: '0' });
+    expect(off.rateLimitPerMinute).toBe(0);
+    expect(off.rateLimitFailedAuthPerMinute).toBe(0);
+  });
+
   it('reads overrides', () => {
     const s = loadSettings({ KAFKA_BROKERS: 'a:1,b:2', TOPIC_PARTITIONS: '3', TOPIC_DLQ: 'x.dlq' });
     expect(s.kafkaBrokers).toEqual(['a:1', 'b:2']);
@@ -52,6 +61,8 @@ describe('loadSettings', () => {
     ['API_ORG_CACHE_BYTES', '64MiB', 'API_ORG_CACHE_BYTES'],
     ['API_KEY_CACHE_BYTES', '-1', 'API_KEY_CACHE_BYTES'],
     ['API_KEY_MISS_CACHE_BYTES', '10', 'API_KEY_MISS_CACHE_BYTES'],
+    ['RATE_LIMIT_PER_MINUTE', '-1', 'RATE_LIMIT_PER_MINUTE'],
+    ['RATE_LIMIT_FAILED_AUTH_PER_MINUTE', '1.5', 'RATE_LIMIT_FAILED_AUTH_PER_MINUTE'],
   ])('rejects %s=%s with one line naming it', (name, value, named) => {
     let error: unknown;
     try {

@@ -35,6 +35,10 @@ export interface Settings {
   httpKeepAliveTimeoutMs: number;
   /** Open connections the API accepts at once; connections past it are closed on arrival. */
   httpMaxConnections: number;
+  /** Requests per org per fixed one-minute window, counted in Redis across every API instance; 0: no limit. */
+  rateLimitPerMinute: number;
+  /** Failed authentications (401) per client address per one-minute window before 429; 0: no limit. */
+  rateLimitFailedAuthPerMinute: number;
   projectorBatchSize: number;
   projectorIdleMs: number;
   /** Bytes of connection states the projector keeps in memory (least recently used ones go first). */
@@ -152,6 +156,8 @@ export function loadSettings(env: Env = process.env): Settings {
     httpRequestTimeoutMs,
     httpKeepAliveTimeoutMs: integer(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5000, 100, 600000),
     httpMaxConnections: integer(env, 'HTTP_MAX_CONNECTIONS', 10000, 1, 1000000),
+    rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 1000, 0, 1000000000),
+    rateLimitFailedAuthPerMinute: integer(env, 'RATE_LIMIT_FAILED_AUTH_PER_MINUTE', 60, 0, 1000000000),
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
     projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 64 * MiB, 64 * KiB, 64 * 1024 * MiB),
