@@ -82,8 +82,15 @@ const TARGET_RSS = 300 * 1024 * 1024;
 /** This file also runs as the bare consumer's process (phases B and C) when this variable says so. */
 const ROLE_ENV = 'BENCH_INGEST_ROLE';
 
-if (process.env[ROLE_ENV] === 'bare-consumer') void bareConsumerProcess();
-else runBench('bench:ingest', ingest);
+/** The same heap bound as `npm run start:writer` (package.json): the writer as it is deployed. */
+export const WRITER_NODE_OPTIONS = '--max-old-space-size=128';
+
+// Run as a program (npm run bench:ingest, or the bare consumer's process); bench/scale.ts imports the
+// workload, produce and append-watching helpers below without running anything.
+if (require.main === module) {
+  if (process.env[ROLE_ENV] === 'bare-consumer') void bareConsumerProcess();
+  else runBench('bench:ingest', ingest);
+}
 
 async function ingest(register: (run: IsolatedRun) => void): Promise<void> {
   const a = args();
@@ -96,8 +103,6 @@ async function ingest(register: (run: IsolatedRun) => void): Promise<void> {
   const inflight = Math.max(1, a.num('inflight', 4));
   const profile = a.flag('profile');
   const whatIf = a.str('what-if', '');
-  // The same heap bound as `npm run start:writer` (package.json): the writer as it is deployed.
-  const WRITER_NODE_OPTIONS = '--max-old-space-size=128';
   const writerNodeOptions = a.str('writer-node-options', WRITER_NODE_OPTIONS);
   const total = events + connections;
   const sendOptions = { acks, inflight };
@@ -405,7 +410,7 @@ async function ingest(register: (run: IsolatedRun) => void): Promise<void> {
 // ---------------------------------------------------------------------------------------------------
 // The messages and the one produce function
 
-interface Workload {
+export interface Workload {
   /** connection.configured events, sent first (sends of 1,000). */
   connections: Message[];
   /** psp.call.completed events in batches of --batch. */
@@ -429,7 +434,7 @@ function seededUuid(rnd: () => number): string {
  * before the event ids were seeded), seededRandom(4242) for the event ids. Keys are shared Buffers (one
  * per connection), values Buffers.
  */
-function buildWorkload(o: { events: number; connections: number; orgs: number; batchSize: number }): Workload {
+export function buildWorkload(o: { events: number; connections: number; orgs: number; batchSize: number }): Workload {
   const rnd = seededRandom(42);
   const ids = seededRandom(4242);
   const seen = new Set<string>();
@@ -505,7 +510,7 @@ function buildWorkload(o: { events: number; connections: number; orgs: number; b
  * call batches with `inflight` sends in flight; acks as given, no compression. `progress.produced`
  * counts acknowledged messages; `check` runs after every send is issued (to stop when a consumer died).
  */
-async function produce(
+export async function produce(
   producer: Producer,
   topics: { connections: string; calls: string },
   workload: Workload,
@@ -537,7 +542,7 @@ async function produce(
 }
 
 /** A connected producer of the bench (disconnected at cleanup if the phase does not get to it). */
-async function connectProducer(run: IsolatedRun): Promise<Producer> {
+export async function connectProducer(run: IsolatedRun): Promise<Producer> {
   const producer = run.kafkaClient().producer({ allowAutoTopicCreation: false });
   await producer.connect();
   run.onCleanup('disconnect producer', () => producer.disconnect());
@@ -547,7 +552,7 @@ async function connectProducer(run: IsolatedRun): Promise<Producer> {
 // ---------------------------------------------------------------------------------------------------
 // The writer's side: appends, RSS
 
-async function maxPosition(db: DataSource): Promise<number> {
+export async function maxPosition(db: DataSource): Promise<number> {
   const rows: { n: string }[] = await db.query(`SELECT coalesce(max(position), 0)::text AS n FROM event_log`);
   return Number(rows[0].n);
 }
@@ -557,7 +562,7 @@ async function countLog(db: DataSource): Promise<number> {
 }
 
 /** Polls max(position) of event_log every 50 ms; done() waits for the last durable append of `total`. */
-class AppendWatcher {
+export class AppendWatcher {
   appended = 0;
   private lastProgressAt = Date.now();
   private polling = true;
@@ -613,9 +618,9 @@ class AppendWatcher {
   }
 }
 
-type TxStats = { txs: string; avg: string; max: string; min: string; insert_s: string };
+export type TxStats = { txs: string; avg: string; max: string; min: string; insert_s: string };
 
-async function appendStats(db: DataSource): Promise<TxStats> {
+export async function appendStats(db: DataSource): Promise<TxStats> {
   const rows: TxStats[] = await db.query(
     `SELECT count(*)::text AS txs, round(avg(n))::text AS avg, max(n)::text AS max, min(n)::text AS min,
             round(sum(extract(epoch FROM last - first))::numeric, 1)::text AS insert_s
@@ -624,17 +629,17 @@ async function appendStats(db: DataSource): Promise<TxStats> {
   return rows[0];
 }
 
-function txLine(t: TxStats): string {
+export function txLine(t: TxStats): string {
   return `${fmtInt(Number(t.txs))}; events per transaction avg ${t.avg}, min ${t.min}, max ${t.max}`;
 }
 
-async function checkNoDuplicates(db: DataSource): Promise<void> {
+export async function checkNoDuplicates(db: DataSource): Promise<void> {
   const dup = (await db.query(`SELECT count(*) - count(DISTINCT event_id) AS d FROM event_log`)) as { d: string }[];
   if (Number(dup[0].d) !== 0) throw new Error(`event_log holds duplicate event ids (${dup[0].d})`);
 }
 
 /** The max of a process's VmRSS, sampled every 100 ms until stop(). */
-class RssSampler {
+export class RssSampler {
   peak = 0;
   private readonly timer: NodeJS.Timeout;
 
@@ -650,7 +655,7 @@ class RssSampler {
   }
 }
 
-async function waitForStableGroup(run: IsolatedRun, groupId: string, timeoutMs: number): Promise<void> {
+export async function waitForStableGroup(run: IsolatedRun, groupId: string, timeoutMs: number): Promise<void> {
   const admin = run.kafkaClient().admin();
   await admin.connect();
   try {
@@ -670,7 +675,7 @@ async function waitForStableGroup(run: IsolatedRun, groupId: string, timeoutMs: 
 /** Colour codes in the writer's log lines (ESC [ ... m). */
 const ANSI_COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
 
-function writerTotals(writer: BenchChild): string | null {
+export function writerTotals(writer: BenchChild): string | null {
   // The writer logs its totals every 10 s and at shutdown; take the newest line.
   const line = [...writer.output].reverse().find((l) => /consumed \d+: appended/.test(l));
   return line ? line.replace(/.*(consumed \d+:)/, '$1').replace(ANSI_COLOUR, '') : null;

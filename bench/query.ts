@@ -40,7 +40,7 @@ import {
 import { collectChildProfile, summariseProfile } from './support/profile';
 import { collectTiming, Timing, timingRows } from './support/timing';
 
-interface AutocannonResult {
+export interface AutocannonResult {
   requests: { average: number; total: number };
   latency: { p50: number; p99: number; average: number; max: number };
   throughput: { average: number };
@@ -57,7 +57,10 @@ const autocannon = require('autocannon') as Autocannon;
 
 const ORG = 'org_0';
 
-runBench('bench:query', async (register) => {
+// Run as a program (npm run bench:query); bench/scale.ts imports load, freePort and waitForHttp below.
+if (require.main === module) runBench('bench:query', queryBench);
+
+async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   const a = args();
   const duration = a.num('duration', 10);
   const clients = a.num('clients', 50);
@@ -286,14 +289,19 @@ runBench('bench:query', async (register) => {
     ['API p99 < 20 ms', `${fmt(at50.apiP99, 0)} ms`, at50.apiP99 < 20 ? 'PASS' : 'MISS'],
   ]);
   if (apiProfile) summariseProfile(apiProfile, { title: `API CPU profile over all runs (${profileFile})` });
-});
+}
 
-function load(
+/**
+ * autocannon against `url` for `duration` s with a progress line. `setupRequest`, when given, is called
+ * for every request (autocannon rebuilds it each time), e.g. to spread requests over orgs and keys.
+ */
+export function load(
   url: string,
   headers: Record<string, string>,
   connections: number,
   duration: number,
   label: string,
+  setupRequest?: (request: { headers: Record<string, string> }) => { headers: Record<string, string> },
 ): Promise<AutocannonResult> {
   return new Promise((resolve, reject) => {
     let done = 0;
@@ -302,7 +310,14 @@ function load(
       () =>
         `${label}: ${seconds}/${duration} s, ${fmtInt(done)} requests${seconds > 0 ? ` (${fmtInt(done / seconds)}/s)` : ''}`,
     ).start();
-    const instance = autocannon({ url, connections, duration, headers, pipelining: 1 });
+    const instance = autocannon({
+      url,
+      connections,
+      duration,
+      headers,
+      pipelining: 1,
+      ...(setupRequest ? { requests: [{ setupRequest }] } : {}),
+    });
     instance.on('tick', (t: { counter: number }) => {
       done += t.counter;
       seconds++;
@@ -326,7 +341,7 @@ function callsOf(timing: Timing, prefix: string): number {
     .reduce((acc, [, v]) => acc + v.count, 0);
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -337,7 +352,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function waitForHttp(child: BenchChild, url: string, timeoutMs = 60000): Promise<void> {
+export async function waitForHttp(child: BenchChild, url: string, timeoutMs = 60000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exited) throw new Error(`${child.name} exited (code ${child.exitCode}):\n${child.tail()}`);

@@ -267,11 +267,11 @@ export class IsolatedRun {
     });
   }
 
-  /** Starts a compiled script under dist/ (`node -r scripts/register-paths.js dist/<path>`) with this run's environment. */
+  /** Starts a compiled script under dist/ (`node -r scripts/register-paths.js dist/<path> [args]`) with this run's environment. */
   startCompiled(
     name: string,
     distPath: string,
-    extra: { env?: Record<string, string>; nodeArgs?: string[] } = {},
+    extra: { env?: Record<string, string>; nodeArgs?: string[]; args?: string[] } = {},
   ): BenchChild {
     const script = join(ROOT, 'dist', distPath);
     if (!existsSync(script))
@@ -280,7 +280,7 @@ export class IsolatedRun {
       );
     const child = spawn(
       process.execPath,
-      [...(extra.nodeArgs ?? []), '-r', join(ROOT, 'scripts', 'register-paths.js'), script],
+      [...(extra.nodeArgs ?? []), '-r', join(ROOT, 'scripts', 'register-paths.js'), script, ...(extra.args ?? [])],
       {
         cwd: ROOT,
         env: { ...process.env, ...this.env, ...(extra.env ?? {}) },

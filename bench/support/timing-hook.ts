@@ -6,7 +6,8 @@
  * Two ways in:
  * - preloaded (`node -r`) into a service process the bench starts, with BENCH_TIMING naming a file: the
  *   IPC message { bench: 'reset' } starts the counts afresh, { bench: 'dump' } writes
- *   { seconds, stats, memory } as JSON to the file (temporary name first, then renamed);
+ *   { seconds, stats, memory } as JSON to the file (temporary name first, then renamed); with
+ *   BENCH_TIMING_AT_EXIT=1 it is also written when the process exits;
  * - in-process: installTiming() returns reset/snapshot, and takes an optional SQL rewrite (for what-if
  *   measurements of a one-line query change; the app's source stays as it is).
  */
@@ -234,5 +235,8 @@ if (out) {
       renameSync(`${out}.tmp`, out);
     }
   });
+  // A command that ends by itself (`ops replay`) cannot wait for a dump message: write at exit instead.
+  if (process.env.BENCH_TIMING_AT_EXIT === '1')
+    process.on('exit', () => writeFileSync(out, JSON.stringify(timing.snapshot())));
   process.channel?.unref();
 }
