@@ -4,6 +4,7 @@ import { migrate } from '@psp/storage';
 import { createKey, listKeys, revokeKey } from './commands/keys';
 import { DLQ_LIST_LIMIT, listDlq, redriveDlq } from './commands/dlq';
 import { lag } from './commands/lag';
+import { logPartitions } from './commands/log';
 import { REPLAY_BATCH_SIZE, runReplay } from './commands/replay';
 import { settingsFromEnv } from './context';
 import { collectList, EXIT, parseTime, positiveInteger, say, UsageError } from './output';
@@ -32,6 +33,15 @@ Recovering after a producer bug is fixed:
   npm run ops -- dlq                                  # what is there, by reason and source topic
   npm run ops -- dlq redrive --reason R --dry-run      # what would be re-sent
   npm run ops -- dlq redrive --reason R                # re-send; then watch \`ops dlq\` and \`ops lag\``;
+
+const PARTITIONS_HELP = `
+The event log is partitioned by the time of the append (recorded_at), LOG_PARTITION_DAYS whole UTC
+days per partition; the writer creates them LOG_PARTITIONS_AHEAD_DAYS ahead. States:
+  open       its range has not passed yet (or a transaction that could still write there is running)
+  closed     complete: nothing can be added to it any more
+  compacted  folded into the per-connection summaries and detached from the log (dropped with --drop)
+  archived   written to an archive file (log archive) before it was dropped
+Rows are counted (every row of every partition is read).`;
 
 /** The ops command line. Actions leave their exit code in `result`. */
 export function buildProgram(result: { code: number }): Command {
@@ -122,6 +132,18 @@ export function buildProgram(result: { code: number }): Command {
         dryRun: Boolean(opts.dryRun),
         json: opts.json,
       });
+    });
+
+  const log = program
+    .command('log')
+    .description('the event log: partitions, roll-ups (compact) and archives (docs/event-log.md)');
+  log
+    .command('partitions')
+    .description('every partition: its range of recorded_at, rows (counted), bytes and state; the id and stream tables')
+    .option('--json', 'one JSON object on stdout')
+    .addHelpText('after', PARTITIONS_HELP)
+    .action(async (opts: { json?: boolean }) => {
+      result.code = await logPartitions(settingsFromEnv(), opts);
     });
 
   program

@@ -7,9 +7,11 @@ import {
   classifyAppendFailure,
   copyEvents,
   CopyClient,
+  ensureLogPartitions,
   EventSource,
   EventToAppend,
   findLoggedEventIds,
+  isMissingPartition,
   isUniqueViolation,
   readStreamVersions,
   unstorableDetail,
@@ -130,6 +132,16 @@ export class ConnectionStreams {
         const outcome = await this.tryRecord(events, lookUpDuplicates);
         return { ...outcome, conflictsRetried: attempt - 1 };
       } catch (error) {
+        if (isMissingPartition(error) && attempt < MAX_ATTEMPTS) {
+          // The partitions ahead were not created in time (the writer creates them at start and
+          // every LOG_MAINTENANCE_MS): create the one now needed and append again.
+          const created = await ensureLogPartitions(this.db, {
+            widthDays: this.settings.logPartitionDays,
+            aheadDays: this.settings.logPartitionsAheadDays,
+          });
+          this.logger.warn(`no event-log partition for the append's time: created ${created}; appending again`);
+          continue;
+        }
         if (!isUniqueViolation(error) || attempt >= MAX_ATTEMPTS) throw error;
         if (violatedConstraint(error) === 'event_log_event_id') {
           lookUpDuplicates = true;

@@ -7,6 +7,7 @@ import { StorageModule } from '@psp/storage';
 import { ConnectionStreams } from './connection-streams';
 import { DeadLetters } from './dead-letters';
 import { EventIntake } from './event-intake';
+import { LogMaintenance } from './log-maintenance';
 import { RecordConnectionEventsHandler } from './record-connection-events';
 
 /** The writer's Kafka client (consumer, DLQ producer, admin); its log lines never carry message values. */
@@ -24,7 +25,7 @@ const writerKafka = {
 /** The write side: Kafka intake → validated events → the event log (PostgreSQL); refusals → the DLQ. */
 @Module({
   imports: [SettingsModule, StorageModule, CqrsModule.forRoot()],
-  providers: [writerKafka, DeadLetters, ConnectionStreams, RecordConnectionEventsHandler, EventIntake],
+  providers: [writerKafka, DeadLetters, ConnectionStreams, RecordConnectionEventsHandler, EventIntake, LogMaintenance],
   exports: [EventIntake, ConnectionStreams],
 })
 export class WriterModule {}

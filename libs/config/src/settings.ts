@@ -45,6 +45,14 @@ export interface Settings {
   projectorStateCacheBytes: number;
   /** Bytes of stream versions the writer keeps in memory (least recently used ones go first). */
   writerStreamCacheBytes: number;
+  /** Width of an event-log partition, in whole UTC days (ranges of recorded_at, the time of the append). */
+  logPartitionDays: number;
+  /** Days ahead of now the writer keeps event-log partitions created. */
+  logPartitionsAheadDays: number;
+  /** Compact (fold into summaries), archive when LOG_ARCHIVE_DIR is set, and drop partitions older than this many days; 0: never. */
+  logRetainDays: number;
+  /** How often the writer creates partitions ahead and applies retention. */
+  logMaintenanceMs: number;
   logLevel: 'error' | 'warn' | 'log' | 'debug';
 }
 
@@ -162,6 +170,10 @@ export function loadSettings(env: Env = process.env): Settings {
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
     projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 64 * MiB, 64 * KiB, 64 * 1024 * MiB),
     writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 32 * 1024 * 1024, 256, 64 * 1024 ** 3),
+    logPartitionDays: integer(env, 'LOG_PARTITION_DAYS', 1, 1, 366),
+    logPartitionsAheadDays: integer(env, 'LOG_PARTITIONS_AHEAD_DAYS', 3, 1, 366),
+    logRetainDays: integer(env, 'LOG_RETAIN_DAYS', 0, 0, 1000000),
+    logMaintenanceMs: integer(env, 'LOG_MAINTENANCE_MS', 600000, 100, 86400000),
     logLevel: logLevel as Settings['logLevel'],
   };
 }

@@ -48,6 +48,13 @@ describe('classifyAppendFailure', () => {
     expect(classifyAppendFailure('a string')).toBe('infrastructure');
   });
 
+  it('treats a missing partition of the event log as the infrastructure (the clock), not the message', () => {
+    const missing = Object.assign(new Error('no partition of relation "event_log" found for row'), { code: '23514' });
+    expect(classifyAppendFailure(missing)).toBe('infrastructure');
+    expect(classifyAppendFailure({ message: 'wrapped', driverError: missing })).toBe('infrastructure');
+    expect(classifyAppendFailure(pgError('23514', { constraint: 'event_log_check' }))).toBe('content');
+  });
+
   it('reads the SQLSTATE that TypeORM wraps as driverError', () => {
     const wrapped = Object.assign(new Error('query failed'), { driverError: pgError('22008') });
     expect(sqlState(wrapped)).toBe('22008');

@@ -1,3 +1,5 @@
+import { isMissingPartition } from './log-partitions';
+
 /**
  * Why an append to the event log failed, in the terms the writer acts on (docs/event-log.md,
  * "When an append fails"):
@@ -35,6 +37,8 @@ export function sqlState(error: unknown): string | undefined {
 export function classifyAppendFailure(error: unknown): AppendFailureKind {
   const state = sqlState(error);
   if (state === undefined || state === '23505') return 'infrastructure';
+  // No partition for the append's recorded_at (23514 too, but about the clock, never the message).
+  if (isMissingPartition(error)) return 'infrastructure';
   return CONTENT_CLASSES.has(state.slice(0, 2)) ? 'content' : 'infrastructure';
 }
 

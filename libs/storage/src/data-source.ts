@@ -4,6 +4,7 @@ import { ReadModel1732400000001 } from './migrations/1732400000001-ReadModel';
 import { ApiKeys1732400000002 } from './migrations/1732400000002-ApiKeys';
 import { ProjectionStall1732400000003 } from './migrations/1732400000003-ProjectionStall';
 import { DropConnectionSnapshot1732400000004 } from './migrations/1732400000004-DropConnectionSnapshot';
+import { PartitionedEventLog1732400000005 } from './migrations/1732400000005-PartitionedEventLog';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
@@ -11,6 +12,7 @@ export const MIGRATIONS = [
   ApiKeys1732400000002,
   ProjectionStall1732400000003,
   DropConnectionSnapshot1732400000004,
+  PartitionedEventLog1732400000005,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */

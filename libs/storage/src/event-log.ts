@@ -57,19 +57,23 @@ export function eventFromRow(row: EventRow): ConnectionEvent {
   } as ConnectionEvent;
 }
 
-/** The ids among `eventIds` that the log already holds (one index probe each). */
+/**
+ * The ids among `eventIds` that the log already holds, or ever held (one probe each of
+ * `event_log_ids`, which keeps every logged id also after its partition was compacted or dropped).
+ */
 export async function findLoggedEventIds(sql: Sql, eventIds: string[]): Promise<Set<string>> {
   if (eventIds.length === 0) return new Set();
   const rows: { event_id: string }[] = await sql.query(
-    `SELECT e.event_id FROM unnest($1::text[]) AS k(event_id) JOIN event_log e ON e.event_id = k.event_id`,
+    `SELECT e.event_id FROM unnest($1::text[]) AS k(event_id) JOIN event_log_ids e ON e.event_id = k.event_id`,
     [eventIds],
   );
   return new Set(rows.map((r) => r.event_id));
 }
 
 /**
- * Appends events in one statement. The unique indexes make it fail (SQLSTATE 23505) when an event_id
- * is already logged or a stream version is taken: the caller retries with fresh stream versions.
+ * Appends events in one statement. The append's trigger makes it fail (SQLSTATE 23505) when an
+ * event_id was ever logged (constraint `event_log_event_id`) or a stream does not continue exactly
+ * from its current version (`event_log_stream_version`): the caller retries with fresh versions.
  */
 export async function appendEvents(sql: Sql, events: EventToAppend[]): Promise<void> {
   if (events.length === 0) return;
@@ -171,8 +175,8 @@ function* copyChunks(events: Iterable<EventToAppend>): Generator<string> {
 }
 
 /**
- * The current version (number of logged events) of each stream, 0 for a stream with none: one
- * backward probe of the unique (org_id, connection_id, stream_version) index per stream.
+ * The current version (number of events ever logged) of each stream, 0 for a stream with none: one
+ * probe per stream of `event_log_streams`, which every append moves on in its own transaction.
  */
 export async function readStreamVersions(
   sql: Sql,
@@ -180,11 +184,9 @@ export async function readStreamVersions(
 ): Promise<{ orgId: string; connectionId: string; version: number }[]> {
   if (streams.length === 0) return [];
   const rows: { org_id: string; connection_id: string; version: number }[] = await sql.query(
-    `SELECT k.org_id, k.connection_id,
-            COALESCE((SELECT e.stream_version FROM event_log e
-                       WHERE e.org_id = k.org_id AND e.connection_id = k.connection_id
-                       ORDER BY e.stream_version DESC LIMIT 1), 0) AS version
-       FROM unnest($1::text[], $2::text[]) AS k(org_id, connection_id)`,
+    `SELECT k.org_id, k.connection_id, COALESCE(s.version, 0) AS version
+       FROM unnest($1::text[], $2::text[]) AS k(org_id, connection_id)
+       LEFT JOIN event_log_streams s ON s.org_id = k.org_id AND s.connection_id = k.connection_id`,
     [streams.map((s) => s.orgId), streams.map((s) => s.connectionId)],
   );
   return rows.map((r) => ({ orgId: r.org_id, connectionId: r.connection_id, version: r.version }));

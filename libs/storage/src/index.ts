@@ -2,3 +2,4 @@ export * from './data-source';
 export * from './event-log';
 export * from './storage.module';
 export * from './append-failure';
+export * from './log-partitions';
