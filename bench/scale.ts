@@ -251,6 +251,8 @@ interface QueryResult {
 }
 
 interface PointResult {
+  /** With --render of several files: the start of the run the point comes from. */
+  run?: string;
   connections: number;
   orgs: number;
   events: number;
@@ -315,11 +317,32 @@ function main(): void {
   }
   const render = a.str('render', '');
   if (render) {
-    const results = JSON.parse(readFileSync(resolve(render), 'utf8')) as ScaleResults;
-    report(results, options.svg ? [options.svg] : [], render.replace(/\.json$/, '.svg'));
+    const files = render.split(',');
+    const results = mergeResults(files.map((f) => JSON.parse(readFileSync(resolve(f), 'utf8')) as ScaleResults));
+    report(results, options.svg ? [options.svg] : [], files[files.length - 1].replace(/\.json$/, '.svg'));
     process.exit(0);
   }
   runBench('bench:scale', (register) => scale(register, options));
+}
+
+/**
+ * Several saved runs as one (--render a.json,b.json): a point measured in a later file replaces the same
+ * number of connections of an earlier one; each point keeps the start of its run, and the targets say
+ * when a ratio compares points of different runs.
+ */
+function mergeResults(runs: ScaleResults[]): ScaleResults {
+  if (runs.length === 1) return runs[0];
+  const points = new Map<number, PointResult>();
+  for (const r of runs) for (const p of r.points) points.set(p.connections, { ...p, run: r.startedAt });
+  const codes = [...new Set(runs.map((r) => r.code))];
+  return {
+    ...runs[0],
+    startedAt: runs[0].startedAt,
+    finishedAt: runs[runs.length - 1].finishedAt,
+    command: runs.map((r) => r.command).join('  +  '),
+    code: codes.join(' / '),
+    points: [...points.values()].sort((a, b) => a.connections - b.connections),
+  };
 }
 
 function parseOptions(a: ReturnType<typeof args>): Options {
@@ -1217,6 +1240,7 @@ function report(results: ScaleResults, extraSvg: string[], svgFile: string): voi
 function targets(results: ScaleResults): string[][] {
   const at = (n: number) => results.points.find((p) => p.connections === n);
   const base = at(200);
+  const otherRun = (p: PointResult) => (p.run && base?.run && p.run !== base.run ? ' (200 from another run)' : '');
   const rows: string[][] = [];
   const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
   const none = 'not measured';
@@ -1229,12 +1253,16 @@ function targets(results: ScaleResults): string[][] {
     if (!p?.ingest || !base?.ingest) rows.push([name, none, '–']);
     else {
       const r = p.ingest.rate / base.ingest.rate;
-      rows.push([name, `${fmtInt(p.ingest.rate)} vs ${fmtInt(base.ingest.rate)} = ${fmt(r, 2)}×`, verdict(r >= share)]);
+      rows.push([
+        name,
+        `${fmtInt(p.ingest.rate)} vs ${fmtInt(base.ingest.rate)} = ${fmt(r, 2)}×${otherRun(p)}`,
+        verdict(r >= share),
+      ]);
       if (p.backlog && base.backlog) {
         const rb = p.backlog.rate / base.backlog.rate;
         rows.push([
           `  (writer on a backlog, same ratio; informational)`,
-          `${fmtInt(p.backlog.rate)} vs ${fmtInt(base.backlog.rate)} = ${fmt(rb, 2)}×`,
+          `${fmtInt(p.backlog.rate)} vs ${fmtInt(base.backlog.rate)} = ${fmt(rb, 2)}×${otherRun(p)}`,
           rb >= share ? '(pass)' : '(miss)',
         ]);
       }
@@ -1268,7 +1296,7 @@ function targets(results: ScaleResults): string[][] {
     r100 && base?.replay
       ? [
           'replay at 100k connections ≥ 0.6× the 200-connection figure',
-          `${fmtInt(r100.rate)} vs ${fmtInt(base.replay.rate)} = ${fmt(r100.rate / base.replay.rate, 2)}×`,
+          `${fmtInt(r100.rate)} vs ${fmtInt(base.replay.rate)} = ${fmt(r100.rate / base.replay.rate, 2)}×${otherRun(at(100000)!)}`,
           verdict(r100.rate / base.replay.rate >= TARGETS.replayShareAt100k),
         ]
       : ['replay at 100k connections ≥ 0.6× the 200-connection figure', none, '–'],
