@@ -58,6 +58,7 @@ export class ChaosStack {
       TOPIC_VALIDATIONS: `chaos.${id}.validations`,
       TOPIC_CONNECTIONS: `chaos.${id}.connections`,
       TOPIC_DLQ: `chaos.${id}.dlq`,
+      TOPIC_HEALTH: `chaos.${id}.health`,
       TOPIC_PARTITIONS: '3',
       WRITER_GROUP_ID: `chaos.${id}.writer`,
       API_KEY_CACHE_MS: '1000',

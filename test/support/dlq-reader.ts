@@ -13,7 +13,14 @@ export interface DlqCopy {
  * reads each partition from offset 0 to its high watermark).
  */
 export async function readDlq(kafka: Kafka, settings: Settings): Promise<DlqCopy[]> {
-  const topic = settings.topics.dlq;
+  return readTopicToEnd(kafka, settings.topics.dlq, `${settings.writerGroupId}-dlq-reader`);
+}
+
+/**
+ * Every message of `topic` up to its end at the moment of the call, in partition order (a group of
+ * its own, named from `groupPrefix`, committing nothing).
+ */
+export async function readTopicToEnd(kafka: Kafka, topic: string, groupPrefix: string): Promise<DlqCopy[]> {
   const admin = kafka.admin();
   await admin.connect();
   const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
@@ -21,7 +28,7 @@ export async function readDlq(kafka: Kafka, settings: Settings): Promise<DlqCopy
   const copies: DlqCopy[] = [];
   if (wanted.length === 0) return copies;
   const remaining = new Map(wanted.map((p) => [p.partition, BigInt(p.high)]));
-  const consumer = kafka.consumer({ groupId: `${settings.writerGroupId}-dlq-reader-${Date.now()}-${Math.random()}` });
+  const consumer = kafka.consumer({ groupId: `${groupPrefix}-${Date.now()}-${Math.random()}` });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   await new Promise<void>((resolve, reject) => {

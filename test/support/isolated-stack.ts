@@ -31,6 +31,7 @@ export function isolatedEnv(label: string, overrides: Record<string, string> = {
     TOPIC_VALIDATIONS: `t.${id}.psp.validations`,
     TOPIC_CONNECTIONS: `t.${id}.psp.connections`,
     TOPIC_DLQ: `t.${id}.psp.dlq`,
+    TOPIC_HEALTH: `t.${id}.psp.connection-health`,
     TOPIC_PARTITIONS: '3',
     WRITER_GROUP_ID: `t.${id}.writer`,
     HTTP_PORT: '0',

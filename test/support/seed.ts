@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { ConnectionEvent, PROVIDERS } from '@psp/domain';
-import { appendEvents, EventToAppend, logLagAfter } from '@psp/storage';
+import { appendEvents, EventToAppend, logLagAfter, readStreamVersions } from '@psp/storage';
 import { Projection } from '@psp/read-model';
 
 import { seededRandom } from '../../apps/simulator/src/traffic';
@@ -84,9 +84,17 @@ export function mixedEvents(options: {
   return events;
 }
 
-/** Appends events straight into the log with consecutive stream versions (as the writer would). */
+/**
+ * Appends events straight into the log with consecutive stream versions (as the writer would),
+ * continuing each stream from the versions already logged.
+ */
 export async function seedLog(db: DataSource, events: ConnectionEvent[], chunk = 5000): Promise<void> {
-  const versions = new Map<string, number>();
+  const streams = new Map(events.map((e) => [`${e.orgId}:${e.connectionId}`, e]));
+  const logged = await readStreamVersions(
+    db,
+    [...streams.values()].map((e) => ({ orgId: e.orgId, connectionId: e.connectionId })),
+  );
+  const versions = new Map(logged.map((s) => [`${s.orgId}:${s.connectionId}`, s.version]));
   const rows: EventToAppend[] = events.map((event, i) => {
     const key = `${event.orgId}:${event.connectionId}`;
     const v = (versions.get(key) ?? 0) + 1;

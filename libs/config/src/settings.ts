@@ -10,7 +10,8 @@ export interface Settings {
   redisKeyPrefix: string;
   kafkaBrokers: string[];
   kafkaClientId: string;
-  topics: { calls: string; validations: string; connections: string; dlq: string };
+  /** Intake topics, the DLQ, and `health` (connection.health_changed, produced by this service). */
+  topics: { calls: string; validations: string; connections: string; dlq: string; health: string };
   topicPartitions: number;
   writerGroupId: string;
   httpHost: string;
@@ -143,6 +144,7 @@ export function loadSettings(env: Env = process.env): Settings {
       validations: text(env, 'TOPIC_VALIDATIONS', 'psp.validations', TOPIC, TOPIC_RULE),
       connections: text(env, 'TOPIC_CONNECTIONS', 'psp.connections', TOPIC, TOPIC_RULE),
       dlq: text(env, 'TOPIC_DLQ', 'psp.dlq', TOPIC, TOPIC_RULE),
+      health: text(env, 'TOPIC_HEALTH', 'psp.connection-health', TOPIC, TOPIC_RULE),
     },
     topicPartitions: integer(env, 'TOPIC_PARTITIONS', 6, 1, 1000),
     writerGroupId: text(

@@ -1,7 +1,14 @@
 import fc from 'fast-check';
 import { applyEvent, HealthBucket, initialConnectionState } from './connection-state';
 import { healthAt, validationCapApplies } from './health';
-import { healthOfWindow, healthWindowAt, healthWindowText, parseHealthWindow, withHealth } from './health-window';
+import {
+  healthOfWindow,
+  healthWindowAt,
+  healthWindowText,
+  nextStatusChange,
+  parseHealthWindow,
+  withHealth,
+} from './health-window';
 import { callEvent, configuredEvent, T0, validationEvent } from './testing/events';
 import { toConnectionView } from './connection-view';
 import { MINUTE_MS, minuteBucket } from './time';
@@ -132,5 +139,60 @@ describe('withHealth: a rendered Connection with its health replaced', () => {
 
   it('refuses text that is not a rendered Connection', () => {
     expect(() => withHealth('{"id":"x"}', { score: 1, status: 'unknown' })).toThrow('not a rendered Connection');
+  });
+});
+
+describe('nextStatusChange: when the status moves on by itself', () => {
+  it('40 calls, 10 technical failures at M: degraded until N < 20 makes it unknown (hand-computed)', () => {
+    // N = 40·2^(-a/15) < 20 first when a > 15: at a = 16 N = 19.14 (score 80.5, but N < 20: unknown).
+    const w = healthWindowAt([bucket(M, 40, 10)], false, M);
+    expect(healthOfWindow(w, M + 15).status).toBe('degraded');
+    expect(healthOfWindow(w, M + 16).status).toBe('unknown');
+    expect(nextStatusChange(w, M)).toBe(M + 16);
+    // From M + 16 on it stays unknown, also when the bucket leaves the window.
+    expect(nextStatusChange(w, M + 16)).toBeNull();
+  });
+
+  it('a window without calls never changes by itself; a capped one neither', () => {
+    expect(nextStatusChange(healthWindowAt([], false, M), M)).toBeNull();
+    expect(nextStatusChange(healthWindowAt([bucket(M, 100, 90)], true, M), M)).toBeNull();
+  });
+
+  it('unhealthy 60 calls all failing: unhealthy while the score < 60, then unknown as N falls', () => {
+    // score = 100·5/(N+5) < 60 while N > 3.33; N = 60·2^(-a/15) ≤ 3.33 first at a = 63 > 59: the
+    // bucket leaves the window at a = 60 first (no calls: 100, unknown).
+    const w = healthWindowAt([bucket(M, 60, 60)], false, M);
+    expect(healthOfWindow(w, M + 59).status).toBe('unhealthy');
+    expect(nextStatusChange(w, M)).toBe(M + 60);
+  });
+
+  it('agrees with evaluating every minute (property over random windows)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            a: fc.integer({ min: 0, max: 59 }),
+            calls: fc.integer({ min: 1, max: 80 }),
+            fails: fc.integer({ min: 0, max: 80 }),
+          }),
+          { maxLength: 8 },
+        ),
+        (specs) => {
+          const byMinute = new Map<number, HealthBucket>();
+          for (const s of specs) byMinute.set(M - s.a, bucket(M - s.a, s.calls, Math.min(s.calls, s.fails)));
+          const w = healthWindowAt(
+            [...byMinute.values()].sort((x, y) => x.minute - y.minute),
+            false,
+            M,
+          );
+          const next = nextStatusChange(w, M);
+          const now = healthOfWindow(w, M).status;
+          const until = next ?? M + 120;
+          for (let m = M; m < until; m++) expect(healthOfWindow(w, m).status).toBe(now);
+          if (next !== null) expect(healthOfWindow(w, next).status).not.toBe(now);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });

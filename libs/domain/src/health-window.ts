@@ -50,6 +50,18 @@ export function healthOfWindow(window: HealthWindow, b: number | null): Health {
   return healthOf(window.buckets, window.capped, b);
 }
 
+/**
+ * The first minute after `b` at which the window's health status differs from its status at `b`,
+ * if no call arrives meanwhile; null when it never does (no calls in the window: the status stays).
+ * After b + 59 every bucket of the window has left it, so the status cannot change later than b + 60.
+ */
+export function nextStatusChange(window: HealthWindow, b: number): number | null {
+  if (window.buckets.length === 0) return null;
+  const now = healthOfWindow(window, b).status;
+  for (let m = b + 1; m <= b + HEALTH_WINDOW_MINUTES; m++) if (healthOfWindow(window, m).status !== now) return m;
+  return null;
+}
+
 const SCORE_MEMBER = ',"health_score":';
 const AFTER_HEALTH_MEMBER = ',"last_validated_at":';
 

@@ -33,7 +33,7 @@ export function createKafka(
 
 /** Creates any of the service's topics that is missing; returns the names it created. */
 export async function ensureTopics(kafka: Kafka, settings: Settings): Promise<string[]> {
-  const wanted = [...intakeTopics(settings), settings.topics.dlq];
+  const wanted = [...intakeTopics(settings), settings.topics.dlq, settings.topics.health];
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -1,5 +1,6 @@
 import { DataSource } from 'typeorm';
 import { Sql } from '@psp/storage';
+import { continueHealthChains } from './health-changes';
 
 /**
  * The read model's generations (table projection_generation): one `live` generation that the API
@@ -23,9 +24,18 @@ export async function createBuildingGeneration(sql: Sql): Promise<number> {
   return rows[0].generation;
 }
 
-/** Makes `generation` the live one and retires the one before it, in one transaction. */
+/**
+ * Makes `generation` the live one and retires the one before it, in one transaction. It waits for a
+ * step of the retired generation in flight (its advisory lock), and the new generation continues
+ * every connection's chain of health changes where the retired one left it (CONTRACT 2.5).
+ */
 export async function switchLiveGeneration(db: DataSource, generation: number): Promise<void> {
   await db.transaction(async (tx) => {
+    const live: { generation: number }[] = await tx.query(
+      `SELECT generation FROM projection_generation WHERE status = 'live'`,
+    );
+    const previous = live[0].generation;
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [previous]);
     await tx.query(
       `UPDATE projection_generation SET status = 'retired', updated_at = clock_timestamp() WHERE status = 'live'`,
     );
@@ -33,6 +43,7 @@ export async function switchLiveGeneration(db: DataSource, generation: number): 
       `UPDATE projection_generation SET status = 'live', switched_at = clock_timestamp(), updated_at = clock_timestamp() WHERE generation = $1`,
       [generation],
     );
+    await continueHealthChains(tx, previous, generation);
   });
 }
 

@@ -7,3 +7,4 @@ export * from './stored-document';
 export * from './generations';
 export * from './replay';
 export * from './read-model-redis.module';
+export * from './health-changes';

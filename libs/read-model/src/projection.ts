@@ -17,6 +17,7 @@ import {
 import { storedDocument } from './stored-document';
 import { LOG_START, LoggedEvent, LogPosition, readLogAfter, Sql } from '@psp/storage';
 import { LRUCache } from 'lru-cache';
+import { sweepHealthChanges } from './health-changes';
 import { OrgChange, RedisReadModel } from './redis-read-model';
 
 /** A generation's checkpoint: where in the log it stands, and its stream time. */
@@ -31,6 +32,8 @@ export interface ProjectionStep {
   applied: number;
   connectionsWritten: number;
   orgsChanged: number;
+  /** connection.health_changed messages written to the outbox by this step. */
+  healthChanges: number;
   checkpoint: Checkpoint;
 }
 
@@ -108,7 +111,18 @@ export class Projection {
         this.cachedAt = null;
         const logged = await readLogAfter(tx, checkpoint.at, limit);
         this.firstAttempted = logged[0] ?? null;
-        if (logged.length === 0) return { applied: 0, connectionsWritten: 0, orgsChanged: 0, checkpoint };
+        if (checkpoint.status === 'retired') {
+          // A replay switched past this generation while this step waited for the lock: nothing more.
+          return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges: 0, checkpoint };
+        }
+        if (logged.length === 0) {
+          // Caught up: health may still change as stream time has moved (due connections).
+          const healthChanges =
+            checkpoint.status === 'live' && checkpoint.streamTime !== null
+              ? await sweepHealthChanges(tx, this.generation, checkpoint.streamTime)
+              : 0;
+          return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges, checkpoint };
+        }
 
         const touched = await this.loadStates(
           tx,
@@ -120,6 +134,11 @@ export class Projection {
           streamTime = advanceStreamTime(streamTime, event.occurredAt);
         }
         const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime);
+        // Health changes of the live read model, in this same transaction (CONTRACT 2.5: exactly once).
+        const healthChanges =
+          checkpoint.status === 'live' && streamTime !== null
+            ? await sweepHealthChanges(tx, this.generation, streamTime)
+            : 0;
         const versions: { org_id: string; version: string }[] = await tx.query(
           `INSERT INTO org_read_model (generation, org_id, version)
            SELECT $1, o, 1 FROM unnest($2::text[]) AS o
@@ -163,6 +182,7 @@ export class Projection {
         return {
           applied: logged.length,
           connectionsWritten: written.length,
+          healthChanges,
           orgsChanged: changes.length,
           checkpoint: { at: last, streamTime, eventsApplied, status: checkpoint.status },
         };
@@ -264,7 +284,7 @@ async function writeConnections(
   states: ConnectionState[],
   streamTime: number | null,
 ): Promise<WrittenConnection[]> {
-  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], [], []];
+  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], [], [], []];
   const written: WrittenConnection[] = [];
   for (const state of states) {
     if (streamTime !== null) pruneHealthWindow(state, streamTime);
@@ -299,24 +319,27 @@ async function writeConnections(
     cols[11].push(document);
     const stateJson = JSON.stringify(state);
     cols[12].push(stateJson);
+    // A written connection is due for a look at its health change in this step's sweep.
+    cols[13].push(listed && streamTime !== null ? minuteBucket(streamTime) : null);
     written.push({ orgId: state.orgId, connectionId: state.connectionId, document, stateJsonBytes: stateJson.length });
   }
   if (states.length > 0) {
     await sql.query(
       `INSERT INTO connection_read_model (generation, org_id, connection_id, listed, provider, status, labels, health_score,
-                                          health_status, created_at, updated_at, last_call_minute, document, state)
+                                          health_status, created_at, updated_at, last_call_minute, document, state,
+                                          health_next_change)
        SELECT $1, c.org_id, c.connection_id, c.listed, c.provider, c.status,
               ARRAY(SELECT jsonb_array_elements_text(c.labels)), c.health_score, c.health_status, c.created_at, c.updated_at,
-              c.last_call_minute, c.document, c.state
+              c.last_call_minute, c.document, c.state, c.health_next_change
          FROM unnest($2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::jsonb[], $8::float8[], $9::text[],
-                     $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[], $14::json[])
+                     $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[], $14::json[], $15::bigint[])
               AS c(org_id, connection_id, listed, provider, status, labels, health_score, health_status, created_at, updated_at,
-                   last_call_minute, document, state)
+                   last_call_minute, document, state, health_next_change)
        ON CONFLICT (generation, org_id, connection_id) DO UPDATE SET
          listed = EXCLUDED.listed, provider = EXCLUDED.provider, status = EXCLUDED.status, labels = EXCLUDED.labels,
          health_score = EXCLUDED.health_score, health_status = EXCLUDED.health_status, created_at = EXCLUDED.created_at,
          updated_at = EXCLUDED.updated_at, last_call_minute = EXCLUDED.last_call_minute, document = EXCLUDED.document,
-         state = EXCLUDED.state`,
+         state = EXCLUDED.state, health_next_change = EXCLUDED.health_next_change`,
       [generation, ...cols],
     );
   }

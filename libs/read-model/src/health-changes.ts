@@ -1,0 +1,169 @@
+import { formatTimestamp, healthOfWindow, minuteBucket, nextStatusChange } from '@psp/domain';
+import { Sql } from '@psp/storage';
+import { parseStoredDocument } from './stored-document';
+
+/**
+ * Health changes for payment routers (CONTRACT 2.5), kept exactly once by the projection's own
+ * transaction: each connection row of a generation holds the chain's tail (`health_reported`: the
+ * `to` of its latest message, `health_sequence`) and `health_next_change`, the minute at which it must
+ * be looked at again. A step marks the connections it writes as due now; `sweepHealthChanges`, in the
+ * same transaction, evaluates every due connection at the step's stream time, writes one message to
+ * the outbox for each whose status differs from its tail, and sets when it is due next (the minute
+ * its status would change with no new call, from its stored window: `nextStatusChange`). So a new
+ * minute costs work only for the connections whose health it changes. The relay produces the outbox
+ * to Kafka (apps/projector/src/health-change-relay.ts). See docs/read-model.md, "Health changes".
+ */
+
+export const HEALTH_CHANGED = 'connection.health_changed';
+
+/** The message value of CONTRACT 2.5, members in the contract's order. */
+export function healthChangedMessage(change: {
+  orgId: string;
+  connectionId: string;
+  sequence: number;
+  streamTimeMs: number;
+  from: string | null;
+  to: string;
+  score: number;
+}): string {
+  return JSON.stringify({
+    event_id: `${change.orgId}:${change.connectionId}:${change.sequence}`,
+    type: HEALTH_CHANGED,
+    schema_version: 1,
+    org_id: change.orgId,
+    connection_id: change.connectionId,
+    occurred_at: formatTimestamp(change.streamTimeMs),
+    data: { sequence: change.sequence, from: change.from, to: change.to, health_score: change.score },
+  });
+}
+
+/** Connections looked at per sweep: a step's cost stays bounded; the rest are due at the next one. */
+export const SWEEP_LIMIT = 10_000;
+
+/**
+ * Evaluates the generation's due connections at `streamTimeMs` and writes their health changes to
+ * the outbox. Returns the number of messages written. Only for the live generation (a generation
+ * being rebuilt produces nothing; its connections are all due at the switch).
+ */
+export async function sweepHealthChanges(
+  sql: Sql,
+  generation: number,
+  streamTimeMs: number,
+  limit = SWEEP_LIMIT,
+): Promise<number> {
+  const b = minuteBucket(streamTimeMs);
+  const due: {
+    org_id: string;
+    connection_id: string;
+    listed: boolean;
+    document: string | null;
+    health_reported: string | null;
+    health_sequence: number;
+  }[] = await sql.query(
+    `SELECT org_id, connection_id, listed, document, health_reported, health_sequence
+       FROM connection_read_model
+      WHERE generation = $1 AND health_next_change <= $2
+      ORDER BY health_next_change LIMIT $3`,
+    [generation, b, limit],
+  );
+  if (due.length === 0) return 0;
+  const rows = {
+    org: [] as string[],
+    conn: [] as string[],
+    reported: [] as (string | null)[],
+    seq: [] as number[],
+    next: [] as (number | null)[],
+  };
+  const outbox = { org: [] as string[], conn: [] as string[], seq: [] as number[], message: [] as string[] };
+  for (const r of due) {
+    let reported = r.health_reported;
+    let sequence = r.health_sequence;
+    let next: number | null = null;
+    if (r.listed && r.document !== null) {
+      const { window } = parseStoredDocument(r.document);
+      const health = healthOfWindow(window, b);
+      if (health.status !== reported) {
+        sequence += 1;
+        const message = healthChangedMessage({
+          orgId: r.org_id,
+          connectionId: r.connection_id,
+          sequence,
+          streamTimeMs,
+          from: reported,
+          to: health.status,
+          score: health.score,
+        });
+        outbox.org.push(r.org_id);
+        outbox.conn.push(r.connection_id);
+        outbox.seq.push(sequence);
+        outbox.message.push(message);
+        reported = health.status;
+      }
+      next = nextStatusChange(window, b);
+    }
+    rows.org.push(r.org_id);
+    rows.conn.push(r.connection_id);
+    rows.reported.push(reported);
+    rows.seq.push(sequence);
+    rows.next.push(next);
+  }
+  await sql.query(
+    `UPDATE connection_read_model c
+        SET health_reported = u.reported, health_sequence = u.seq, health_next_change = u.next
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[]) AS u(org_id, connection_id, reported, seq, next)
+      WHERE c.generation = $1 AND c.org_id = u.org_id AND c.connection_id = u.connection_id`,
+    [generation, rows.org, rows.conn, rows.reported, rows.seq, rows.next],
+  );
+  if (outbox.message.length > 0)
+    await sql.query(
+      `INSERT INTO health_change_outbox (generation, org_id, connection_id, sequence, message)
+       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[])`,
+      [generation, outbox.org, outbox.conn, outbox.seq, outbox.message],
+    );
+  return outbox.message.length;
+}
+
+/**
+ * At a switch (in its transaction): the new generation continues each connection's chain where the
+ * retired one left it, and every listed connection is due, so the first sweeps produce one catch-up
+ * message for each connection whose status differs from its latest message (CONTRACT 2.5).
+ */
+export async function continueHealthChains(sql: Sql, from: number, to: number): Promise<void> {
+  await sql.query(
+    `UPDATE connection_read_model n
+        SET health_reported = o.health_reported, health_sequence = o.health_sequence
+       FROM connection_read_model o
+      WHERE n.generation = $2 AND o.generation = $1 AND o.org_id = n.org_id AND o.connection_id = n.connection_id`,
+    [from, to],
+  );
+  await sql.query(
+    `UPDATE connection_read_model SET health_next_change = -9223372036854775808 WHERE generation = $1 AND listed`,
+    [to],
+  );
+}
+
+export interface OutboxMessage {
+  id: string;
+  orgId: string;
+  connectionId: string;
+  message: string;
+}
+
+/** The oldest messages of the outbox, in the order they were written. */
+export async function readHealthOutbox(sql: Sql, limit: number): Promise<OutboxMessage[]> {
+  const rows: { id: string; org_id: string; connection_id: string; message: string }[] = await sql.query(
+    `SELECT id::text AS id, org_id, connection_id, message FROM health_change_outbox ORDER BY id LIMIT $1`,
+    [limit],
+  );
+  return rows.map((r) => ({ id: r.id, orgId: r.org_id, connectionId: r.connection_id, message: r.message }));
+}
+
+export async function deleteHealthOutbox(sql: Sql, ids: string[]): Promise<void> {
+  if (ids.length > 0) await sql.query(`DELETE FROM health_change_outbox WHERE id = ANY($1::bigint[])`, [ids]);
+}
+
+/** Messages waiting in the outbox (for /metrics and ops). */
+export async function healthOutboxBacklog(sql: Sql): Promise<number> {
+  const rows: { n: string }[] = await sql.query(`SELECT count(*)::text AS n FROM health_change_outbox`);
+  return Number(rows[0].n);
+}
