@@ -10,6 +10,7 @@ describe('loadSettings', () => {
       validations: 'psp.validations',
       connections: 'psp.connections',
       dlq: 'psp.dlq',
+      health: 'psp.connection-health',
     });
     expect(s.topicPartitions).toBe(6);
     expect(s.httpPort).toBe(8081);
