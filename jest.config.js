@@ -1,7 +1,7 @@
 /** Two projects: `unit` (pure logic, no servers) and `integration` (real PostgreSQL, Redis, Kafka). */
 const moduleNameMapper = {
-  '^@psp/(domain|storage|messaging|config|read-model|api-keys|producer)$': '<rootDir>/libs/$1/src',
-  '^@psp/(domain|storage|messaging|config|read-model|api-keys|producer)/(.*)$': '<rootDir>/libs/$1/src/$2',
+  '^@psp/(domain|storage|messaging|config|read-model|api-keys|producer|observability)$': '<rootDir>/libs/$1/src',
+  '^@psp/(domain|storage|messaging|config|read-model|api-keys|producer|observability)/(.*)$': '<rootDir>/libs/$1/src/$2',
 };
 const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', diagnostics: false }] };
 module.exports = {

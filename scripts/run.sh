@@ -4,6 +4,7 @@
 # Waits for /readyz to answer 200 and says so. Settings come from the environment (see README).
 # Then, unless SIMULATOR=0, starts gentle demo traffic for org_demo (apps/simulator) and creates a
 # test API key for it, so that health can be watched moving while one provider has recurring outages.
+# Logs are readable in the terminal (LOG_FORMAT=pretty) unless LOG_FORMAT says otherwise.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,13 +16,13 @@ PORT="${HTTP_PORT:-8081}"
 HOST="${HTTP_HOST:-127.0.0.1}"
 SIM_LOG="${SIMULATOR_LOG:-${TMPDIR:-/tmp}/psp-simulator.log}"
 sim_pid=""
-node -r ./scripts/register-paths.js dist/apps/dev/src/main.js &
+LOG_FORMAT="${LOG_FORMAT:-pretty}" node -r ./scripts/register-paths.js dist/apps/dev/src/main.js &
 pid=$!
 trap 'kill $sim_pid "$pid" 2>/dev/null; wait $sim_pid "$pid" 2>/dev/null; exit 0' INT TERM
 for _ in $(seq 1 120); do
   if ! kill -0 "$pid" 2>/dev/null; then echo "[run] the service exited; see the lines above" >&2; exit 1; fi
   if curl -fsS "http://$HOST:$PORT/readyz" >/dev/null 2>&1; then
-    echo "[run] ready: http://$HOST:$PORT/readyz answers 200"
+    echo "[run] ready: http://$HOST:$PORT/readyz answers 200; metrics: http://$HOST:$PORT/metrics"
     if [ "${SIMULATOR:-1}" = "0" ]; then
       echo "[run] create a key:  npm run ops -- keys create --org org_demo --env test"
       echo "[run] then:          curl -H 'X-Org-Id: org_demo' -H 'X-Reevit-Key: <key>' http://$HOST:$PORT/v1/connections"

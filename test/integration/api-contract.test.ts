@@ -64,6 +64,8 @@ describe('the query API contract (CONTRACT 1)', () => {
   const sentSecrets = new Set<string>([SECRET_1, SECRET_2]);
   const responses: { path: string; res: Res }[] = [];
   const logLines: string[] = [];
+  /** The API's JSON log lines (pino, LOG_LEVEL=debug: a line per request, its headers redacted). */
+  const jsonLogLines: string[] = [];
   const loggerSpies: jest.SpyInstance[] = [];
   const restore: (() => void)[] = [];
   const versions = new Map<string, number>();
@@ -277,7 +279,7 @@ describe('the query API contract (CONTRACT 1)', () => {
       restore.push(() => spy.mockRestore());
     }
 
-    settings = isolatedSettings('apicontract');
+    settings = isolatedSettings('apicontract', { LOG_LEVEL: 'debug' });
     db = await openDatabase(settings);
     store = new ApiKeyStore(db);
     keys.a = (await store.create(ORG_A, ['connections:read'], 'test')).key;
@@ -377,7 +379,7 @@ describe('the query API contract (CONTRACT 1)', () => {
       ),
     ]);
 
-    ({ app, url } = await startService(ApiModule, settings));
+    ({ app, url } = await startService(ApiModule, settings, { logLines: jsonLogLines }));
     const reads = app.get(ConnectionReads);
     await eventually(
       async () => reads.redisClient.status,
@@ -1127,7 +1129,7 @@ describe('the query API contract (CONTRACT 1)', () => {
     ];
 
     async function freshApp(): Promise<{ app: NestFastifyApplication; url: string; reads: ConnectionReads }> {
-      const started = await startService(ApiModule, settings);
+      const started = await startService(ApiModule, settings, { logLines: jsonLogLines });
       extraApps.push(started.app);
       const r = started.app.get(ConnectionReads);
       await eventually(
@@ -1425,9 +1427,16 @@ describe('the query API contract (CONTRACT 1)', () => {
         ),
       );
       expect(loggerLines.some((l) => l.includes('capture-probe-1'))).toBe(true);
-      expect(logLines.some((l) => l.includes('capture-probe-1'))).toBe(true);
+      // Nest's Logger writes through the API's pino logger: JSON lines.
+      expect(jsonLogLines.some((l) => l.includes('capture-probe-1') && JSON.parse(l).level === 'error')).toBe(true);
       expect(logLines.some((l) => l.includes('capture-probe-2'))).toBe(true);
-      for (const line of [...logLines, ...loggerLines]) {
+      // The JSON logs: a line per request, with its request id and its headers, the key one redacted.
+      const requestLines = jsonLogLines.map((l) => JSON.parse(l)).filter((e) => e.request_id && e.req);
+      expect(requestLines.length).toBeGreaterThan(100);
+      const keyed = requestLines.filter((e) => e.req.headers['x-reevit-key'] !== undefined);
+      expect(keyed.length).toBeGreaterThan(100);
+      for (const e of keyed) expect(e.req.headers['x-reevit-key']).toBe('[redacted]');
+      for (const line of [...logLines, ...loggerLines, ...jsonLogLines]) {
         for (const n of meaningful)
           if (line.includes(n)) leaks.push(`log line holds ${n.slice(0, 12)}...: ${line.slice(0, 100)}`);
       }

@@ -252,4 +252,25 @@ describe('the service end to end', () => {
     expect(ready.status).toBe(200);
     expect(JSON.parse(ready.text).checks).toEqual({ postgres: 'up', redis: 'up', kafka: 'up' });
   });
+
+  it("answers /metrics without auth with the writer's, the projector's and the API's metrics (one process, one registry)", async () => {
+    const res = await get('/metrics', null, null);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    for (const name of [
+      'psp_writer_messages_consumed_total',
+      'psp_writer_consumer_lag_messages',
+      'psp_projector_lag_seconds',
+      'psp_projector_events_applied_total',
+      'psp_http_requests_total',
+      'psp_read_model_reads_total',
+      'process_cpu_seconds_total',
+    ])
+      expect(res.text).toContain(`# TYPE ${name} `);
+    expect(res.text).toMatch(
+      new RegExp(`^psp_writer_messages_consumed_total\\{topic="${settings.topics.calls}"\\} [1-9]`, 'm'),
+    );
+    for (const tenant of ['org_a', 'org_b', 'paystack_gh', 'b_only', keyA, keyB])
+      expect(res.text).not.toContain(tenant);
+  });
 });

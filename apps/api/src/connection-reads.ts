@@ -14,6 +14,7 @@ import {
   withHealth,
 } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
+import { apiMetrics, ReadTier } from './metrics';
 import { SingleFlight } from './single-flight';
 import { orgBytes, ReadCaches, RenderedBody } from './read-caches';
 import {
@@ -135,8 +136,15 @@ export class ConnectionReads {
   private liveCache: { value: LiveReadModel; until: number } | null = null;
   private readonly liveLoad = new SingleFlight<LiveReadModel>();
   private readonly orgLoad = new SingleFlight<OrgEntry>();
-  /** Where the last org read came from: 'redis' or 'postgres' (for tests and ops). */
-  lastSource: 'redis' | 'postgres' | 'memory' = 'memory';
+  /** Where the last org read came from: 'redis' or 'postgres' (for tests and ops); each one is counted in the metrics. */
+  get lastSource(): ReadTier {
+    return this.source;
+  }
+  set lastSource(tier: ReadTier) {
+    this.source = tier;
+    apiMetrics().readFrom(tier);
+  }
+  private source: ReadTier = 'memory';
 
   constructor(
     @Inject(DataSource) private readonly db: DataSource,

@@ -1,10 +1,12 @@
-import { Server } from 'node:http';
-import { INestApplication, Type } from '@nestjs/common';
+import { IncomingMessage, Server } from 'node:http';
+import { INestApplication, Module, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import { FastifyError } from 'fastify';
-import { SETTINGS, Settings } from '@psp/config';
+import { FastifyError, FastifyInstance } from 'fastify';
+import { loadSettings, SETTINGS, Settings } from '@psp/config';
+import { processLogger, REQUEST_ID_HEADER, requestIdFrom, requestLoggingModule } from '@psp/observability';
 import { ApiError, ErrorBody, JSON_CONTENT_TYPE, toApiError } from './api-error';
+import { apiMetrics } from './metrics';
 import { serveOpenApi } from './openapi';
 
 /** Request line plus headers: what a request may carry before Node answers 431 itself. */
@@ -12,8 +14,12 @@ const MAX_HEADER_BYTES = 64 * 1024;
 
 /** What frameworkErrors uses of the reply (its declared type is generic over the server type). */
 interface MinimalReply {
+  status(code: number): MinimalReplyHeaders;
+}
+interface MinimalReplyHeaders {
+  header(name: string, value: string): MinimalReplyHeaders;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  status(code: number): { header(name: string, value: string): { send(payload?: any): unknown } };
+  send(payload?: any): unknown;
 }
 
 /** A raw HTTP response with the contract's error body, for errors Fastify answers before Nest runs. */
@@ -27,14 +33,17 @@ function rawErrorResponse(status: number, reason: string, body: ErrorBody): stri
  * than a bare 431); route params as long as that reach the router (so a long id is answered by the
  * guard and then connection_not_found, not route_not_found). Errors that Fastify or Node answer
  * before Nest runs (a malformed percent-escape in the path, headers over 64 KiB, an unparsable
- * request) still get the contract's body and content type, and never echo the request.
+ * request) still get the contract's body and content type, and never echo the request. Each request
+ * gets its id here: its X-Request-Id when that is a sane token, else a fresh UUID (the logs carry it).
  */
 export function apiHttpAdapter(): FastifyAdapter {
   return new FastifyAdapter({
+    requestIdHeader: false,
+    genReqId: (request: IncomingMessage) => requestIdFrom(request.headers[REQUEST_ID_HEADER]),
     routerOptions: { maxParamLength: MAX_HEADER_BYTES },
     http: { maxHeaderSize: MAX_HEADER_BYTES },
     trustProxy: false,
-    frameworkErrors: (error: FastifyError, _request: unknown, reply: MinimalReply) => {
+    frameworkErrors: (error: FastifyError, request: { id: string }, reply: MinimalReply) => {
       const { status, body } =
         error.code === 'FST_ERR_BAD_URL'
           ? new ApiError(400, {
@@ -43,7 +52,11 @@ export function apiHttpAdapter(): FastifyAdapter {
               message: 'The request path is not valid percent-encoded UTF-8.',
             })
           : toApiError(error);
-      void reply.status(status).header('content-type', JSON_CONTENT_TYPE).send(JSON.stringify(body));
+      void reply
+        .status(status)
+        .header('content-type', JSON_CONTENT_TYPE)
+        .header('x-request-id', request.id)
+        .send(JSON.stringify(body));
     },
     clientErrorHandler: (error, socket) => {
       if (error.code === 'ECONNRESET' || socket.destroyed) return;
@@ -109,19 +122,50 @@ export function applyHttpServerLimits(server: Server, limits: HttpServerLimits):
 }
 
 /**
- * What every API app gets, whichever module it serves: the HTTP server's limits and the OpenAPI
- * routes. (Unknown routes reach ApiErrorFilter as Nest's NotFoundException and answer the contract's
- * body.)
+ * Echoes each request's id in X-Request-Id, and counts every answered request in the metrics by
+ * method, route pattern (Fastify's, e.g. `/v1/connections/:id`; `unmatched` when no route matched:
+ * never the raw URL) and status, timed from its arrival to its response.
+ */
+export function instrumentHttp(app: NestFastifyApplication): void {
+  const metrics = apiMetrics();
+  const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
+  fastify.addHook('onRequest', (request, reply, done) => {
+    void reply.header('x-request-id', request.id);
+    done();
+  });
+  fastify.addHook('onResponse', (request, reply, done) => {
+    metrics.observeRequest(request.method, request.routeOptions.url, reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  });
+}
+
+/**
+ * What every API app gets, whichever module it serves: the HTTP server's limits, the request metrics
+ * and the OpenAPI routes. (Unknown routes reach ApiErrorFilter as Nest's NotFoundException and answer
+ * the contract's body.)
  */
 export function configureHttpApp(app: NestFastifyApplication): NestFastifyApplication {
   applyHttpServerLimits(app.getHttpServer() as Server, app.get<Settings>(SETTINGS));
+  instrumentHttp(app);
   serveOpenApi(app);
   app.enableShutdownHooks();
   return app;
 }
 
-export async function createHttpApp(module: Type<unknown>): Promise<NestFastifyApplication> {
-  return configureHttpApp(await NestFactory.create<NestFastifyApplication>(module, apiHttpAdapter()));
+/** The root of an HTTP process: its module and the request logging (nestjs-pino's middleware). */
+@Module({})
+class HttpProcessModule {}
+
+/**
+ * An HTTP process (the API, the dev process): `module` served with structured logs from the start
+ * (pino, LOG_FORMAT / LOG_LEVEL), one request id per request (X-Request-Id) and the settings above.
+ */
+export async function createHttpApp(module: Type<unknown>, processName = 'api'): Promise<NestFastifyApplication> {
+  const root = { module: HttpProcessModule, imports: [module, requestLoggingModule(processName)] };
+  const app = await NestFactory.create<NestFastifyApplication>(root, apiHttpAdapter(), {
+    logger: processLogger(processName, loadSettings(process.env)),
+  });
+  return configureHttpApp(app);
 }
 
 export async function listen(app: INestApplication): Promise<string> {

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { apiMetrics } from './metrics';
 
 export interface KeyLookupCacheLimits {
   /** How long a lookup is trusted (API_KEY_CACHE_MS, ≤ 5 s: the revocation bound); 0 caches nothing. */
@@ -53,6 +54,12 @@ export class KeyLookupCache<R extends object> {
 
   /** `{ record }` (null: no such key) when a lookup younger than ttlMs is cached, else undefined. */
   get(cacheKey: string): { record: R | null } | undefined {
+    const cached = this.cached(cacheKey);
+    apiMetrics().keyLookup(cached !== undefined);
+    return cached;
+  }
+
+  private cached(cacheKey: string): { record: R | null } | undefined {
     const now = this.now();
     const found = this.found.get(cacheKey);
     if (found) {

@@ -4,6 +4,7 @@ import { SETTINGS, Settings, SettingsModule } from '@psp/config';
 import { createKafka } from '@psp/messaging';
 import { StorageModule } from '@psp/storage';
 import { ReadModelRedisModule } from '@psp/read-model';
+import { ProjectorMetricsCollector } from './metrics';
 import { HealthChangeRelay } from './health-change-relay';
 import { Projector } from './projector';
 
@@ -22,7 +23,7 @@ const projectorKafka = {
 /** The projector: event log → read model (PostgreSQL, then Redis), and its health changes → Kafka. */
 @Module({
   imports: [SettingsModule, StorageModule, ReadModelRedisModule.forProcess('projector')],
-  providers: [projectorKafka, Projector, HealthChangeRelay],
+  providers: [projectorKafka, Projector, HealthChangeRelay, ProjectorMetricsCollector],
   exports: [Projector],
 })
 export class ProjectorModule {}

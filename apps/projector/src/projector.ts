@@ -11,6 +11,7 @@ import {
   STUCK_AFTER_MS,
 } from '@psp/read-model';
 import { logLagAfter } from '@psp/storage';
+import { projectorMetrics } from './metrics';
 
 /**
  * Keeps the live read-model generation up to date with the event log: steps the projection while
@@ -73,6 +74,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         const step = await projection.step(limit);
         this.lastStep = step;
         this.applied += step.applied;
+        projectorMetrics().eventsApplied.inc(step.applied);
         if (stalled) {
           stalled = false;
           this.saidStuck = false;
@@ -84,6 +86,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         if (step.applied === 0) await sleep(this.settings.projectorIdleMs);
       } catch (error) {
         failures += 1;
+        projectorMetrics().stepFailures.inc();
         const message = (error as Error)?.message ?? String(error);
         const event = projection?.firstAttempted ?? null;
         if (projection && event && limit === 1) {

@@ -18,6 +18,7 @@ import {
   violatedConstraint,
 } from '@psp/storage';
 import { SourceMessage } from '@psp/messaging';
+import { writerMetrics } from './metrics';
 import { streamKey, StreamVersions } from './stream-versions';
 
 /** An accepted event and the Kafka message it came from. */
@@ -165,7 +166,10 @@ export class ConnectionStreams {
     const logged = lookUpDuplicates ? await findLoggedEventIds(this.db, [...firstById.keys()]) : new Set<string>();
     const fresh = [...firstById.values()].filter((e) => !logged.has(e.event.eventId));
     const duplicates = events.length - fresh.length;
-    if (fresh.length === 0) return { appended: 0, duplicates };
+    if (fresh.length === 0) {
+      writerMetrics().recorded(events, fresh);
+      return { appended: 0, duplicates };
+    }
 
     const versions = await this.currentVersions(fresh.map((e) => e.event));
     try {
@@ -183,6 +187,7 @@ export class ConnectionStreams {
         await copyEvents((await tx.queryRunner!.connect()) as CopyClient, rows);
       });
       for (const [key, version] of versions) this.versions.set(key, version);
+      writerMetrics().recorded(events, fresh);
       return { appended: fresh.length, duplicates };
     } catch (error) {
       // Another writer may have moved these streams: look their versions up again next time.

@@ -1,6 +1,7 @@
 import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { Kafka, Message, Partitioners, Producer } from 'kafkajs';
 import { SETTINGS, Settings } from '@psp/config';
+import { writerMetrics } from './metrics';
 
 /**
  * The writer's DLQ (CONTRACT 2.4): messages it could not accept, unchanged, with the `dlq-*` headers.
@@ -30,7 +31,9 @@ export class DeadLetters implements OnModuleInit, OnApplicationShutdown {
 
   /** Resolves once every message is durable in the DLQ topic. */
   async send(messages: Message[]): Promise<void> {
-    if (messages.length > 0) await this.producer.send({ topic: this.settings.topics.dlq, acks: -1, messages });
+    if (messages.length === 0) return;
+    await this.producer.send({ topic: this.settings.topics.dlq, acks: -1, messages });
+    writerMetrics().deadLettersSent(messages);
   }
 
   async onApplicationShutdown(): Promise<void> {

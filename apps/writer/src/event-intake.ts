@@ -7,6 +7,7 @@ import { ensureTopics, intakeTopics, toDlqMessage } from '@psp/messaging';
 import { ConnectionStreams, RecordOutcome, SourcedEvent } from './connection-streams';
 import { DeadLetters } from './dead-letters';
 import { IntakeAppends } from './intake-appends';
+import { writerMetrics } from './metrics';
 import { RecordConnectionEvents } from './record-connection-events';
 
 /**
@@ -67,7 +68,8 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
   ) {
     this.appends = new IntakeAppends({
       maxWaiting: MAX_WAITING,
-      record: (events) => this.commands.execute(new RecordConnectionEvents(events)),
+      record: (events) =>
+        writerMetrics().timeAppend(events.length, () => this.commands.execute(new RecordConnectionEvents(events))),
       commit: (offsets) => this.consumer!.commitOffsets(offsets),
       onAppended: (outcome) => {
         this.count(outcome);
@@ -160,6 +162,7 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     resolveOffset(batch.lastOffset());
     await heartbeat();
     this.totals.consumed += batch.messages.length;
+    writerMetrics().consumed.inc({ topic: writerMetrics().topic(batch.topic) }, batch.messages.length);
     this.totals.rejected += rejected.length;
   }
 

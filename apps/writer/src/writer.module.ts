@@ -8,6 +8,7 @@ import { ConnectionStreams } from './connection-streams';
 import { DeadLetters } from './dead-letters';
 import { EventIntake } from './event-intake';
 import { LogMaintenance } from './log-maintenance';
+import { WriterMetricsCollector } from './metrics';
 import { RecordConnectionEventsHandler } from './record-connection-events';
 
 /** The writer's Kafka client (consumer, DLQ producer, admin); its log lines never carry message values. */
@@ -25,7 +26,15 @@ const writerKafka = {
 /** The write side: Kafka intake → validated events → the event log (PostgreSQL); refusals → the DLQ. */
 @Module({
   imports: [SettingsModule, StorageModule, CqrsModule.forRoot()],
-  providers: [writerKafka, DeadLetters, ConnectionStreams, RecordConnectionEventsHandler, EventIntake, LogMaintenance],
+  providers: [
+    writerKafka,
+    DeadLetters,
+    ConnectionStreams,
+    RecordConnectionEventsHandler,
+    EventIntake,
+    LogMaintenance,
+    WriterMetricsCollector,
+  ],
   exports: [EventIntake, ConnectionStreams],
 })
 export class WriterModule {}

@@ -38,6 +38,14 @@ describe('loadSettings', () => {
     expect(off.rateLimitFailedAuthPerMinute).toBe(0);
   });
 
+  it('logs JSON at log level by default; METRICS_PORT unset leaves the process its default, 0 turns it off', () => {
+    const s = loadSettings({});
+    expect([s.logFormat, s.logLevel, s.metricsPort]).toEqual(['json', 'log', null]);
+    const set = loadSettings({ LOG_FORMAT: 'pretty', METRICS_PORT: '9999' });
+    expect([set.logFormat, set.metricsPort]).toEqual(['pretty', 9999]);
+    expect(loadSettings({ METRICS_PORT: '0' }).metricsPort).toBe(0);
+  });
+
   it('reads overrides', () => {
     const s = loadSettings({ KAFKA_BROKERS: 'a:1,b:2', TOPIC_PARTITIONS: '3', TOPIC_DLQ: 'x.dlq' });
     expect(s.kafkaBrokers).toEqual(['a:1', 'b:2']);
@@ -54,6 +62,9 @@ describe('loadSettings', () => {
     ['TOPIC_CALLS', 'bad topic', 'TOPIC_CALLS'],
     ['API_KEY_CACHE_MS', '6000', 'API_KEY_CACHE_MS'],
     ['LOG_LEVEL', 'verbose', 'LOG_LEVEL'],
+    ['LOG_FORMAT', 'text', 'LOG_FORMAT'],
+    ['METRICS_PORT', '65536', 'METRICS_PORT'],
+    ['METRICS_PORT', 'on', 'METRICS_PORT'],
     ['HTTP_HEADERS_TIMEOUT_MS', '0', 'HTTP_HEADERS_TIMEOUT_MS'],
     ['HTTP_REQUEST_TIMEOUT_MS', '5000', 'HTTP_REQUEST_TIMEOUT_MS'], // shorter than the 10 s header timeout
     ['HTTP_KEEP_ALIVE_TIMEOUT_MS', '0', 'HTTP_KEEP_ALIVE_TIMEOUT_MS'],

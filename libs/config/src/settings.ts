@@ -55,6 +55,10 @@ export interface Settings {
   /** How often the writer creates partitions ahead and applies retention. */
   logMaintenanceMs: number;
   logLevel: 'error' | 'warn' | 'log' | 'debug';
+  /** `json` (one JSON object a line) or `pretty` (readable in a terminal). */
+  logFormat: 'json' | 'pretty';
+  /** Port of the writer's or projector's own /metrics server (run alone); null: the process's default; 0: off. */
+  metricsPort: number | null;
 }
 
 export class InvalidSettingError extends Error {
@@ -177,5 +181,7 @@ export function loadSettings(env: Env = process.env): Settings {
     logRetainDays: integer(env, 'LOG_RETAIN_DAYS', 0, 0, 1000000),
     logMaintenanceMs: integer(env, 'LOG_MAINTENANCE_MS', 600000, 100, 86400000),
     logLevel: logLevel as Settings['logLevel'],
+    logFormat: text(env, 'LOG_FORMAT', 'json', /^(json|pretty)$/, 'must be json or pretty') as Settings['logFormat'],
+    metricsPort: env.METRICS_PORT?.trim() ? integer(env, 'METRICS_PORT', 0, 0, 65535) : null,
   };
 }

@@ -1,0 +1,3 @@
+export * from './registry';
+export * from './metrics-server';
+export * from './logging';
