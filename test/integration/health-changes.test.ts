@@ -17,7 +17,7 @@ import {
   openDatabase,
   testProducer,
 } from '../support/isolated-stack';
-import { startProcess, stopProcess } from '../support/processes';
+import { runOps, spawnOps, startProcess, stopProcess } from '../support/processes';
 import { projectAll, seededRandom, seedLog } from '../support/seed';
 import { startService } from '../support/service';
 
@@ -317,7 +317,26 @@ describe('health changes on Kafka through a kill -9 of the relaying projector', 
         ordered.push(m);
       }
       expect(ordered.length).toBe(messages.length);
-      expectChains(ordered, await servedStatuses(db, 1));
+      const served = await servedStatuses(db, 1);
+      expectChains(ordered, served);
+
+      // The ops view: the latest change per connection, as served; and --follow from the beginning.
+      const summary = await runOps(env, 'health', '--org', ORG);
+      expect(summary.stdout).toContain(`${CONNECTIONS} connection(s) of ${ORG}, latest health change each:`);
+      for (const [connection, status] of served)
+        expect(summary.stdout).toMatch(new RegExp(`  ${ORG}/${connection}  ${status} +\\d+\\.\\d\\d  #\\d+ at `));
+      const follow = spawnOps(env, 'health', '--follow', '--from-beginning', '--org', ORG);
+      try {
+        await eventually(
+          async () => follow.output.join(''),
+          (out) => out.includes(`${ORG}/c0  #1  (new) → `),
+          30000,
+          'ops health --follow printing changes',
+        );
+      } finally {
+        await stopProcess(follow, 'SIGINT');
+      }
+      expect(follow.exitCode).toBe(0);
     } finally {
       await stopProcess(projector);
       await stopProcess(writer);

@@ -63,3 +63,16 @@ export async function waitForHttp(url: string, child?: { output: string[] }, tim
   }
   throw new Error(`${url} did not answer 200 within ${timeoutMs} ms: ${child?.output.slice(-5).join('') ?? ''}`);
 }
+
+/** `npm run ops -- <args>` left running (for --follow), its output collected; stop it with stopProcess. */
+export function spawnOps(env: Record<string, string>, ...args: string[]): ChildProcess & { output: string[] } {
+  const child = spawn(process.execPath, [...SOURCE_ENTRY, join(ROOT, 'apps/ops/src/main.ts'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }) as ChildProcess & { output: string[] };
+  child.output = [];
+  child.stdout?.on('data', (d: Buffer) => child.output.push(d.toString()));
+  child.stderr?.on('data', (d: Buffer) => child.output.push(d.toString()));
+  return child;
+}

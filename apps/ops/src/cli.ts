@@ -3,6 +3,7 @@ import { ApiKeyError } from '@psp/api-keys';
 import { migrate } from '@psp/storage';
 import { createKey, listKeys, revokeKey } from './commands/keys';
 import { DLQ_LIST_LIMIT, listDlq, redriveDlq } from './commands/dlq';
+import { health } from './commands/health';
 import { lag } from './commands/lag';
 import { logPartitions } from './commands/log';
 import { REPLAY_BATCH_SIZE, runReplay } from './commands/replay';
@@ -90,6 +91,20 @@ export function buildProgram(result: { code: number }): Command {
     .option('--batch <n>', 'events per projection transaction', positiveInteger('--batch'), REPLAY_BATCH_SIZE)
     .action(async (opts: { batch: number }) => {
       result.code = await runReplay(settingsFromEnv(), opts);
+    });
+
+  program
+    .command('health')
+    .description("health changes the service produces for routers (TOPIC_HEALTH), with each connection's trend")
+    .option(
+      '--follow',
+      'keep printing changes as they happen (Ctrl-C stops); default: read what is there and summarise',
+    )
+    .option('--org <org>', 'only this org')
+    .option('--from-beginning', "with --follow: start at the topic's first message (default: only new changes)")
+    .option('--json', 'JSON: one change a line with --follow, else one array of the latest change per connection')
+    .action(async (opts: { follow?: boolean; org?: string; fromBeginning?: boolean; json?: boolean }) => {
+      result.code = await health(settingsFromEnv(), opts);
     });
 
   program

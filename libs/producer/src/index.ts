@@ -6,3 +6,4 @@
 export * from './envelope';
 export * from './topics';
 export * from './producer';
+export * from './health-changes';
