@@ -40,6 +40,11 @@ for _ in $(seq 1 120); do
     echo "[run] watch paystack's health fall in the outage and climb back after it (run it every few seconds):"
     echo "[run]   curl -s -H 'X-Org-Id: org_demo' -H 'X-Reevit-Key: $KEY' 'http://$HOST:$PORT/v1/connections?provider=paystack'"
     echo "[run] all six:  curl -s -H 'X-Org-Id: org_demo' -H 'X-Reevit-Key: $KEY' http://$HOST:$PORT/v1/connections"
+    echo "[run] a router's view of one:  curl -s -H 'X-Org-Id: org_demo' -H 'X-Reevit-Key: $KEY' http://$HOST:$PORT/v1/connections/<id>/stats"
+    echo "[run] health changes as routers get them (psp.connection-health) print below as [health] lines:"
+    echo "[run]   paystack goes unhealthy in each outage and back; the same by hand: npm run ops -- health --follow --org org_demo"
+    ( npm run -s ops -- health --follow --from-beginning --org org_demo 2>&1 | sed -u 's/^/[health] /' ) &
+    health_pid=$!
     break
   fi
   sleep 0.5
@@ -47,4 +52,5 @@ done
 status=0
 wait "$pid" || status=$?
 if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; fi
+if [ -n "${health_pid:-}" ]; then pkill -P "$health_pid" 2>/dev/null || true; kill "$health_pid" 2>/dev/null || true; fi
 exit "$status"

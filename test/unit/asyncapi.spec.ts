@@ -7,6 +7,7 @@ import {
   DLQ_REASONS,
   DlqReason,
   EVENT_TYPES,
+  HEALTH_STATUSES,
   MAX_LABELS,
   MAX_LATENCY_MS,
   MAX_MESSAGE_BYTES,
@@ -17,7 +18,8 @@ import {
   parseTimestamp,
   validateMessage,
 } from '@psp/domain';
-import { DEFAULT_TOPICS, recommendedKey, topicFor } from '@psp/producer';
+import { DEFAULT_HEALTH_TOPIC, DEFAULT_TOPICS, parseHealthChange, recommendedKey, topicFor } from '@psp/producer';
+import { HEALTH_CHANGED, healthChangedMessage } from '@psp/read-model';
 
 /**
  * docs/asyncapi.yaml is the producers' reference: it must parse cleanly, say what the service does
@@ -148,8 +150,46 @@ describe('docs/asyncapi.yaml', () => {
       .all()
       .map((c) => c.address());
     expect(addresses.sort()).toEqual(
-      [DEFAULT_TOPICS.calls, DEFAULT_TOPICS.connections, 'psp.dlq', DEFAULT_TOPICS.validations].sort(),
+      [
+        DEFAULT_TOPICS.calls,
+        DEFAULT_TOPICS.connections,
+        'psp.dlq',
+        DEFAULT_TOPICS.validations,
+        DEFAULT_HEALTH_TOPIC,
+      ].sort(),
     );
+  });
+
+  it('describes the health changes the service produces, and its examples are what it produces', () => {
+    const channel = document.channels().get('health')!;
+    expect(channel.address()).toBe(DEFAULT_HEALTH_TOPIC);
+    const [message] = channel.messages().all();
+    expect(message.name()).toBe(HEALTH_CHANGED);
+    const validate = ajv.compile(message.payload()!.json());
+    for (const example of examplesOf(message)) {
+      expect([example.name, validate(example.payload)]).toEqual([example.name, true]);
+      const p = example.payload as {
+        org_id: string;
+        connection_id: string;
+        occurred_at: string;
+        data: { sequence: number; from: string | null; to: string; health_score: number };
+      };
+      // Byte for byte what the service writes for that change.
+      expect(JSON.stringify(example.payload)).toBe(
+        healthChangedMessage({
+          orgId: p.org_id,
+          connectionId: p.connection_id,
+          sequence: p.data.sequence,
+          streamTimeMs: Date.parse(p.occurred_at),
+          from: p.data.from,
+          to: p.data.to,
+          score: p.data.health_score,
+        }),
+      );
+      // And the routers' kit reads it.
+      expect(parseHealthChange(JSON.stringify(example.payload))?.sequence).toBe(p.data.sequence);
+    }
+    expect(schema('HealthStatus').enum).toEqual([...HEALTH_STATUSES]);
   });
 
   it('states the same enums and limits as the service', () => {
