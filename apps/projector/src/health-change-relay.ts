@@ -3,12 +3,10 @@ import { Kafka, Partitioners, Producer } from 'kafkajs';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
 import { ensureTopics } from '@psp/messaging';
-import { deleteHealthOutbox, readHealthOutbox } from '@psp/read-model';
+import { deleteHealthOutbox, readHealthOutbox, takeRelayTurn } from '@psp/read-model';
 
 /** Messages produced per round trip to Kafka. */
 const RELAY_BATCH = 500;
-/** Only one relay at a time across projector processes: the outbox's order is the topic's order. */
-const RELAY_LOCK = `SELECT pg_try_advisory_xact_lock(hashtext('psp-connections:health-relay')) AS locked`;
 
 /**
  * Produces the health changes the projection wrote to its outbox to `psp.connection-health`, oldest
@@ -70,8 +68,7 @@ export class HealthChangeRelay implements OnApplicationBootstrap, BeforeApplicat
   /** One batch from the outbox to Kafka; returns how many messages it produced. */
   async relayOnce(): Promise<number> {
     return this.db.transaction(async (tx) => {
-      const [{ locked }] = (await tx.query(RELAY_LOCK)) as { locked: boolean }[];
-      if (!locked) return 0;
+      if (!(await takeRelayTurn(tx))) return 0;
       const batch = await readHealthOutbox(tx, RELAY_BATCH);
       if (batch.length === 0) return 0;
       await this.producer.send({

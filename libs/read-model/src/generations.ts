@@ -57,3 +57,8 @@ export async function dropRetiredGenerations(sql: Sql, keep: number): Promise<nu
   );
   return rows.map((r) => r.generation);
 }
+
+/** Every generation with its status, oldest first (for ops). */
+export async function listGenerations(sql: Sql): Promise<{ generation: number; status: string }[]> {
+  return sql.query(`SELECT generation, status FROM projection_generation ORDER BY generation`);
+}

@@ -149,6 +149,17 @@ export interface OutboxMessage {
   message: string;
 }
 
+/**
+ * Takes the relay's turn for the current transaction: false when another relay holds it. One relay at
+ * a time keeps the outbox's order the topic's order.
+ */
+export async function takeRelayTurn(sql: Sql): Promise<boolean> {
+  const rows: { locked: boolean }[] = await sql.query(
+    `SELECT pg_try_advisory_xact_lock(hashtext('psp-connections:health-relay')) AS locked`,
+  );
+  return rows[0].locked;
+}
+
 /** The oldest messages of the outbox, in the order they were written. */
 export async function readHealthOutbox(sql: Sql, limit: number): Promise<OutboxMessage[]> {
   const rows: { id: string; org_id: string; connection_id: string; message: string }[] = await sql.query(

@@ -1,6 +1,6 @@
 import { Settings } from '@psp/config';
 import { createKafka, intakeTopics } from '@psp/messaging';
-import { isStuck, liveGeneration, readCheckpoint, readProjectionStall } from '@psp/read-model';
+import { isStuck, listGenerations, liveGeneration, readCheckpoint, readProjectionStall } from '@psp/read-model';
 import { logLagAfter } from '@psp/storage';
 import { withDb } from '../context';
 import { EXIT, say, sayJson } from '../output';
@@ -89,9 +89,7 @@ async function writerLag(settings: Settings): Promise<WriterLag> {
 
 async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
   return withDb(settings, async (db) => {
-    const generations: { generation: number; status: string }[] = await db.query(
-      `SELECT generation, status FROM projection_generation ORDER BY generation`,
-    );
+    const generations = await listGenerations(db);
     const live = await liveGeneration(db);
     const out: GenerationLag[] = [];
     for (const g of generations) {
