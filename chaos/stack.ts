@@ -1,6 +1,4 @@
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
+import { ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Kafka, Producer } from 'kafkajs';
 import { DataSource } from 'typeorm';
@@ -8,22 +6,13 @@ import { loadSettings, Settings } from '@psp/config';
 import { ApiKeyStore } from '@psp/api-keys';
 import { createKafka, ensureTopics } from '@psp/messaging';
 import { createDataSource, migrate } from '@psp/storage';
+import { dropIsolated, isolatedEnv } from '../test/support/isolated-stack';
+import { freePort } from '../test/support/processes';
 import type { Sent } from './traffic';
 
 const ROOT = join(__dirname, '..');
 
 export type ProcessName = 'writer' | 'projector' | 'api';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /**
  * The real service as separate processes (writer, projector, API) on an isolated database, topics,
@@ -45,30 +34,14 @@ export class ChaosStack {
     private readonly mode: 'compiled' | 'source',
     overrides: Record<string, string> = {},
   ) {
-    const id = `${label}_${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
-    const base = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
-    base.pathname = `/psp_chaos_${id}`;
-    this.env = {
-      DATABASE_URL: base.toString(),
-      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0',
-      REDIS_KEY_PREFIX: `chaos:${id}:`,
-      KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092',
-      KAFKA_CLIENT_ID: `chaos-${id}`,
-      TOPIC_CALLS: `chaos.${id}.calls`,
-      TOPIC_VALIDATIONS: `chaos.${id}.validations`,
-      TOPIC_CONNECTIONS: `chaos.${id}.connections`,
-      TOPIC_DLQ: `chaos.${id}.dlq`,
-      TOPIC_HEALTH: `chaos.${id}.health`,
-      TOPIC_PARTITIONS: '3',
-      WRITER_GROUP_ID: `chaos.${id}.writer`,
-      API_KEY_CACHE_MS: '1000',
-      PROJECTOR_IDLE_MS: '20',
+    // The test kit's isolated run (own database, topics, group, Redis prefix), as tests and benches use.
+    this.env = isolatedEnv(`chaos${label}`, {
       LOG_LEVEL: 'warn',
       KAFKAJS_NO_PARTITIONER_WARNING: '1',
       // The suite reconciles every org through the API as fast as it answers: no rate limit.
       RATE_LIMIT_PER_MINUTE: '0',
       ...overrides,
-    };
+    });
     this.settings = loadSettings(this.env);
   }
 
@@ -208,21 +181,6 @@ export class ChaosStack {
       await admin.disconnect().catch(() => undefined);
     }
     await this.db?.destroy().catch(() => undefined);
-    const url = new URL(this.settings.databaseUrl);
-    const name = url.pathname.slice(1);
-    url.pathname = '/postgres';
-    const admin2 = new DataSource({ type: 'postgres', url: url.toString() });
-    await admin2.initialize();
-    await admin2.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await admin2.destroy();
-    try {
-      execFileSync(
-        'bash',
-        ['-c', `redis-cli --scan --pattern '${this.settings.redisKeyPrefix}*' | xargs -r redis-cli del > /dev/null`],
-        { stdio: 'ignore' },
-      );
-    } catch {
-      // Redis cleanup is best effort
-    }
+    await dropIsolated(this.settings);
   }
 }
