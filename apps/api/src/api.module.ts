@@ -1,8 +1,7 @@
 import { Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
-import { Kafka } from 'kafkajs';
-import { SETTINGS, Settings, SettingsModule } from '@psp/config';
-import { createKafka } from '@psp/messaging';
+import { SettingsModule } from '@psp/config';
+import { kafkaProvider } from '@psp/messaging';
 import { ReadModelRedisModule } from '@psp/read-model';
 import { StorageModule } from '@psp/storage';
 import { ApiErrorFilter } from './api-error';
@@ -27,11 +26,7 @@ import { RATE_LIMIT_CLOCK, RATE_LIMIT_METRICS, RateLimits } from './rate-limits'
     { provide: RATE_LIMIT_METRICS, useFactory: () => apiMetrics().rateLimitMetrics },
     { provide: APP_FILTER, useClass: ApiErrorFilter },
     // For /readyz only: whether the brokers answer. Its log lines are dropped (/readyz reports it).
-    {
-      provide: Kafka,
-      inject: [SETTINGS],
-      useFactory: (settings: Settings): Kafka => createKafka(settings, 'api-readiness', () => undefined),
-    },
+    kafkaProvider('api-readiness', { quiet: true }),
   ],
 })
 export class ApiModule {}

@@ -1,2 +1,3 @@
 export * from './kafka';
 export * from './dlq';
+export * from './kafka-provider';
