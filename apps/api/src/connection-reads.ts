@@ -17,14 +17,7 @@ import { SETTINGS, Settings } from '@psp/config';
 import { apiMetrics, ReadTier } from './metrics';
 import { SingleFlight } from './single-flight';
 import { orgBytes, ReadCaches, RenderedBody } from './read-caches';
-import {
-  liveReadModel,
-  OrgDocuments,
-  orgVersionInPostgres,
-  parseStoredDocument,
-  readOrgFromPostgres,
-  RedisReadModel,
-} from '@psp/read-model';
+import { liveReadModel, parseStoredDocument, readOrgThroughTiers, RedisReadModel } from '@psp/read-model';
 
 export type { RenderedBody } from './read-caches';
 
@@ -237,41 +230,18 @@ export class ConnectionReads {
 
   private async loadOrg(generation: number, orgId: string, cacheKey: string): Promise<OrgEntry> {
     const cached = this.caches.org(cacheKey);
-    let documents: OrgDocuments | null = null;
-    try {
-      let version = await this.readModel.version(generation, orgId);
-      if (version !== null && cached && Date.now() - cached.checkedInPostgresAt > POSTGRES_RECHECK_MS) {
-        // Bounded staleness: should an update ever have missed Redis, PostgreSQL's newer version wins.
-        const committed = await orgVersionInPostgres(this.db, generation, orgId);
-        cached.checkedInPostgresAt = Date.now();
-        if (committed > version) version = null;
-      }
-      if (version !== null) {
-        if (cached && cached.version === version) {
-          this.lastSource = 'memory';
-          return cached;
-        }
-        documents = await this.readModel.read(generation, orgId);
-        if (documents) this.lastSource = 'redis';
-      }
-      if (!documents) {
-        documents = await readOrgFromPostgres(this.db, generation, orgId);
-        this.lastSource = 'postgres';
-        await this.readModel.fill(generation, orgId, documents);
-      }
-    } catch (error) {
-      // Redis is down or slow: PostgreSQL holds the same read model.
-      if (!documents) {
-        this.logger.debug?.(`redis unavailable, reading PostgreSQL: ${(error as Error).message}`);
-        const version = await orgVersionInPostgres(this.db, generation, orgId);
-        if (cached && cached.version === version) {
-          this.lastSource = 'memory';
-          return cached;
-        }
-        documents = await readOrgFromPostgres(this.db, generation, orgId);
-        this.lastSource = 'postgres';
-      }
-    }
+    const { documents, tier, redisError } = await readOrgThroughTiers(
+      this.db,
+      this.readModel,
+      generation,
+      orgId,
+      cached,
+      POSTGRES_RECHECK_MS,
+    );
+    if (redisError !== undefined)
+      this.logger.debug?.(`redis unavailable, reading PostgreSQL: ${(redisError as Error).message}`);
+    this.lastSource = tier;
+    if (documents === null) return cached!;
     if (cached && cached.version === documents.version) return cached;
     const entry = new OrgEntry(documents.version, documents.documents);
     this.caches.keepOrg(cacheKey, entry);

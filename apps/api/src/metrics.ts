@@ -1,9 +1,10 @@
 import { Registry, Counter, Histogram } from 'prom-client';
 import { oncePerProcess } from '@psp/observability';
+import type { ReadTier } from '@psp/read-model';
 import type { RateLimitMetrics, RateLimitScope } from './rate-limits';
 
 /** Where an org's read model was served from: this instance's memory, Redis, or PostgreSQL. */
-export type ReadTier = 'memory' | 'redis' | 'postgres';
+export type { ReadTier };
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 /** The route label of a request that matched no route (the raw URL is never a label). */
