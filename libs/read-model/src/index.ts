@@ -8,5 +8,4 @@ export * from './generations';
 export * from './replay';
 export * from './read-model-redis.module';
 export * from './health-changes';
-export * from './summary-seed';
 export * from './org-reads';
