@@ -175,6 +175,14 @@ describe('metrics and logs (issue 13)', () => {
         "the writer's counts and a lag of 0",
       );
       scrapes.writer = (await scrape(writerMetricsUrl)).text;
+      // The projector's reading of PostgreSQL is reused for up to a second: wait for one taken after
+      // it applied the last event (on a loaded machine the first scrape can predate it).
+      await eventually(
+        () => scrape(projectorMetricsUrl).then((s) => s.text),
+        (text) => sample(text, 'psp_projector_stream_time_seconds') === (base + 5000) / 1000,
+        30000,
+        "the projector's reading after the last event",
+      );
       scrapes.projector = (await scrape(projectorMetricsUrl)).text;
       scrapes.api = (await scrape(`${apiUrl}/metrics`)).text;
     });
