@@ -5,7 +5,7 @@ import { createKey, listKeys, revokeKey } from './commands/keys';
 import { DLQ_LIST_LIMIT, listDlq, redriveDlq } from './commands/dlq';
 import { health } from './commands/health';
 import { lag } from './commands/lag';
-import { logPartitions } from './commands/log';
+import { logCompact, logPartitions } from './commands/log';
 import { REPLAY_BATCH_SIZE, runReplay } from './commands/replay';
 import { settingsFromEnv } from './context';
 import { collectList, EXIT, parseTime, positiveInteger, say, UsageError } from './output';
@@ -15,7 +15,7 @@ Exit codes:
   0    done
   1    the operation failed (a server did not answer, no such key, …)
   2    usage error: unknown command or option, bad option value, invalid settings
-  130  replay interrupted (Ctrl-C); run it again to resume
+  130  replay or log compaction interrupted (Ctrl-C); run it again to resume
 
 Settings come from the environment, as for the service (DATABASE_URL, KAFKA_BROKERS, TOPIC_*, …).
 Progress goes to stderr: a bar on a terminal, a line every 2 s otherwise (or with CI set).`;
@@ -43,6 +43,16 @@ days per partition; the writer creates them LOG_PARTITIONS_AHEAD_DAYS ahead. Sta
   compacted  folded into the per-connection summaries and detached from the log (dropped with --drop)
   archived   written to an archive file (log archive) before it was dropped
 Rows are counted (every row of every partition is read).`;
+
+const COMPACT_HELP = `
+Each closed partition is folded, batch by batch, into one summary per connection (the connection's
+state over those events: counters, sums, maxima, last-writer-wins registers, the minute buckets that
+can still enter a health window) and detached from the log in one transaction, once every live or
+building read-model generation has read past it. A replay then starts from the summaries and the
+partitions still in the log, and answers exactly as a replay of the whole log. Event ids stay in
+event_log_ids, so a late duplicate is still recognised. One run at a time across every process;
+Ctrl-C stops after the current batch (exit 130) and a later run resumes. With LOG_RETAIN_DAYS the
+writer does the same on a schedule.`;
 
 /** The ops command line. Actions leave their exit code in `result`. */
 export function buildProgram(result: { code: number }): Command {
@@ -159,6 +169,20 @@ export function buildProgram(result: { code: number }): Command {
     .addHelpText('after', PARTITIONS_HELP)
     .action(async (opts: { json?: boolean }) => {
       result.code = await logPartitions(settingsFromEnv(), opts);
+    });
+  log
+    .command('compact')
+    .description(
+      'fold the closed partitions before DATE into per-connection summaries and detach them (--drop: drop them)',
+    )
+    .requiredOption('--before <date>', 'partitions whose range ends at or before DATE (2026-11-20, or 7d ago)', (v) =>
+      parseTime(v),
+    )
+    .option('--drop', 'drop the compacted partitions before DATE afterwards (archive them first to keep their rows)')
+    .option('--json', 'the outcome as one JSON object on stdout')
+    .addHelpText('after', COMPACT_HELP)
+    .action(async (opts: { before: number; drop?: boolean; json?: boolean }) => {
+      result.code = await logCompact(settingsFromEnv(), opts);
     });
 
   program

@@ -1,13 +1,19 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
-import { ensureLogPartitions, PartitionLayout } from '@psp/storage';
+import { compactLog, ensureLogPartitions, LogMaintenanceBusy, PartitionLayout } from '@psp/storage';
+
+const DAY_MS = 86_400_000;
 
 /**
  * The writer keeps the event log's partitions ahead of time (docs/event-log.md, "Partitions, roll-ups
  * and archives"): at start, before it consumes anything, and every LOG_MAINTENANCE_MS, it creates the
  * partitions up to LOG_PARTITIONS_AHEAD_DAYS ahead. Several writers may do it at once: one creates,
  * the others find the partitions there.
+ *
+ * With LOG_RETAIN_DAYS set, each round also compacts the closed partitions whose range ended more
+ * than that many days ago and drops them: one process at a time across every instance (an advisory
+ * lock; a writer that finds it taken skips the round).
  */
 @Injectable()
 export class LogMaintenance implements OnModuleInit, OnApplicationShutdown {
@@ -47,6 +53,25 @@ export class LogMaintenance implements OnModuleInit, OnApplicationShutdown {
     } catch (error) {
       this.logger.warn(
         `creating event-log partitions ahead failed (tried again in ${this.settings.logMaintenanceMs} ms): ${String(error)}`,
+      );
+    }
+    if (this.settings.logRetainDays > 0) await this.applyRetention();
+  }
+
+  /** Compacts and drops the partitions older than LOG_RETAIN_DAYS (one process at a time). */
+  async applyRetention(): Promise<void> {
+    try {
+      const outcome = await compactLog(this.db, {
+        before: Date.now() - this.settings.logRetainDays * DAY_MS,
+        drop: true,
+        log: (line) => this.logger.log(`retention: ${line}`),
+        shouldStop: () => this.stopped,
+      });
+      for (const s of outcome.skipped) this.logger.warn(`retention: ${s.name} not compacted: ${s.reason}`);
+    } catch (error) {
+      if (error instanceof LogMaintenanceBusy) return; // another instance is at it
+      this.logger.warn(
+        `retention of the event log failed (tried again in ${this.settings.logMaintenanceMs} ms): ${String(error)}`,
       );
     }
   }

@@ -9,3 +9,4 @@ export * from './replay';
 export * from './read-model-redis.module';
 export * from './health-changes';
 export * from './org-reads';
+export * from './summary-seed';

@@ -277,8 +277,8 @@ interface WrittenConnection {
   stateJsonBytes: number;
 }
 
-/** Renders and upserts connections at `streamTime`. */
-async function writeConnections(
+/** Renders and upserts connections at `streamTime` (also how a replay seeds a generation from summaries). */
+export async function writeConnections(
   sql: Sql,
   generation: number,
   states: ConnectionState[],

@@ -1,14 +1,10 @@
 import { DataSource } from 'typeorm';
-import { countLoggedEvents, logLagAfter } from '@psp/storage';
-import {
-  buildingGeneration,
-  createBuildingGeneration,
-  dropRetiredGenerations,
-  switchLiveGeneration,
-} from './generations';
+import { logLagAfter } from '@psp/storage';
+import { buildingGeneration, dropRetiredGenerations, switchLiveGeneration } from './generations';
 import { DEFAULT_STATE_CACHE_BYTES, Projection, readCheckpoint } from './projection';
 import { liveGeneration } from './postgres-read-model';
 import { RedisReadModel } from './redis-read-model';
+import { createSeededGeneration, GenerationSeed } from './summary-seed';
 
 export interface ReplayOutcome {
   generation: number;
@@ -33,10 +29,16 @@ export interface ReplayOptions {
   progress?: ReplayProgress;
   /** Bound of the connection states kept in memory while building (PROJECTOR_STATE_CACHE_BYTES). */
   stateCacheBytes?: number;
+  /**
+   * Creates the new generation (when none is being built), seeded with what the log no longer holds:
+   * by default the summaries of the compacted partitions (`createSeededGeneration`).
+   */
+  createGeneration?: (db: DataSource) => Promise<{ generation: number; seed: GenerationSeed | null }>;
 }
 
 /**
- * The generation lifecycle of CONTRACT 3.4: rebuilds the read model from the event log into a new
+ * The generation lifecycle of CONTRACT 3.4: rebuilds the read model from the event log (after
+ * compaction: from the compacted partitions' summaries and the partitions still in the log) into a new
  * generation beside the live one (the API keeps serving the live one), then switches atomically.
  * Interrupted, it leaves the new generation 'building' with its checkpoint; run again, it resumes
  * there. Nothing of the generation being built goes to Redis (it is not served until the switch; the
@@ -55,9 +57,15 @@ export async function replay(
   if (generation !== null) {
     options.log(`resuming read-model generation ${generation} (live is ${previous})`);
   } else {
-    generation = await createBuildingGeneration(db);
+    const created = await (options.createGeneration ?? createSeededGeneration)(db);
+    generation = created.generation;
+    const seed = created.seed;
     options.log(
-      `building read-model generation ${generation} from the event log (live is ${previous}; the API keeps serving it)`,
+      seed === null
+        ? `building read-model generation ${generation} from the event log (live is ${previous}; the API keeps serving it)`
+        : `building read-model generation ${generation} from the summaries of ${seed.partitions.length} compacted partition(s) ` +
+            `(${seed.events} events, ${seed.connections} connections, set ${seed.set}) and the partitions in the log ` +
+            `(live is ${previous}; the API keeps serving it)`,
     );
   }
   const projection = new Projection(
@@ -67,8 +75,10 @@ export async function replay(
     options.batchSize,
     options.stateCacheBytes ?? DEFAULT_STATE_CACHE_BYTES,
   );
-  let total = await countLoggedEvents(db);
-  let applied = (await readCheckpoint(db, generation)).eventsApplied;
+  const start = await readCheckpoint(db, generation);
+  let applied = start.eventsApplied;
+  // What it holds (the events it was seeded with included) and what the log holds after its checkpoint.
+  let total = applied + (await logLagAfter(db, start.at)).events;
   let lastWaitNote = 0;
   for (;;) {
     if (options.shouldStop()) {

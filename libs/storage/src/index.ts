@@ -3,3 +3,5 @@ export * from './event-log';
 export * from './storage.module';
 export * from './append-failure';
 export * from './log-partitions';
+export * from './log-summaries';
+export * from './log-compaction';

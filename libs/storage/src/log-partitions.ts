@@ -58,7 +58,11 @@ export function isMissingPartition(error: unknown): boolean {
   return code === '23514' && /^no partition of relation "event_log" found for row/.test(message);
 }
 
-/** open: rows may still arrive; closed: complete (its range has passed and no transaction that could write there is running). */
+/**
+ * open: rows may still arrive; closed: complete (its range has passed and no transaction that could
+ * write there is running); compacted: folded into the summaries and detached from the log; archived:
+ * written to an archive file (and compacted or not).
+ */
 export type PartitionState = 'open' | 'closed' | 'compacted' | 'archived';
 
 export interface LogPartition {
@@ -73,6 +77,8 @@ export interface LogPartition {
   rows: number | null;
   /** Bytes on disk (table, indexes, TOAST); 0 once dropped. */
   bytes: number;
+  /** The archive file it was written to (relative to the archive directory), if any. */
+  archiveFile: string | null;
 }
 
 interface PartitionRow {
@@ -83,6 +89,11 @@ interface PartitionRow {
   exists: boolean;
   bytes: string | null;
   closed: boolean;
+  compacted: boolean;
+  archived: boolean;
+  compacted_rows: string | null;
+  archived_rows: string | null;
+  archive_file: string | null;
 }
 
 /**
@@ -107,19 +118,25 @@ export async function readLogPartitions(sql: Sql): Promise<LogPartition[]> {
             EXISTS (SELECT 1 FROM pg_inherits i
                      WHERE i.inhrelid = to_regclass(quote_ident(p.name)) AND i.inhparent = 'event_log'::regclass) AS attached,
             pg_total_relation_size(to_regclass(quote_ident(p.name)))::text AS bytes,
-            ${CLOSED} AS closed
+            ${CLOSED} AS closed,
+            p.compacted_at IS NOT NULL AS compacted, p.archived_at IS NOT NULL AS archived,
+            p.compacted_rows::text AS compacted_rows, p.archived_rows::text AS archived_rows, p.archive_file
        FROM event_log_partition p
       ORDER BY p.range_from`,
   );
-  return rows.map((r) => ({
-    name: r.name,
-    from: r.range_from.getTime(),
-    to: r.range_to.getTime(),
-    state: r.attached && r.closed ? 'closed' : 'open',
-    table: r.attached ? 'attached' : r.exists ? 'detached' : 'dropped',
-    rows: null,
-    bytes: r.bytes === null ? 0 : Number(r.bytes),
-  }));
+  return rows.map((r) => {
+    const known = r.compacted_rows ?? r.archived_rows;
+    return {
+      name: r.name,
+      from: r.range_from.getTime(),
+      to: r.range_to.getTime(),
+      state: r.archived ? 'archived' : r.compacted ? 'compacted' : r.attached && r.closed ? 'closed' : 'open',
+      table: r.attached ? 'attached' : r.exists ? 'detached' : 'dropped',
+      rows: r.exists ? null : known === null ? null : Number(known),
+      bytes: r.bytes === null ? 0 : Number(r.bytes),
+      archiveFile: r.archive_file,
+    };
+  });
 }
 
 /** The rows of one partition's table (a full count). */

@@ -1,5 +1,15 @@
 import { Settings } from '@psp/config';
-import { countPartitionRows, LogPartition, readLogPartitions, readLogSideTables } from '@psp/storage';
+import {
+  COMPACTED,
+  compactLog,
+  CompactionOutcome,
+  countPartitionRows,
+  LogPartition,
+  readLogPartitions,
+  readLogSideTables,
+  readSummarySet,
+  SummarySet,
+} from '@psp/storage';
 import { withDb } from '../context';
 import { EXIT, say, sayJson } from '../output';
 import { Progress } from '../progress';
@@ -36,6 +46,7 @@ export async function logPartitions(settings: Settings, options: { json?: boolea
     const liveRows = attached.reduce((n, p) => n + (p.rows ?? 0), 0);
     const liveBytes = attached.reduce((n, p) => n + p.bytes, 0);
     const idsPerEvent = side.ids.rows > 0 ? side.ids.bytes / side.ids.rows : null;
+    const summaries = await readSummarySet(db, COMPACTED);
     if (options.json) {
       sayJson({
         partition_days: settings.logPartitionDays,
@@ -47,6 +58,7 @@ export async function logPartitions(settings: Settings, options: { json?: boolea
           bytes_per_event: idsPerEvent === null ? null : Math.round(idsPerEvent * 10) / 10,
         },
         streams: side.streams,
+        summaries: summariesJson(summaries),
       });
       return EXIT.ok;
     }
@@ -71,7 +83,82 @@ export async function logPartitions(settings: Settings, options: { json?: boolea
         (idsPerEvent === null ? '' : ` (${idsPerEvent.toFixed(1)} B per event)`),
     );
     say(`stream versions (event_log_streams): ${side.streams.rows} streams, ${humanBytes(side.streams.bytes)}`);
+    say(summariesLine(summaries));
     return EXIT.ok;
+  });
+}
+
+function summariesJson(set: SummarySet | null): Record<string, unknown> {
+  return {
+    partitions: set?.partitions ?? [],
+    events: set?.events ?? 0,
+    connections: set?.connections ?? 0,
+    stream_time: set?.streamTime == null ? null : iso(set.streamTime),
+  };
+}
+
+function summariesLine(set: SummarySet | null): string {
+  if (set === null || set.partitions.length === 0) return 'summaries: none (nothing compacted)';
+  return (
+    `summaries: ${set.partitions.length} compacted partition(s), ${set.events} events in ${set.connections} connection summaries, ` +
+    `stream time ${set.streamTime === null ? '-' : iso(set.streamTime)}`
+  );
+}
+
+/**
+ * `ops log compact --before DATE [--drop]`: folds the closed partitions whose range ends at or before
+ * DATE into the summaries and detaches them; with --drop, drops their tables. Ctrl-C stops after the
+ * current batch (a later run resumes).
+ */
+export async function logCompact(
+  settings: Settings,
+  options: { before: number; drop?: boolean; json?: boolean },
+): Promise<number> {
+  let stop = false;
+  const onSignal = () => {
+    if (stop) process.exit(EXIT.interrupted);
+    stop = true;
+    process.stderr.write('\nstopping after this batch (Ctrl-C again to abort at once)\n');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return withDb(settings, async (db) => {
+    const progress = new Progress('compact', { unit: 'events' });
+    let outcome: CompactionOutcome;
+    try {
+      outcome = await compactLog(db, {
+        before: options.before,
+        drop: Boolean(options.drop),
+        log: options.json ? () => undefined : (line) => process.stderr.write(`${line}\n`),
+        progress: (done, total) => progress.update(done, total),
+        shouldStop: () => stop,
+      });
+    } finally {
+      progress.finish();
+    }
+    if (options.json) {
+      sayJson({
+        before: iso(options.before),
+        compacted: outcome.compacted,
+        dropped: outcome.dropped,
+        skipped: outcome.skipped,
+        stopped: outcome.stopped,
+        summaries: summariesJson(outcome.summaries),
+      });
+    } else {
+      const events = outcome.compacted.reduce((n, c) => n + c.rows, 0);
+      say(
+        `compacted ${outcome.compacted.length} partition(s) (${events} events)${outcome.compacted.length > 0 ? `: ${outcome.compacted.map((c) => c.name).join(', ')}` : ''}`,
+      );
+      if (options.drop)
+        say(
+          `dropped ${outcome.dropped.length} partition(s)${outcome.dropped.length > 0 ? `: ${outcome.dropped.join(', ')}` : ''}`,
+        );
+      for (const s of outcome.skipped) say(`left ${s.name}: ${s.reason}`);
+      if (outcome.stopped) say('stopped: run it again to go on where it stopped');
+      say(summariesLine(outcome.summaries));
+    }
+    return outcome.stopped ? EXIT.interrupted : EXIT.ok;
   });
 }
 
