@@ -1,6 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expectedConnections, WireEvent } from './expected-model';
+import { auditHealthChanges, HealthAudit, healthChangesWritten, healthOutboxSize } from './health-audit';
 import { poisonStorm } from './poison-storm';
 import { ChaosStack } from './stack';
 import { DEFAULT_TRAFFIC, generateTraffic, Sent, TrafficOptions } from './traffic';
@@ -17,6 +18,8 @@ export interface ScenarioRow {
   lost: number;
   countedTwice: number;
   mismatches: number;
+  /** Broken rules of the health-change topic (docs/contract.md 2.5), see chaos/health-audit.ts. */
+  healthBreaks: number;
   recoverySeconds: number;
   notes: string[];
 }
@@ -30,6 +33,8 @@ export interface ScenarioRun {
   extra: Sent[];
   /** An API key for each org of the traffic. */
   keys: Map<string, string>;
+  /** The health-change topic as reconciled (set before `verify` runs). */
+  health?: HealthAudit;
 }
 
 /** A message read back from the run's DLQ. */
@@ -80,14 +85,7 @@ export const SCENARIOS: Scenario[] = [
       stack.spawn('writer');
     },
   },
-  {
-    name: 'kill -9 projector',
-    fault: async (stack) => {
-      await stack.kill('projector');
-      await sleep(1000);
-      stack.spawn('projector');
-    },
-  },
+  killProjector(),
   {
     name: 'kill -9 API',
     fault: async (stack) => {
@@ -155,6 +153,48 @@ export const SCENARIOS: Scenario[] = [
     },
   },
 ];
+
+/**
+ * kill -9 of the projector, which also relays the health changes from its outbox to the health topic:
+ * the default traffic's technical failures and failed validations change statuses all along, so the
+ * relay dies with changes on the topic, in the outbox and still to come. The kill waits until the
+ * relay has produced some; the scenario fails unless changes were written both before and after it.
+ */
+function killProjector(): Scenario {
+  let atKill: { written: number; waiting: number } | null = null;
+  return {
+    name: 'kill -9 projector',
+    fault: async (stack) => {
+      // Strike once the relay is at work: changes written and some of them on the topic (30 s at most).
+      const until = Date.now() + 30_000;
+      while (Date.now() < until) {
+        const written = await healthChangesWritten(stack).catch(() => 0);
+        const waiting = await healthOutboxSize(stack).catch(() => 0);
+        if (written > 0 && written > waiting) break;
+        await sleep(20);
+      }
+      atKill = {
+        written: await healthChangesWritten(stack).catch(() => -1),
+        waiting: await healthOutboxSize(stack).catch(() => -1),
+      };
+      await stack.kill('projector');
+      await sleep(1000);
+      stack.spawn('projector');
+    },
+    verify: async (_stack, notes, run) => {
+      const written = run.health?.distinct ?? 0;
+      const before = atKill?.written ?? -1;
+      notes.push(
+        `health changes: ${before} written before the kill of the relaying projector (${atKill?.waiting ?? -1} of them not yet relayed), ${written - before} after it`,
+      );
+      if (written === 0 || before <= 0 || written - before <= 0)
+        notes.push(
+          `FAILED: health changes written before the kill ${before}, after it ${written - before}: the scenario did not kill the relay while changes happen`,
+        );
+      atKill = null;
+    },
+  };
+}
 
 async function dlqDistinct(
   stack: ChaosStack,
@@ -293,6 +333,17 @@ export async function runScenario(
       if (diff < 0) lost += -diff;
     }
     if (mismatches > 0) notes.push(`${mismatches} connection(s) differ from the contract's answer`);
+    // The health-change topic (docs/contract.md 2.5): every chain whole after de-duplication, each
+    // listed connection's latest change the status the API serves.
+    const served = new Map([...api].map(([k, c]) => [k, String(c.health_status)]));
+    run.health = await auditHealthChanges(stack, served);
+    notes.push(
+      `health topic: ${run.health.distinct} distinct change(s) over ${run.health.chains} connection(s), ${run.health.duplicates} duplicate(s) by event_id (re-sends; a re-send that is not byte-identical is a break)`,
+    );
+    if (run.health.breaks.length > 0)
+      notes.push(
+        `FAILED: ${run.health.breaks.length} broken health-change rule(s): ${run.health.breaks.slice(0, 5).join('; ')}${run.health.breaks.length > 5 ? '; …' : ''}`,
+      );
     const writerLog = stack.output.filter((l) => l.startsWith('[writer')).join('');
     const failedAppends = writerLog.match(/append to the event log failed/g)?.length ?? 0;
     if (failedAppends > 0)
@@ -309,6 +360,7 @@ export async function runScenario(
       lost,
       countedTwice,
       mismatches,
+      healthBreaks: run.health.breaks.length,
       recoverySeconds: Math.round(recoverySeconds * 10) / 10,
       notes,
     };
@@ -319,13 +371,17 @@ export async function runScenario(
 
 export function passed(row: ScenarioRow): boolean {
   return (
-    row.lost === 0 && row.countedTwice === 0 && row.mismatches === 0 && !row.notes.some((n) => n.startsWith('FAILED'))
+    row.lost === 0 &&
+    row.countedTwice === 0 &&
+    row.mismatches === 0 &&
+    row.healthBreaks === 0 &&
+    !row.notes.some((n) => n.startsWith('FAILED'))
   );
 }
 
 export const TABLE_HEADER =
-  '| scenario | produced | applied | DLQ | duplicates ignored | lost | counted twice | API mismatches | s to recover | result |\n|---|---|---|---|---|---|---|---|---|---|';
+  '| scenario | produced | applied | DLQ | duplicates ignored | lost | counted twice | API mismatches | health-chain breaks | s to recover | result |\n|---|---|---|---|---|---|---|---|---|---|---|';
 
 export function tableRow(r: ScenarioRow): string {
-  return `| ${r.scenario} | ${r.produced} | ${r.applied} | ${r.dlq} | ${r.duplicatesIgnored} | ${r.lost} | ${r.countedTwice} | ${r.mismatches} | ${r.recoverySeconds} | ${passed(r) ? 'pass' : 'FAIL'} |`;
+  return `| ${r.scenario} | ${r.produced} | ${r.applied} | ${r.dlq} | ${r.duplicatesIgnored} | ${r.lost} | ${r.countedTwice} | ${r.mismatches} | ${r.healthBreaks} | ${r.recoverySeconds} | ${passed(r) ? 'pass' : 'FAIL'} |`;
 }

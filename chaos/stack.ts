@@ -8,11 +8,25 @@ import { createKafka, ensureTopics } from '@psp/messaging';
 import { createDataSource, migrate } from '@psp/storage';
 import { dropIsolated, isolatedEnv } from '../test/support/isolated-stack';
 import { freePort } from '../test/support/processes';
+import { SERVERS_ENV } from '../test/support/servers';
 import type { Sent } from './traffic';
 
 const ROOT = join(__dirname, '..');
 
 export type ProcessName = 'writer' | 'projector' | 'api';
+
+/**
+ * Outside jest (npm run chaos, bench:freshness) nothing has pointed the test kit at the servers:
+ * DATABASE_URL / REDIS_URL / KAFKA_BROKERS when set, else the local ones (npm run stack:up).
+ */
+function useServers(): void {
+  if (process.env[SERVERS_ENV]) return;
+  process.env[SERVERS_ENV] = JSON.stringify({
+    databaseUrl: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0',
+    kafkaBrokers: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092',
+  });
+}
 
 /**
  * The real service as separate processes (writer, projector, API) on an isolated database, topics,
@@ -35,6 +49,7 @@ export class ChaosStack {
     overrides: Record<string, string> = {},
   ) {
     // The test kit's isolated run (own database, topics, group, Redis prefix), as tests and benches use.
+    useServers();
     this.env = isolatedEnv(`chaos${label}`, {
       LOG_LEVEL: 'warn',
       KAFKAJS_NO_PARTITIONER_WARNING: '1',

@@ -3,8 +3,9 @@ import { passed, runScenario, SCENARIOS } from '../../chaos/scenarios';
 /**
  * The part of `npm run chaos` that fits in CI time: a few scenarios at small volume, each ending
  * with an exact reconciliation against an independent oracle (0 lost, 0 counted twice, the API
- * equal to the contract's answer). The full suite, with Kafka/PostgreSQL/Redis restarts, is
- * `npm run chaos` (docs/reliability.md).
+ * equal to the contract's answer) and of the health-change topic (every chain whole after
+ * de-duplication by event_id, each listed connection's latest change the status the API serves).
+ * The full suite, with Kafka/PostgreSQL/Redis restarts, is `npm run chaos` (docs/reliability.md).
  */
 describe('chaos scenarios (small volume)', () => {
   const inCi = [
@@ -24,11 +25,13 @@ describe('chaos scenarios (small volume)', () => {
         lost: row.lost,
         countedTwice: row.countedTwice,
         mismatches: row.mismatches,
+        healthBreaks: row.healthBreaks,
         notes: row.notes.filter((n) => n.startsWith('FAILED')),
       }).toEqual({
         lost: 0,
         countedTwice: 0,
         mismatches: 0,
+        healthBreaks: 0,
         notes: [],
       });
       expect(row.applied + row.dlq + row.duplicatesIgnored).toBe(row.produced);
