@@ -188,6 +188,9 @@ interface ReplayResult {
   peakRss: number;
   generation: number;
   connectionsInModel: number;
+  /** Average characters per connection row of the state JSON and of the stored document (rewritten whenever touched). */
+  stateChars?: number;
+  documentChars?: number;
   cpu: CpuSummary;
   timing?: TimingTop;
   profileFile?: string;
@@ -658,8 +661,10 @@ async function ingestPoint(
       const [generation, applied, printedRate] = [Number(done[1]), Number(done[2]), Number(done[4])];
       const replaySeconds = printedRate > 0 ? applied / printedRate : Number(done[3]);
       if (applied !== total) throw new Error(`ops replay applied ${applied} events, ${total} expected`);
-      const rows: { n: string }[] = await db.query(
-        `SELECT count(*)::text AS n FROM connection_read_model WHERE generation = $1`,
+      const rows: { n: string; state: string; doc: string }[] = await db.query(
+        `SELECT count(*)::text AS n, coalesce(round(avg(length(state::text))), 0)::text AS state,
+                coalesce(round(avg(length(document))), 0)::text AS doc
+           FROM connection_read_model WHERE generation = $1`,
         [generation],
       );
       if (Number(rows[0].n) !== N)
@@ -673,6 +678,8 @@ async function ingestPoint(
         peakRss: peakR,
         generation,
         connectionsInModel: Number(rows[0].n),
+        stateChars: Number(rows[0].state),
+        documentChars: Number(rows[0].doc),
         cpu: cpuSummary(cpuR, 'bench: poller'),
         ...(timingR ? { timing: timingTop(timingR) } : {}),
         ...(o.profile ? { profileFile: replayProfile } : {}),
@@ -680,7 +687,7 @@ async function ingestPoint(
       save();
       say();
       say(
-        `replay at ${fmtInt(N)} connections: ${fmtInt(applied)} events in ${fmt(replaySeconds, 1)} s (its own figure) = ${fmtInt(applied / replaySeconds)} events/s; process wall ${fmt(wallSeconds, 1)} s; peak RSS ${fmtMb(peakR)}; read model ${fmtInt(N)} connections`,
+        `replay at ${fmtInt(N)} connections: ${fmtInt(applied)} events in ${fmt(replaySeconds, 1)} s (its own figure) = ${fmtInt(applied / replaySeconds)} events/s; process wall ${fmt(wallSeconds, 1)} s; peak RSS ${fmtMb(peakR)}; read model ${fmtInt(N)} connections, per row state JSON ${fmtInt(Number(rows[0].state))} chars and document ${fmtInt(Number(rows[0].doc))} chars on average`,
       );
       table(point.replay.cpu.rows);
       if (point.replay.timing) {
@@ -1111,6 +1118,12 @@ async function busyProcesses(): Promise<string[]> {
   return out;
 }
 
+/** CPU seconds of the row of a CPU table whose name starts with `prefix` (null when there is none). */
+function cpuOf(cpu: CpuSummary, prefix: string): number | null {
+  const row = cpu.rows.find((r) => r[0].startsWith(prefix) && !r[0].startsWith(`${prefix}-`));
+  return row ? Number(row[1].replace(/,/g, '')) : null;
+}
+
 function cpuSummary(cpu: CpuAccount, selfName: string): CpuSummary {
   const rows = cpu.rows(selfName);
   const num = (prefix: string) => Number((rows.find((r) => r[0].startsWith(prefix))?.[2] ?? 'NaN').replace(/,/g, ''));
@@ -1187,6 +1200,41 @@ function report(results: ScaleResults, extraSvg: string[], svgFile: string): voi
         .map((x) => (x === undefined ? '–' : fmt(x, 2)))
         .join(' / '),
     ]),
+  ]);
+  say();
+  say(
+    'CPU per event, µs (CPU seconds of the process and of its PostgreSQL backends over the events it handled; what the other load on the machine does not change)',
+  );
+  const us = (cpu: CpuSummary | undefined, row: string, events: number | undefined) => {
+    const secs = cpu && events ? cpuOf(cpu, row) : null;
+    return secs === null || !events ? '–' : fmt((secs * 1e6) / events, 1);
+  };
+  table([
+    [
+      'connections',
+      'ingest: writer',
+      'ingest: PG',
+      'backlog: writer',
+      'backlog: PG',
+      'replay: ops',
+      'replay: PG',
+      'freshness: projector',
+      'freshness: PG (all)',
+    ],
+    ...pts.map((p) => {
+      const applied = p.freshness ? p.freshness.projectorRate * p.freshness.seconds : undefined;
+      return [
+        fmtInt(p.connections),
+        us(p.ingest?.cpu, 'writer (node', p.ingest?.messages),
+        us(p.ingest?.cpu, 'PostgreSQL backends on the bench db: "psp-connections"', p.ingest?.messages),
+        us(p.backlog?.cpu, 'writer (node', p.backlog?.messages),
+        us(p.backlog?.cpu, 'PostgreSQL backends on the bench db: "psp-connections"', p.backlog?.messages),
+        us(p.replay?.cpu, 'ops replay', p.replay?.events),
+        us(p.replay?.cpu, 'PostgreSQL backends on the bench db: "psp-connections-ops"', p.replay?.events),
+        us(p.freshness?.cpu, 'projector', applied),
+        us(p.freshness?.cpu, 'PostgreSQL backends on the bench db: "psp-connections"', applied),
+      ];
+    }),
   ]);
   say();
   say('freshness (produce → visible in the API) and the query API');
