@@ -5,7 +5,7 @@ import { createKey, listKeys, revokeKey } from './commands/keys';
 import { DLQ_LIST_LIMIT, listDlq, redriveDlq } from './commands/dlq';
 import { health } from './commands/health';
 import { lag } from './commands/lag';
-import { logCompact, logPartitions } from './commands/log';
+import { logArchive, logCompact, logPartitions } from './commands/log';
 import { REPLAY_BATCH_SIZE, runReplay } from './commands/replay';
 import { settingsFromEnv } from './context';
 import { collectList, EXIT, parseTime, positiveInteger, say, UsageError } from './output';
@@ -54,6 +54,20 @@ event_log_ids, so a late duplicate is still recognised. One run at a time across
 Ctrl-C stops after the current batch (exit 130) and a later run resumes. With LOG_RETAIN_DAYS the
 writer does the same on a schedule.`;
 
+const REPLAY_HELP = `
+The new generation starts from the summaries of the compacted partitions (log compact) and reads the
+partitions still in the log. With --from-archive DIR it ignores those summaries and reads the
+archived rows of every partition no longer in the log instead: the archive must hold all of them,
+and each file must match the SHA-256 in DIR/manifest.json, else nothing is built (exit 1).`;
+
+const ARCHIVE_HELP = `
+Writes each closed partition whose range ends at or before DATE (still in the log, or compacted and
+not yet dropped) and not yet in DIR to DIR/<partition>.ndjson.gz: gzip'd NDJSON, a header line, then
+every row in (transaction_id, position) order with every column as stored. DIR/manifest.json lists
+the files with their rows and SHA-256. A file is written aside and renamed once complete. Format:
+docs/event-log.md, "Archive format". With LOG_ARCHIVE_DIR set, log compact --drop and the writer's
+retention archive each partition there before dropping it.`;
+
 /** The ops command line. Actions leave their exit code in `result`. */
 export function buildProgram(result: { code: number }): Command {
   const program = new Command('npm run ops --');
@@ -99,7 +113,12 @@ export function buildProgram(result: { code: number }): Command {
     .command('replay')
     .description('rebuild the read model into a new generation beside the live one, then switch (resumable)')
     .option('--batch <n>', 'events per projection transaction', positiveInteger('--batch'), REPLAY_BATCH_SIZE)
-    .action(async (opts: { batch: number }) => {
+    .option(
+      '--from-archive <dir>',
+      'rebuild the partitions no longer in the log from the archive in DIR (log archive) instead of their summaries',
+    )
+    .addHelpText('after', REPLAY_HELP)
+    .action(async (opts: { batch: number; fromArchive?: string }) => {
       result.code = await runReplay(settingsFromEnv(), opts);
     });
 
@@ -169,6 +188,18 @@ export function buildProgram(result: { code: number }): Command {
     .addHelpText('after', PARTITIONS_HELP)
     .action(async (opts: { json?: boolean }) => {
       result.code = await logPartitions(settingsFromEnv(), opts);
+    });
+  log
+    .command('archive')
+    .description('write the closed partitions before DATE to compressed files in DIR (before they are dropped)')
+    .requiredOption('--before <date>', 'partitions whose range ends at or before DATE (2026-11-20, or 7d ago)', (v) =>
+      parseTime(v),
+    )
+    .requiredOption('--to <dir>', 'the archive directory (created when missing)')
+    .option('--json', 'the outcome as one JSON object on stdout')
+    .addHelpText('after', ARCHIVE_HELP)
+    .action(async (opts: { before: number; to: string; json?: boolean }) => {
+      result.code = await logArchive(settingsFromEnv(), opts);
     });
   log
     .command('compact')

@@ -1,7 +1,14 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
-import { compactLog, ensureLogPartitions, LogMaintenanceBusy, PartitionLayout } from '@psp/storage';
+import {
+  archivePartition,
+  compactLog,
+  ensureLogPartitions,
+  LogMaintenanceBusy,
+  PartitionLayout,
+  readManifest,
+} from '@psp/storage';
 
 const DAY_MS = 86_400_000;
 
@@ -12,8 +19,9 @@ const DAY_MS = 86_400_000;
  * the others find the partitions there.
  *
  * With LOG_RETAIN_DAYS set, each round also compacts the closed partitions whose range ended more
- * than that many days ago and drops them: one process at a time across every instance (an advisory
- * lock; a writer that finds it taken skips the round).
+ * than that many days ago and drops them (archived to LOG_ARCHIVE_DIR first when it is set): one
+ * process at a time across every instance (an advisory lock; a writer that finds it taken skips the
+ * round).
  */
 @Injectable()
 export class LogMaintenance implements OnModuleInit, OnApplicationShutdown {
@@ -66,6 +74,7 @@ export class LogMaintenance implements OnModuleInit, OnApplicationShutdown {
         drop: true,
         log: (line) => this.logger.log(`retention: ${line}`),
         shouldStop: () => this.stopped,
+        beforeDrop: this.archiveBeforeDrop(),
       });
       for (const s of outcome.skipped) this.logger.warn(`retention: ${s.name} not compacted: ${s.reason}`);
     } catch (error) {
@@ -74,6 +83,17 @@ export class LogMaintenance implements OnModuleInit, OnApplicationShutdown {
         `retention of the event log failed (tried again in ${this.settings.logMaintenanceMs} ms): ${String(error)}`,
       );
     }
+  }
+
+  /** With LOG_ARCHIVE_DIR: each partition is archived there (unless it already is) before it is dropped. */
+  private archiveBeforeDrop(): Parameters<typeof compactLog>[1]['beforeDrop'] {
+    const dir = this.settings.logArchiveDir;
+    if (dir === null) return undefined;
+    return async (partition) => {
+      if ((await readManifest(dir)).files.some((f) => f.partition === partition.name)) return;
+      const entry = await archivePartition(this.db, partition, dir);
+      this.logger.log(`retention: ${partition.name} archived to ${dir} (${entry.rows} rows) before it is dropped`);
+    };
   }
 
   private async ensurePartitions(): Promise<void> {

@@ -54,6 +54,8 @@ export interface Settings {
   logRetainDays: number;
   /** How often the writer creates partitions ahead and applies retention. */
   logMaintenanceMs: number;
+  /** Where partitions are archived before retention (or `log compact --drop`) drops them; null: not archived. */
+  logArchiveDir: string | null;
   logLevel: 'error' | 'warn' | 'log' | 'debug';
   /** `json` (one JSON object a line) or `pretty` (readable in a terminal). */
   logFormat: 'json' | 'pretty';
@@ -180,6 +182,7 @@ export function loadSettings(env: Env = process.env): Settings {
     logPartitionsAheadDays: integer(env, 'LOG_PARTITIONS_AHEAD_DAYS', 3, 1, 366),
     logRetainDays: integer(env, 'LOG_RETAIN_DAYS', 0, 0, 1000000),
     logMaintenanceMs: integer(env, 'LOG_MAINTENANCE_MS', 600000, 100, 86400000),
+    logArchiveDir: env.LOG_ARCHIVE_DIR?.trim() ? env.LOG_ARCHIVE_DIR.trim() : null,
     logLevel: logLevel as Settings['logLevel'],
     logFormat: text(env, 'LOG_FORMAT', 'json', /^(json|pretty)$/, 'must be json or pretty') as Settings['logFormat'],
     metricsPort: env.METRICS_PORT?.trim() ? integer(env, 'METRICS_PORT', 0, 0, 65535) : null,

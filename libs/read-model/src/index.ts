@@ -10,3 +10,4 @@ export * from './read-model-redis.module';
 export * from './health-changes';
 export * from './org-reads';
 export * from './summary-seed';
+export * from './archive-replay';

@@ -63,8 +63,8 @@ export async function replay(
     options.log(
       seed === null
         ? `building read-model generation ${generation} from the event log (live is ${previous}; the API keeps serving it)`
-        : `building read-model generation ${generation} from the summaries of ${seed.partitions.length} compacted partition(s) ` +
-            `(${seed.events} events, ${seed.connections} connections, set ${seed.set}) and the partitions in the log ` +
+        : `building read-model generation ${generation} from ${seed.source} ` +
+            `(${seed.events} events, ${seed.connections} connections) and the partitions in the log ` +
             `(live is ${previous}; the API keeps serving it)`,
     );
   }

@@ -17,6 +17,8 @@ import { writeConnections } from './projection';
 export interface GenerationSeed {
   /** The summary set it came from. */
   set: string;
+  /** What the summaries were built from, for the replay's log line. */
+  source: string;
   partitions: string[];
   events: number;
   streamTime: number | null;
@@ -37,6 +39,8 @@ export async function createSeededGeneration(
   db: DataSource,
   options: {
     set?: string;
+    /** What the set was built from (default: the compacted partitions). */
+    source?: string;
     check?: (tx: Sql) => Promise<void>;
     progress?: (connections: number, total: number) => void;
   } = {},
@@ -70,7 +74,14 @@ export async function createSeededGeneration(
     );
     return {
       generation,
-      seed: { set: name, partitions: set.partitions, events: set.events, streamTime: set.streamTime, connections },
+      seed: {
+        set: name,
+        source: options.source ?? `the summaries of ${set.partitions.length} compacted partition(s)`,
+        partitions: set.partitions,
+        events: set.events,
+        streamTime: set.streamTime,
+        connections,
+      },
     };
   });
 }

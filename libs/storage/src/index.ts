@@ -5,3 +5,4 @@ export * from './append-failure';
 export * from './log-partitions';
 export * from './log-summaries';
 export * from './log-compaction';
+export * from './log-archive';

@@ -102,7 +102,7 @@ async function compactHoldingLock(db: DataSource, options: CompactionOptions): P
   }
   const closed: LogPartition[] = [];
   for (const p of partitions) {
-    if (p.state !== 'closed') {
+    if (!p.closed) {
       outcome.skipped.push({ name: p.name, reason: 'open: rows may still arrive' });
       break; // later partitions are open too
     }

@@ -71,6 +71,8 @@ export interface LogPartition {
   from: number;
   to: number;
   state: PartitionState;
+  /** Complete: its range has passed and nothing can be added to it any more (whatever its state). */
+  closed: boolean;
   /** attached: part of event_log; detached: a table of its own (compacted, not yet dropped); dropped: gone. */
   table: 'attached' | 'detached' | 'dropped';
   /** Rows it holds (a full count), or held when it was compacted or archived; null when unknown. */
@@ -131,6 +133,7 @@ export async function readLogPartitions(sql: Sql): Promise<LogPartition[]> {
       from: r.range_from.getTime(),
       to: r.range_to.getTime(),
       state: r.archived ? 'archived' : r.compacted ? 'compacted' : r.attached && r.closed ? 'closed' : 'open',
+      closed: r.closed,
       table: r.attached ? 'attached' : r.exists ? 'detached' : 'dropped',
       rows: r.exists ? null : known === null ? null : Number(known),
       bytes: r.bytes === null ? 0 : Number(r.bytes),

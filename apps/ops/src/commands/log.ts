@@ -1,5 +1,7 @@
 import { Settings } from '@psp/config';
 import {
+  archiveLog,
+  archivePartition,
   COMPACTED,
   compactLog,
   CompactionOutcome,
@@ -7,9 +9,12 @@ import {
   LogPartition,
   readLogPartitions,
   readLogSideTables,
+  readManifest,
   readSummarySet,
   SummarySet,
+  ArchiveOutcome,
 } from '@psp/storage';
+import { DataSource } from 'typeorm';
 import { withDb } from '../context';
 import { EXIT, say, sayJson } from '../output';
 import { Progress } from '../progress';
@@ -88,6 +93,52 @@ export async function logPartitions(settings: Settings, options: { json?: boolea
   });
 }
 
+/** With LOG_ARCHIVE_DIR set: archives a partition about to be dropped, unless that archive holds it. */
+export function archiveBeforeDrop(
+  settings: Settings,
+  db: DataSource,
+): ((partition: LogPartition) => Promise<void>) | undefined {
+  const dir = settings.logArchiveDir;
+  if (dir === null) return undefined;
+  return async (partition) => {
+    if ((await readManifest(dir)).files.some((f) => f.partition === partition.name)) return;
+    await archivePartition(db, partition, dir);
+  };
+}
+
+/** `ops log archive --before DATE --to DIR`: writes the closed partitions before DATE to DIR. */
+export async function logArchive(
+  settings: Settings,
+  options: { before: number; to: string; json?: boolean },
+): Promise<number> {
+  return withDb(settings, async (db) => {
+    const progress = new Progress('archive', { unit: 'rows' });
+    let outcome: ArchiveOutcome;
+    try {
+      outcome = await archiveLog(db, {
+        before: options.before,
+        dir: options.to,
+        log: options.json ? () => undefined : (line) => process.stderr.write(`${line}\n`),
+        progress: (done, total) => progress.update(done, total),
+      });
+    } finally {
+      progress.finish();
+    }
+    if (options.json) {
+      sayJson({ before: iso(options.before), dir: options.to, ...outcome });
+      return EXIT.ok;
+    }
+    const rows = outcome.archived.reduce((n, a) => n + a.rows, 0);
+    say(
+      `archived ${outcome.archived.length} partition(s) (${rows} rows) to ${options.to}` +
+        (outcome.archived.length > 0 ? `: ${outcome.archived.map((a) => a.partition).join(', ')}` : ''),
+    );
+    if (outcome.present.length > 0) say(`already in the archive: ${outcome.present.join(', ')}`);
+    for (const s of outcome.skipped) say(`left ${s.name}: ${s.reason}`);
+    return EXIT.ok;
+  });
+}
+
 function summariesJson(set: SummarySet | null): Record<string, unknown> {
   return {
     partitions: set?.partitions ?? [],
@@ -132,6 +183,8 @@ export async function logCompact(
         log: options.json ? () => undefined : (line) => process.stderr.write(`${line}\n`),
         progress: (done, total) => progress.update(done, total),
         shouldStop: () => stop,
+        // With LOG_ARCHIVE_DIR, each partition is archived there before it is dropped.
+        beforeDrop: archiveBeforeDrop(settings, db),
       });
     } finally {
       progress.finish();
@@ -171,5 +224,6 @@ export function partitionJson(p: LogPartition): Record<string, unknown> {
     table: p.table,
     rows: p.rows,
     bytes: p.bytes,
+    archive_file: p.archiveFile,
   };
 }

@@ -2,13 +2,17 @@ import { Settings } from '@psp/config';
 import { withDb } from '../context';
 import { EXIT, say } from '../output';
 import { Progress } from '../progress';
-import { createRedis, RedisReadModel, replay } from '@psp/read-model';
+import { createGenerationFromArchive, createRedis, RedisReadModel, replay } from '@psp/read-model';
 
 /** A rebuild reads far more than the live projector: larger batches, fewer transactions. */
 export const REPLAY_BATCH_SIZE = 50000;
 
-/** `ops replay`: rebuilds the read model beside the live one, then switches; Ctrl-C stops after the batch. */
-export async function runReplay(settings: Settings, options: { batch: number }): Promise<number> {
+/**
+ * `ops replay`: rebuilds the read model beside the live one, then switches; Ctrl-C stops after the
+ * batch. It starts from the compacted partitions' summaries, or with `fromArchive` from the archived
+ * rows of the partitions no longer in the log (docs/event-log.md).
+ */
+export async function runReplay(settings: Settings, options: { batch: number; fromArchive?: string }): Promise<number> {
   let stop = false;
   const onSignal = () => {
     if (stop) process.exit(EXIT.interrupted);
@@ -26,6 +30,13 @@ export async function runReplay(settings: Settings, options: { batch: number }):
         log: say,
         progress: new Progress('replay', { unit: 'events' }),
         stateCacheBytes: settings.projectorStateCacheBytes,
+        createGeneration: options.fromArchive
+          ? (database) =>
+              createGenerationFromArchive(database, options.fromArchive!, {
+                log: say,
+                progress: archiveProgress(),
+              })
+          : undefined,
       });
       const rate = outcome.seconds > 0 ? Math.round(outcome.eventsApplied / outcome.seconds) : 0;
       say(
@@ -38,4 +49,9 @@ export async function runReplay(settings: Settings, options: { batch: number }):
   } finally {
     redis.disconnect();
   }
+}
+
+function archiveProgress(): { update(done: number, total: number): void; finish(): void } {
+  const progress = new Progress('reading the archive', { unit: 'events' });
+  return { update: (done, total) => progress.update(done, total), finish: () => progress.finish() };
 }
