@@ -8,6 +8,6 @@ export * from './generations';
 export * from './replay';
 export * from './read-model-redis.module';
 export * from './health-changes';
-export * from './org-reads';
 export * from './summary-seed';
+export * from './org-reads';
 export * from './archive-replay';

@@ -5,8 +5,8 @@ import { ApiKeys1732400000002 } from './migrations/1732400000002-ApiKeys';
 import { ProjectionStall1732400000003 } from './migrations/1732400000003-ProjectionStall';
 import { DropConnectionSnapshot1732400000004 } from './migrations/1732400000004-DropConnectionSnapshot';
 import { PartitionedEventLog1732400000005 } from './migrations/1732400000005-PartitionedEventLog';
-import { LogSummaries1732400000007 } from './migrations/1732400000007-LogSummaries';
 import { HealthChanges1732400000006 } from './migrations/1732400000006-HealthChanges';
+import { LogSummaries1732400000007 } from './migrations/1732400000007-LogSummaries';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
@@ -15,8 +15,8 @@ export const MIGRATIONS = [
   ProjectionStall1732400000003,
   DropConnectionSnapshot1732400000004,
   PartitionedEventLog1732400000005,
-  LogSummaries1732400000007,
   HealthChanges1732400000006,
+  LogSummaries1732400000007,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */
