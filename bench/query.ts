@@ -1,5 +1,5 @@
 /**
- * npm run bench:query [-- --duration 10] [--clients 50] [--rounds 2] [--limits 50,200] [--connections 200] [--events 20000] [--profile]
+ * npm run bench:query [-- --duration 10] [--clients 50] [--rounds 2] [--limits 50,200] [--routes list,stats] [--connections 200] [--events 20000] [--profile]
  *
  * Query API speed. In one isolated run (own database, Redis prefix):
  *   1. one org with `connections` connections in the read model: mixedEvents (deletions left out, so all
@@ -7,8 +7,9 @@
  *   2. an API key made with ApiKeyStore; the COMPILED API (dist/apps/api/src/main.js) started;
  *   3. ceiling: a bare node:http server (bench/support/static-server) answering the exact bytes the API
  *      answered (same body, content-type, etag, cache-control), in its own process like the API;
- *   4. autocannon (in this process, `clients` connections, `duration` s after a 2 s warm-up) against both
- *      at limit=50 and limit=200, alternating API and ceiling, `rounds` times.
+ *   4. autocannon (in this process, `clients` connections, `duration` s after a 2 s warm-up) against both,
+ *      alternating API and ceiling, `rounds` times, on each route: the list at limit=50 and limit=200
+ *      (`--limits`) and the stats of the first listed connection (GET /v1/connections/{id}/stats).
  * Reports req/s, p50/p99 latency, the server's CPU, API/ceiling ratios, and (timing hook preloaded into
  * the API) every Redis command and PostgreSQL query the API made during each run. Cleans up at the end.
  */
@@ -70,6 +71,9 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   const profile = a.flag('profile');
   const limits = a.str('limits', '50,200').split(',').map(Number);
   if (limits.some((l) => !(l >= 1 && l <= 200))) throw new Error('--limits: comma-separated integers 1..200');
+  const kinds = a.str('routes', 'list,stats').split(',');
+  if (kinds.length === 0 || kinds.some((k) => k !== 'list' && k !== 'stats'))
+    throw new Error('--routes: comma-separated, of list and stats');
 
   await useServers();
   const run = new IsolatedRun('benchquery', {
@@ -133,17 +137,35 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   const headers = { 'x-org-id': ORG, 'x-reevit-key': key };
   const spec: Record<string, { headers: Record<string, string>; body: string }> = {};
   const bodies = new Map<string, Buffer>();
-  for (const limit of limits) {
-    const path = `/v1/connections?limit=${limit}`;
+  const answer = async (path: string): Promise<Buffer> => {
     const res = await fetch(apiUrl + path, { headers });
     const body = Buffer.from(await res.arrayBuffer());
     if (res.status !== 200) throw new Error(`GET ${path} answered ${res.status}: ${body.toString().slice(0, 300)}`);
-    const n = (JSON.parse(body.toString()) as { connections: unknown[] }).connections.length;
-    if (n !== Math.min(limit, connections)) throw new Error(`GET ${path} listed ${n} connections`);
     const h: Record<string, string> = {};
     for (const name of ['content-type', 'etag', 'cache-control']) h[name] = res.headers.get(name) ?? '';
     spec[path] = { headers: h, body: body.toString('base64') };
     bodies.set(path, body);
+    return body;
+  };
+  /** The routes measured: a label and the path (the ceiling answers the same path with the same bytes). */
+  const routes: { label: string; path: string }[] = [];
+  if (kinds.includes('list'))
+    for (const limit of limits) {
+      const path = `/v1/connections?limit=${limit}`;
+      const n = (JSON.parse((await answer(path)).toString()) as { connections: unknown[] }).connections.length;
+      if (n !== Math.min(limit, connections)) throw new Error(`GET ${path} listed ${n} connections`);
+      routes.push({ label: `list limit=${limit}`, path });
+    }
+  if (kinds.includes('stats')) {
+    const first = (await (await fetch(`${apiUrl}/v1/connections?limit=1`, { headers })).json()) as {
+      connections: { id: string }[];
+    };
+    const id = first.connections[0].id;
+    const path = `/v1/connections/${encodeURIComponent(id)}/stats`;
+    const stats = JSON.parse((await answer(path)).toString()) as { calls: number; minutes: unknown[] };
+    if (stats.minutes.length !== 60) throw new Error(`GET ${path}: ${stats.minutes.length} minutes, 60 expected`);
+    note(`stats of ${id}: ${stats.calls} calls in its window`);
+    routes.push({ label: 'stats', path });
   }
   const specFile = join(outDir, 'responses.json');
   writeFileSync(specFile, JSON.stringify(spec));
@@ -160,7 +182,7 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
 
   // 4. Load.
   interface Row {
-    limit: number;
+    route: string;
     target: 'API' | 'ceiling';
     round: number;
     result: AutocannonResult;
@@ -169,19 +191,18 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   }
   const results: Row[] = [];
   for (let round = 1; round <= rounds; round++) {
-    for (const limit of limits) {
-      const path = `/v1/connections?limit=${limit}`;
+    for (const { label: route, path } of routes) {
       for (const [target, child, url] of [
         ['API', api, apiUrl],
         ['ceiling', ceiling, ceilingUrl],
       ] as const) {
-        const label = `round ${round}/${rounds} ${target} limit=${limit}`;
+        const label = `round ${round}/${rounds} ${target} ${route}`;
         await load(url + path, headers, clients, 2, `${label} warm-up`);
         if (target === 'API') api.send({ bench: 'reset' });
         const cpuBefore = cpuSeconds(child.pid) ?? 0;
         const result = await load(url + path, headers, clients, duration, label);
         const cores = ((cpuSeconds(child.pid) ?? 0) - cpuBefore) / result.duration;
-        const row: Row = { limit, target, round, result, cores };
+        const row: Row = { route, target, round, result, cores };
         if (target === 'API') row.timing = await collectTiming(api, timingFile);
         if (result.non2xx > 0 || result.errors > 0)
           throw new Error(`${label}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
@@ -197,12 +218,12 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   );
   say();
   const ratio = (r: Row) => {
-    const c = results.find((x) => x.limit === r.limit && x.round === r.round && x.target === 'ceiling')!;
+    const c = results.find((x) => x.route === r.route && x.round === r.round && x.target === 'ceiling')!;
     return fmt(r.result.requests.average / c.result.requests.average, 2);
   };
   table([
     [
-      'limit',
+      'route',
       'target',
       'round',
       'req/s',
@@ -217,7 +238,7 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
       'PG queries/s',
     ],
     ...results.map((r) => [
-      String(r.limit),
+      r.route,
       r.target,
       String(r.round),
       fmtInt(r.result.requests.average),
@@ -235,29 +256,29 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   for (const r of results.filter((x) => x.timing && x.round === 1)) {
     say();
     say(
-      `API, limit=${r.limit}, round 1: its Redis and PostgreSQL calls (timing hook; ${fmtInt(r.result.requests.total)} requests, client-side p50 ${fmt(r.result.latency.p50, 0)} ms):`,
+      `API, ${r.route}, round 1: its Redis and PostgreSQL calls (timing hook; ${fmtInt(r.result.requests.total)} requests, client-side p50 ${fmt(r.result.latency.p50, 0)} ms):`,
     );
     table(timingRows(r.timing!));
   }
   say();
-  const summary = limits.map((limit) => {
-    const of = (t: 'API' | 'ceiling') => results.filter((r) => r.limit === limit && r.target === t);
+  const summary = routes.map(({ label: route, path }) => {
+    const of = (t: 'API' | 'ceiling') => results.filter((r) => r.route === route && r.target === t);
     const mean = (rows: Row[], f: (r: Row) => number) => rows.reduce((acc, r) => acc + f(r), 0) / rows.length;
     const apiRows = of('API');
     const ceilRows = of('ceiling');
     return {
-      limit,
+      route,
       apiRps: mean(apiRows, (r) => r.result.requests.average),
       ceilRps: mean(ceilRows, (r) => r.result.requests.average),
       apiP50: mean(apiRows, (r) => r.result.latency.p50),
       apiP99: Math.max(...apiRows.map((r) => r.result.latency.p99)),
       ceilP99: Math.max(...ceilRows.map((r) => r.result.latency.p99)),
-      bytes: bodies.get(`/v1/connections?limit=${limit}`)!.length,
+      bytes: bodies.get(path)!.length,
     };
   });
   table([
     [
-      'limit',
+      'route',
       'body bytes',
       `API req/s (mean of ${rounds})`,
       'ceiling req/s',
@@ -267,7 +288,7 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
       'ceiling p99 ms',
     ],
     ...summary.map((x) => [
-      String(x.limit),
+      x.route,
       fmtInt(x.bytes),
       fmtInt(x.apiRps),
       fmtInt(x.ceilRps),
@@ -278,16 +299,21 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
     ]),
   ]);
   say();
-  const at50 = summary[0];
-  table([
-    ['target (limit=50)', 'got', ''],
-    [
-      'API req/s ≥ ½ the ceiling',
-      `${fmtInt(at50.apiRps)} vs ${fmtInt(at50.ceilRps)} (${fmt((100 * at50.apiRps) / at50.ceilRps, 0)}%)`,
-      at50.apiRps >= at50.ceilRps / 2 ? 'PASS' : 'MISS',
-    ],
-    ['API p99 < 20 ms', `${fmt(at50.apiP99, 0)} ms`, at50.apiP99 < 20 ? 'PASS' : 'MISS'],
-  ]);
+  // The list's targets at limit=50; the stats route is held to the same two, for reference.
+  const targets = summary.filter((x) => x.route === 'list limit=50' || x.route === 'stats');
+  if (targets.length > 0)
+    table([
+      ['target', 'route', 'got', ''],
+      ...targets.flatMap((x) => [
+        [
+          'API req/s ≥ ½ the ceiling',
+          x.route,
+          `${fmtInt(x.apiRps)} vs ${fmtInt(x.ceilRps)} (${fmt((100 * x.apiRps) / x.ceilRps, 0)}%)`,
+          x.apiRps >= x.ceilRps / 2 ? 'PASS' : 'MISS',
+        ],
+        ['API p99 < 20 ms', x.route, `${fmt(x.apiP99, 0)} ms`, x.apiP99 < 20 ? 'PASS' : 'MISS'],
+      ]),
+    ]);
   if (apiProfile) summariseProfile(apiProfile, { title: `API CPU profile over all runs (${profileFile})` });
 }
 
