@@ -3,14 +3,15 @@
  * (node --expose-gc; heapUsed before and after filling, N entries each):
  *  - the writer's stream versions: STREAM_VERSION_ENTRY_BYTES + 2 × key length per entry
  *    (apps/writer/src/stream-versions.ts);
- *  - the projector's connection states: STATE_BASE_BYTES + STATE_BYTES_PER_JSON_BYTE × their JSON
- *    length (libs/read-model/src/projection.ts), configured only and with a full 60-minute window.
+ *  - the projector's connection states: STATE_BASE_BYTES + STATE_BYTES_PER_JSON_BYTE × their stored
+ *    JSON + STATE_BYTES_PER_BUCKET × their minute buckets (libs/read-model/src/projection.ts),
+ *    configured only and with a full 60-minute window.
  * An estimate / measured ratio ≥ 1 means the byte bound is conservative.
  * Run: npm run bench:memory [-- N]
  */
-import { applyEvent, ConnectionState, initialConnectionState, MINUTE_MS } from '@psp/domain';
+import { applyEvent, ConnectionState, initialConnectionState, MINUTE_MS, stateToJson } from '@psp/domain';
 import { callEvent, configuredEvent, T0 } from '@psp/domain/testing/events';
-import { STATE_BASE_BYTES, STATE_BYTES_PER_JSON_BYTE } from '@psp/read-model';
+import { STATE_BASE_BYTES, STATE_BYTES_PER_BUCKET, STATE_BYTES_PER_JSON_BYTE } from '@psp/read-model';
 import { STREAM_VERSION_ENTRY_BYTES, streamKey, StreamVersions } from '../apps/writer/src/stream-versions';
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -68,7 +69,7 @@ for (const minutes of [0, 60]) {
             where,
           ),
         );
-      jsonChars += JSON.stringify(state).length;
+      jsonChars += stateToJson(state).length;
       kept.push(state);
     }
     return kept;
@@ -76,7 +77,7 @@ for (const minutes of [0, 60]) {
   line(
     `projector states (${count}, ${minutes} minutes with calls, JSON of ${(jsonChars / count).toFixed(0)} characters)`,
     states.bytes / count,
-    STATE_BASE_BYTES + (STATE_BYTES_PER_JSON_BYTE * jsonChars) / count,
+    STATE_BASE_BYTES + (STATE_BYTES_PER_JSON_BYTE * jsonChars) / count + STATE_BYTES_PER_BUCKET * minutes,
   );
   void states.kept;
 }

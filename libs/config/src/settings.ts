@@ -176,7 +176,7 @@ export function loadSettings(env: Env = process.env): Settings {
     rateLimitFailedAuthPerMinute: integer(env, 'RATE_LIMIT_FAILED_AUTH_PER_MINUTE', 60, 0, 1000000000),
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
-    projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 64 * MiB, 64 * KiB, 64 * 1024 * MiB),
+    projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 256 * MiB, 64 * KiB, 64 * 1024 * MiB),
     writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 32 * 1024 * 1024, 256, 64 * 1024 ** 3),
     logPartitionDays: integer(env, 'LOG_PARTITION_DAYS', 1, 1, 366),
     logPartitionsAheadDays: integer(env, 'LOG_PARTITIONS_AHEAD_DAYS', 3, 1, 366),

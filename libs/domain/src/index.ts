@@ -7,3 +7,4 @@ export * from './connection-view';
 export * from './connection-list';
 export * from './health-window';
 export * from './connection-stats';
+export * from './state-codec';

@@ -11,7 +11,8 @@ import {
   pruneHealthWindow,
   toConnectionView,
   statsWindowText,
-  upgradeStoredState,
+  stateFromJson,
+  stateToJson,
   validationCapApplies,
 } from '@psp/domain';
 import { storedDocument } from './stored-document';
@@ -39,15 +40,25 @@ export interface ProjectionStep {
 
 /**
  * What a state cached in memory is counted at: STATE_BASE_BYTES + STATE_BYTES_PER_JSON_BYTE × the
- * length of its JSON. `npm run bench:memory` measured 1.08 × JSON for states with a full health
- * window (~4.9 KB of JSON, 5.3 KB of heap) and more for small ones, where object headers dominate.
+ * length of its stored JSON (`stateToJson`) + STATE_BYTES_PER_BUCKET × its minute buckets, whose
+ * arrays weigh far more in the heap than in JSON. `npm run bench:memory`: 1.27 KB of heap for a state
+ * with no calls (953 B of JSON), 28.2 KB with calls in all 60 minutes (5.2 KB of JSON); the estimate
+ * is 1.05-1.2× that.
  */
-export const STATE_BASE_BYTES = 512;
-export const STATE_BYTES_PER_JSON_BYTE = 1.25;
+export const STATE_BASE_BYTES = 256;
+export const STATE_BYTES_PER_JSON_BYTE = 1.4;
+export const STATE_BYTES_PER_BUCKET = 450;
+/** A state's estimated weight in the heap, from the length of its stored JSON. */
+function estimatedStateBytes(state: ConnectionState, stateJsonBytes: number): number {
+  return Math.ceil(
+    STATE_BASE_BYTES + stateJsonBytes * STATE_BYTES_PER_JSON_BYTE + state.buckets.length * STATE_BYTES_PER_BUCKET,
+  );
+}
+
 /** What a state not yet serialised is counted at (an empty one is ~0.5 KiB as JSON). */
 const NEW_STATE_BYTES = 2048;
 /** Default bound of the projection's state cache (PROJECTOR_STATE_CACHE_BYTES). */
-export const DEFAULT_STATE_CACHE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_STATE_CACHE_BYTES = 256 * 1024 * 1024;
 
 function key(orgId: string, connectionId: string): string {
   return `${orgId}:${connectionId}`;
@@ -74,7 +85,10 @@ export class Projection {
     private readonly redis: RedisReadModel | null,
     private readonly batchSize: number,
     stateCacheBytes = DEFAULT_STATE_CACHE_BYTES,
+    options: { deferWrites?: boolean } = {},
   ) {
+    this.deferWrites = options.deferWrites ?? false;
+    this.flushBytes = Math.floor(stateCacheBytes / 2);
     this.states = new LRUCache<string, ConnectionState>({
       maxSize: stateCacheBytes,
       sizeCalculation: () => NEW_STATE_BYTES,
@@ -86,6 +100,23 @@ export class Projection {
    * a failed step of one event, the event the projection cannot get past.
    */
   firstAttempted: LoggedEvent | null = null;
+
+  /**
+   * Building a generation that is not served yet (a replay): the connections a step changes are kept
+   * in memory and written together once they weigh half the state cache or the log is read to its
+   * end, with the checkpoint of that moment, in one transaction. A connection changed by many batches
+   * is then written once, not once per batch. Until then nothing is committed: a crash or an
+   * interruption resumes from the last write, exactly once as before.
+   */
+  private readonly deferWrites: boolean;
+  private readonly flushBytes: number;
+  private pending: {
+    at: LogPosition;
+    streamTime: number | null;
+    eventsApplied: number;
+    dirty: Map<string, ConnectionState>;
+    bytes: number;
+  } | null = null;
 
   /**
    * Projects up to one batch (`limit` events, the batch size by default); `applied` is 0 when the
@@ -109,11 +140,17 @@ export class Projection {
           this.states.clear(); // someone else advanced this generation: what we hold may be stale
         }
         this.cachedAt = null;
-        const logged = await readLogAfter(tx, checkpoint.at, limit);
+        const pending = this.pending;
+        const logged = await readLogAfter(tx, pending?.at ?? checkpoint.at, limit);
         this.firstAttempted = logged[0] ?? null;
         if (checkpoint.status === 'retired') {
           // A replay switched past this generation while this step waited for the lock: nothing more.
           return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges: 0, checkpoint };
+        }
+        if (logged.length === 0 && pending) {
+          // Read to the end: write what was kept back.
+          const written = await this.writeDeferred(tx, pending, checkpoint.status);
+          return { applied: 0, ...written };
         }
         if (logged.length === 0) {
           // Caught up: health may still change as stream time has moved (due connections).
@@ -128,10 +165,40 @@ export class Projection {
           tx,
           logged.map((l) => l.event),
         );
-        let streamTime = checkpoint.streamTime;
+        let streamTime = pending ? pending.streamTime : checkpoint.streamTime;
         for (const { event } of logged) {
           applyEvent(touched.get(key(event.orgId, event.connectionId))!, event);
           streamTime = advanceStreamTime(streamTime, event.occurredAt);
+        }
+        if (this.deferWrites) {
+          const kept = pending ?? {
+            at: checkpoint.at,
+            streamTime: checkpoint.streamTime,
+            eventsApplied: checkpoint.eventsApplied,
+            dirty: new Map<string, ConnectionState>(),
+            bytes: 0,
+          };
+          for (const [k, state] of touched) {
+            if (!kept.dirty.has(k)) kept.bytes += estimatedStateBytes(state, 1000);
+            kept.dirty.set(k, state);
+          }
+          kept.at = logged[logged.length - 1].at;
+          kept.streamTime = streamTime;
+          kept.eventsApplied += logged.length;
+          this.pending = kept;
+          if (logged.length === limit && kept.bytes < this.flushBytes) {
+            // More to read, and room to keep it: nothing written yet.
+            this.cachedAt = checkpoint.at;
+            return {
+              applied: logged.length,
+              connectionsWritten: 0,
+              orgsChanged: 0,
+              healthChanges: 0,
+              checkpoint: { at: kept.at, streamTime, eventsApplied: kept.eventsApplied, status: checkpoint.status },
+            };
+          }
+          const written = await this.writeDeferred(tx, kept, checkpoint.status);
+          return { applied: logged.length, ...written };
         }
         const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime);
         // Health changes of the live read model, in this same transaction (CONTRACT 2.5: exactly once).
@@ -174,9 +241,7 @@ export class Projection {
         for (const w of written) {
           const k = key(w.orgId, w.connectionId);
           const state = touched.get(k)!;
-          this.states.set(k, state, {
-            size: Math.ceil(STATE_BASE_BYTES + w.stateJsonBytes * STATE_BYTES_PER_JSON_BYTE),
-          });
+          this.states.set(k, state, { size: estimatedStateBytes(state, w.stateJsonBytes) });
         }
         this.cachedAt = last;
         return {
@@ -190,10 +255,52 @@ export class Projection {
     } catch (error) {
       this.states.clear();
       this.cachedAt = null;
+      this.pending = null;
       throw error;
     }
     if (this.redis) await this.updateRedis(changes);
     return result;
+  }
+
+  /** Writes the connections kept back and the checkpoint they reach (deferred writes, see `pending`). */
+  private async writeDeferred(
+    tx: Sql,
+    kept: NonNullable<Projection['pending']>,
+    status: Checkpoint['status'],
+  ): Promise<Omit<ProjectionStep, 'applied'>> {
+    const states = [...kept.dirty.values()];
+    const written = await writeConnections(tx, this.generation, states, kept.streamTime);
+    await tx.query(
+      `INSERT INTO org_read_model (generation, org_id, version)
+       SELECT $1, o, 1 FROM unnest($2::text[]) AS o
+       ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1`,
+      [this.generation, [...new Set(written.map((w) => w.orgId))]],
+    );
+    await tx.query(
+      `UPDATE projection_generation
+          SET checkpoint_transaction_id = $2::xid8, checkpoint_position = $3, stream_time = $4,
+              events_applied = $5, updated_at = clock_timestamp()
+        WHERE generation = $1`,
+      [
+        this.generation,
+        kept.at.transactionId,
+        kept.at.position,
+        kept.streamTime === null ? null : new Date(kept.streamTime).toISOString(),
+        kept.eventsApplied,
+      ],
+    );
+    for (const w of written) {
+      const k = key(w.orgId, w.connectionId);
+      this.states.set(k, kept.dirty.get(k)!, { size: estimatedStateBytes(kept.dirty.get(k)!, w.stateJsonBytes) });
+    }
+    this.pending = null;
+    this.cachedAt = kept.at;
+    return {
+      connectionsWritten: written.length,
+      orgsChanged: new Set(written.map((w) => w.orgId)).size,
+      healthChanges: 0,
+      checkpoint: { at: kept.at, streamTime: kept.streamTime, eventsApplied: kept.eventsApplied, status },
+    };
   }
 
   /**
@@ -222,7 +329,8 @@ export class Projection {
     for (const w of wanted) {
       const k = key(w.orgId, w.connectionId);
       if (result.has(k) || missing.has(k)) continue;
-      const cached = this.states.get(k);
+      // A state kept back for a deferred write is the newest there is, even when the cache let it go.
+      const cached = this.pending?.dirty.get(k) ?? this.states.get(k);
       if (cached) result.set(k, cached);
       else missing.set(k, w);
     }
@@ -237,7 +345,7 @@ export class Projection {
       const found = new Map(rows.map((r) => [key(r.org_id, r.connection_id), r.state]));
       for (const [k, w] of missing) {
         const stored = found.get(k);
-        const state = stored ? upgradeStoredState(stored) : initialConnectionState(w.orgId, w.connectionId);
+        const state = stored ? stateFromJson(stored) : initialConnectionState(w.orgId, w.connectionId);
         this.states.set(k, state);
         result.set(k, state);
       }
@@ -317,7 +425,7 @@ export async function writeConnections(
     cols[9].push(state.updatedAt === null ? null : new Date(state.updatedAt).toISOString());
     cols[10].push(lastCallMinute);
     cols[11].push(document);
-    const stateJson = JSON.stringify(state);
+    const stateJson = stateToJson(state);
     cols[12].push(stateJson);
     // A written connection is due for a look at its health change in this step's sweep.
     cols[13].push(listed && streamTime !== null ? minuteBucket(streamTime) : null);

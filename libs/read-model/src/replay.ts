@@ -74,6 +74,7 @@ export async function replay(
     null,
     options.batchSize,
     options.stateCacheBytes ?? DEFAULT_STATE_CACHE_BYTES,
+    { deferWrites: true },
   );
   const start = await readCheckpoint(db, generation);
   let applied = start.eventsApplied;
