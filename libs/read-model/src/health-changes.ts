@@ -6,18 +6,19 @@ import { parseStoredDocument } from './stored-document';
  * Health changes for payment routers (CONTRACT 2.5), kept exactly once by the projection's own
  * transaction: each connection row of a generation holds the chain's tail (`health_reported`: the
  * `to` of its latest message, `health_sequence`) and `health_next_change`, the minute at which it must
- * be looked at again. A step marks the connections it writes as due now; `sweepHealthChanges`, in the
- * same transaction, evaluates every due connection at the step's stream time, writes one message to
- * the outbox for each whose status differs from its tail, and sets when it is due next (the minute
- * its status would change with no new call, from its stored window: `nextStatusChange`). So a new
- * minute costs work only for the connections whose health it changes. The relay produces the outbox
+ * be looked at again. A step compares the status of every listed connection it writes with its tail
+ * (held in memory with the state) and writes a message for each change (`writeHealthChanges`);
+ * `sweepHealthChanges`, in the same transaction, evaluates the connections that are due without new
+ * events at the step's stream time, likewise, and sets when each is due next (the minute its status
+ * would change with no new call, from its stored window: `nextStatusChange`). So a new minute costs
+ * work only for the connections whose health it changes. The relay produces the outbox
  * to Kafka (apps/projector/src/health-change-relay.ts). See docs/read-model.md, "Health changes".
  */
 
 export const HEALTH_CHANGED = 'connection.health_changed';
 
-/** The message value of CONTRACT 2.5, members in the contract's order. */
-export function healthChangedMessage(change: {
+/** One change of a connection's health status, as CONTRACT 2.5 describes it. */
+export interface HealthChangedInput {
   orgId: string;
   connectionId: string;
   sequence: number;
@@ -25,7 +26,10 @@ export function healthChangedMessage(change: {
   from: string | null;
   to: string;
   score: number;
-}): string {
+}
+
+/** The message value of CONTRACT 2.5, members in the contract's order. */
+export function healthChangedMessage(change: HealthChangedInput): string {
   return JSON.stringify({
     event_id: `${change.orgId}:${change.connectionId}:${change.sequence}`,
     type: HEALTH_CHANGED,
@@ -50,6 +54,8 @@ export async function sweepHealthChanges(
   generation: number,
   streamTimeMs: number,
   limit = SWEEP_LIMIT,
+  /** Told each chain the sweep moved, so a caller holding chains in memory stays right. */
+  onChain?: (orgId: string, connectionId: string, chain: { reported: string | null; sequence: number }) => void,
 ): Promise<number> {
   const b = minuteBucket(streamTimeMs);
   const due: {
@@ -98,6 +104,7 @@ export async function sweepHealthChanges(
         outbox.seq.push(sequence);
         outbox.message.push(message);
         reported = health.status;
+        onChain?.(r.org_id, r.connection_id, { reported, sequence });
       }
       next = nextStatusChange(window, b);
     }
@@ -114,13 +121,31 @@ export async function sweepHealthChanges(
       WHERE c.generation = $1 AND c.org_id = u.org_id AND c.connection_id = u.connection_id`,
     [generation, rows.org, rows.conn, rows.reported, rows.seq, rows.next],
   );
-  if (outbox.message.length > 0)
-    await sql.query(
-      `INSERT INTO health_change_outbox (generation, org_id, connection_id, sequence, message)
-       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[])`,
-      [generation, outbox.org, outbox.conn, outbox.seq, outbox.message],
-    );
+  await insertOutbox(sql, generation, outbox);
   return outbox.message.length;
+}
+
+/** Writes changes seen by a projection step to the outbox (in the step's transaction). */
+export async function writeHealthChanges(sql: Sql, generation: number, changes: HealthChangedInput[]): Promise<void> {
+  await insertOutbox(sql, generation, {
+    org: changes.map((c) => c.orgId),
+    conn: changes.map((c) => c.connectionId),
+    seq: changes.map((c) => c.sequence),
+    message: changes.map(healthChangedMessage),
+  });
+}
+
+async function insertOutbox(
+  sql: Sql,
+  generation: number,
+  rows: { org: string[]; conn: string[]; seq: number[]; message: string[] },
+): Promise<void> {
+  if (rows.message.length === 0) return;
+  await sql.query(
+    `INSERT INTO health_change_outbox (generation, org_id, connection_id, sequence, message)
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[])`,
+    [generation, rows.org, rows.conn, rows.seq, rows.message],
+  );
 }
 
 /**

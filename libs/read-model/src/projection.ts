@@ -8,6 +8,7 @@ import {
   initialConnectionState,
   isListed,
   minuteBucket,
+  nextStatusChange,
   pruneHealthWindow,
   toConnectionView,
   statsWindowText,
@@ -18,7 +19,7 @@ import {
 import { storedDocument } from './stored-document';
 import { LOG_START, LoggedEvent, LogPosition, readLogAfter, Sql } from '@psp/storage';
 import { LRUCache } from 'lru-cache';
-import { sweepHealthChanges } from './health-changes';
+import { HealthChangedInput, sweepHealthChanges, writeHealthChanges } from './health-changes';
 import { OrgChange, RedisReadModel } from './redis-read-model';
 
 /** A generation's checkpoint: where in the log it stands, and its stream time. */
@@ -92,6 +93,10 @@ export class Projection {
     this.states = new LRUCache<string, ConnectionState>({
       maxSize: stateCacheBytes,
       sizeCalculation: () => NEW_STATE_BYTES,
+      // A chain's tail is kept exactly as long as its state.
+      dispose: (_state, k, reason) => {
+        if (reason !== 'set') this.chains.delete(k);
+      },
     });
   }
 
@@ -109,6 +114,10 @@ export class Projection {
    * interruption resumes from the last write, exactly once as before.
    */
   private readonly deferWrites: boolean;
+  /** The health-change chain tail of each connection whose state is in memory (see HealthChains). */
+  private readonly chains = new Map<string, HealthChain>();
+  /** The chains of the connections the current step loaded (kept even if the cache let them go). */
+  private stepChains = new Map<string, HealthChain>();
   private readonly flushBytes: number;
   private pending: {
     at: LogPosition;
@@ -138,6 +147,7 @@ export class Projection {
           this.cachedAt.position !== checkpoint.at.position
         ) {
           this.states.clear(); // someone else advanced this generation: what we hold may be stale
+          this.chains.clear();
         }
         this.cachedAt = null;
         const pending = this.pending;
@@ -156,7 +166,7 @@ export class Projection {
           // Caught up: health may still change as stream time has moved (due connections).
           const healthChanges =
             checkpoint.status === 'live' && checkpoint.streamTime !== null
-              ? await sweepHealthChanges(tx, this.generation, checkpoint.streamTime)
+              ? await this.sweep(tx, checkpoint.streamTime)
               : 0;
           return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges, checkpoint };
         }
@@ -200,12 +210,13 @@ export class Projection {
           const written = await this.writeDeferred(tx, kept, checkpoint.status);
           return { applied: logged.length, ...written };
         }
-        const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime);
-        // Health changes of the live read model, in this same transaction (CONTRACT 2.5: exactly once).
-        const healthChanges =
-          checkpoint.status === 'live' && streamTime !== null
-            ? await sweepHealthChanges(tx, this.generation, streamTime)
-            : 0;
+        // Health changes of the live read model, in this same transaction (CONTRACT 2.5: exactly once):
+        // those of the connections written now, then those of the connections due by the clock.
+        const live = checkpoint.status === 'live';
+        const { chains, changes: seen } = this.chainBook(live);
+        const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime, chains);
+        await writeHealthChanges(tx, this.generation, seen);
+        const healthChanges = seen.length + (live && streamTime !== null ? await this.sweep(tx, streamTime) : 0);
         const versions: { org_id: string; version: string }[] = await tx.query(
           `INSERT INTO org_read_model (generation, org_id, version)
            SELECT $1, o, 1 FROM unnest($2::text[]) AS o
@@ -254,12 +265,37 @@ export class Projection {
       });
     } catch (error) {
       this.states.clear();
+      this.chains.clear();
       this.cachedAt = null;
       this.pending = null;
       throw error;
     }
     if (this.redis) await this.updateRedis(changes);
     return result;
+  }
+
+  /** The chains of the connections in memory for writeConnections; `changes` collects the messages. */
+  private chainBook(emit: boolean): { chains: HealthChains; changes: HealthChangedInput[] } {
+    const changes: HealthChangedInput[] = [];
+    const chains: HealthChains = {
+      emit,
+      get: (k) => this.stepChains.get(k),
+      changed: (orgId, connectionId, chain, message) => {
+        const k = key(orgId, connectionId);
+        this.stepChains.set(k, chain);
+        if (this.states.has(k)) this.chains.set(k, chain);
+        changes.push(message);
+      },
+    };
+    return { chains, changes };
+  }
+
+  /** The sweep of connections due by the clock, keeping the chains held in memory right. */
+  private sweep(tx: Sql, streamTime: number): Promise<number> {
+    return sweepHealthChanges(tx, this.generation, streamTime, undefined, (orgId, connectionId, chain) => {
+      const k = key(orgId, connectionId);
+      if (this.chains.has(k)) this.chains.set(k, chain);
+    });
   }
 
   /** Writes the connections kept back and the checkpoint they reach (deferred writes, see `pending`). */
@@ -269,7 +305,7 @@ export class Projection {
     status: Checkpoint['status'],
   ): Promise<Omit<ProjectionStep, 'applied'>> {
     const states = [...kept.dirty.values()];
-    const written = await writeConnections(tx, this.generation, states, kept.streamTime);
+    const written = await writeConnections(tx, this.generation, states, kept.streamTime, this.chainBook(false).chains);
     await tx.query(
       `INSERT INTO org_read_model (generation, org_id, version)
        SELECT $1, o, 1 FROM unnest($2::text[]) AS o
@@ -326,27 +362,40 @@ export class Projection {
   ): Promise<Map<string, ConnectionState>> {
     const result = new Map<string, ConnectionState>();
     const missing = new Map<string, { orgId: string; connectionId: string }>();
+    this.stepChains = new Map();
     for (const w of wanted) {
       const k = key(w.orgId, w.connectionId);
       if (result.has(k) || missing.has(k)) continue;
       // A state kept back for a deferred write is the newest there is, even when the cache let it go.
       const cached = this.pending?.dirty.get(k) ?? this.states.get(k);
-      if (cached) result.set(k, cached);
-      else missing.set(k, w);
+      const chain = this.chains.get(k);
+      if (cached) {
+        result.set(k, cached);
+        if (chain) this.stepChains.set(k, chain);
+      } else missing.set(k, w);
     }
     if (missing.size > 0) {
       const list = [...missing.values()];
-      const rows: { org_id: string; connection_id: string; state: ConnectionState }[] = await sql.query(
-        `SELECT c.org_id, c.connection_id, c.state
+      const rows: {
+        org_id: string;
+        connection_id: string;
+        state: ConnectionState;
+        health_reported: string | null;
+        health_sequence: number;
+      }[] = await sql.query(
+        `SELECT c.org_id, c.connection_id, c.state, c.health_reported, c.health_sequence
            FROM unnest($2::text[], $3::text[]) AS k(org_id, connection_id)
            JOIN connection_read_model c ON c.generation = $1 AND c.org_id = k.org_id AND c.connection_id = k.connection_id`,
         [this.generation, list.map((w) => w.orgId), list.map((w) => w.connectionId)],
       );
-      const found = new Map(rows.map((r) => [key(r.org_id, r.connection_id), r.state]));
+      const found = new Map(rows.map((r) => [key(r.org_id, r.connection_id), r]));
       for (const [k, w] of missing) {
         const stored = found.get(k);
-        const state = stored ? stateFromJson(stored) : initialConnectionState(w.orgId, w.connectionId);
+        const state = stored ? stateFromJson(stored.state) : initialConnectionState(w.orgId, w.connectionId);
+        const chain = { reported: stored?.health_reported ?? null, sequence: stored?.health_sequence ?? 0 };
         this.states.set(k, state);
+        this.chains.set(k, chain);
+        this.stepChains.set(k, chain);
         result.set(k, state);
       }
     }
@@ -376,6 +425,21 @@ export async function readCheckpoint(sql: Sql, generation: number): Promise<Chec
   };
 }
 
+/** The tail of a connection's chain of health changes: the `to` of its latest message and its sequence. */
+export interface HealthChain {
+  reported: string | null;
+  sequence: number;
+}
+
+/** What writeConnections needs to keep the chains (CONTRACT 2.5) of the connections it writes. */
+export interface HealthChains {
+  /** Write messages (the live generation) or only carry the chains along (a generation being built). */
+  emit: boolean;
+  get(key: string): HealthChain | undefined;
+  /** A change: the chain's new tail and its message. */
+  changed(orgId: string, connectionId: string, chain: HealthChain, message: HealthChangedInput): void;
+}
+
 interface WrittenConnection {
   orgId: string;
   connectionId: string;
@@ -391,9 +455,11 @@ export async function writeConnections(
   generation: number,
   states: ConnectionState[],
   streamTime: number | null,
+  chains: HealthChains | null = null,
 ): Promise<WrittenConnection[]> {
-  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], [], [], []];
+  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], [], [], [], [], []];
   const written: WrittenConnection[] = [];
+  const b = streamTime === null ? null : minuteBucket(streamTime);
   for (const state of states) {
     if (streamTime !== null) pruneHealthWindow(state, streamTime);
     const listed = isListed(state);
@@ -401,17 +467,29 @@ export async function writeConnections(
     const health = healthAt(state, streamTime);
     // The Connection as rendered now, and the health window it was rendered from: readers evaluate
     // the window at the current stream time (docs/read-model.md, "Health at read time").
+    const window = healthWindowAt(state.buckets, validationCapApplies(state), b);
     const document = view
-      ? storedDocument(
-          JSON.stringify(view),
-          healthWindowAt(
-            state.buckets,
-            validationCapApplies(state),
-            streamTime === null ? null : minuteBucket(streamTime),
-          ),
-          statsWindowText(streamTime, state.buckets),
-        )
+      ? storedDocument(JSON.stringify(view), window, statsWindowText(streamTime, state.buckets))
       : null;
+    // The health-change chain (CONTRACT 2.5): a listed connection whose status now differs from its
+    // chain's tail gets its message here, in the step's transaction; it is due again at the minute
+    // its window changes its status by itself (the sweep looks at it then).
+    let chain = chains?.get(key(state.orgId, state.connectionId)) ?? null;
+    if (chains?.emit && chain === null)
+      throw new Error(`the health-change chain of ${state.orgId}/${state.connectionId} is not known`);
+    if (chains?.emit && chain !== null && listed && streamTime !== null && health.status !== chain.reported) {
+      const previous = chain;
+      chain = { reported: health.status, sequence: previous.sequence + 1 };
+      chains.changed(state.orgId, state.connectionId, chain, {
+        orgId: state.orgId,
+        connectionId: state.connectionId,
+        sequence: chain.sequence,
+        streamTimeMs: streamTime,
+        from: previous.reported,
+        to: health.status,
+        score: health.score,
+      });
+    }
     const lastCallMinute = state.buckets.length > 0 ? state.buckets[state.buckets.length - 1].minute : null;
     cols[0].push(state.orgId);
     cols[1].push(state.connectionId);
@@ -427,27 +505,36 @@ export async function writeConnections(
     cols[11].push(document);
     const stateJson = stateToJson(state);
     cols[12].push(stateJson);
-    // A written connection is due for a look at its health change in this step's sweep.
-    cols[13].push(listed && streamTime !== null ? minuteBucket(streamTime) : null);
+    // Live: due when its status would change by itself. Being built: due at once (the switch makes
+    // every connection due anyway).
+    cols[13].push(listed && b !== null ? (chains?.emit ? nextStatusChange(window, b) : b) : null);
+    cols[14].push(chain?.reported ?? null);
+    cols[15].push(chain?.sequence ?? 0);
     written.push({ orgId: state.orgId, connectionId: state.connectionId, document, stateJsonBytes: stateJson.length });
   }
   if (states.length > 0) {
+    // The chain's tail is written only when the caller keeps the chains (the live generation); a
+    // generation being built leaves it as stored (the switch continues the retired one's).
+    const chainColumns = chains?.emit
+      ? `, health_reported = EXCLUDED.health_reported, health_sequence = EXCLUDED.health_sequence`
+      : '';
     await sql.query(
       `INSERT INTO connection_read_model (generation, org_id, connection_id, listed, provider, status, labels, health_score,
                                           health_status, created_at, updated_at, last_call_minute, document, state,
-                                          health_next_change)
+                                          health_next_change, health_reported, health_sequence)
        SELECT $1, c.org_id, c.connection_id, c.listed, c.provider, c.status,
               ARRAY(SELECT jsonb_array_elements_text(c.labels)), c.health_score, c.health_status, c.created_at, c.updated_at,
-              c.last_call_minute, c.document, c.state, c.health_next_change
+              c.last_call_minute, c.document, c.state, c.health_next_change, c.health_reported, c.health_sequence
          FROM unnest($2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::jsonb[], $8::float8[], $9::text[],
-                     $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[], $14::json[], $15::bigint[])
+                     $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[], $14::json[], $15::bigint[],
+                     $16::text[], $17::int[])
               AS c(org_id, connection_id, listed, provider, status, labels, health_score, health_status, created_at, updated_at,
-                   last_call_minute, document, state, health_next_change)
+                   last_call_minute, document, state, health_next_change, health_reported, health_sequence)
        ON CONFLICT (generation, org_id, connection_id) DO UPDATE SET
          listed = EXCLUDED.listed, provider = EXCLUDED.provider, status = EXCLUDED.status, labels = EXCLUDED.labels,
          health_score = EXCLUDED.health_score, health_status = EXCLUDED.health_status, created_at = EXCLUDED.created_at,
          updated_at = EXCLUDED.updated_at, last_call_minute = EXCLUDED.last_call_minute, document = EXCLUDED.document,
-         state = EXCLUDED.state, health_next_change = EXCLUDED.health_next_change`,
+         state = EXCLUDED.state, health_next_change = EXCLUDED.health_next_change${chainColumns}`,
       [generation, ...cols],
     );
   }
