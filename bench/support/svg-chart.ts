@@ -1,12 +1,14 @@
 /**
- * A small, dependency-free SVG line chart with a logarithmic x axis (bench:scale's events/s against
- * connections). Plain SVG 1.1 text, readable in a browser and on GitHub.
+ * A small, dependency-free SVG line chart with a logarithmic x axis and a linear or logarithmic y axis
+ * (bench:scale's events/s against connections). Plain SVG 1.1 text, readable in a browser and on GitHub.
  */
 
 export interface ChartSeries {
   name: string;
   color: string;
   dashed?: boolean;
+  /** Value labels under the points instead of above (for a series that runs close to another). */
+  labelsBelow?: boolean;
   points: { x: number; y: number; label?: string }[];
 }
 
@@ -18,6 +20,8 @@ export interface ChartOptions {
   series: ChartSeries[];
   /** Horizontal reference lines (targets). */
   hlines?: { y: number; label: string; color: string }[];
+  /** A logarithmic y axis (decades), for series that differ by orders of magnitude. */
+  logY?: boolean;
   /** Lines of small text under the chart. */
   notes?: string[];
   width?: number;
@@ -55,10 +59,18 @@ export function lineChartSvg(o: ChartOptions): string {
   const ys = [...o.series.flatMap((s) => s.points.map((p) => p.y)), ...(o.hlines ?? []).map((h) => h.y)];
   const xMinDecade = Math.floor(Math.log10(Math.min(...xs, 100)));
   const xMaxDecade = Math.ceil(Math.log10(Math.max(...xs, 1000)));
-  const yTicks = linearTicks(Math.max(...ys, 1) * 1.08);
+  const positive = ys.filter((y) => y > 0);
+  const yMinDecade = Math.floor(Math.log10(Math.min(...positive, 1000)));
+  const yMaxDecade = Math.ceil(Math.log10(Math.max(...positive, 10000)));
+  const yTicks = o.logY
+    ? Array.from({ length: yMaxDecade - yMinDecade + 1 }, (_, i) => 10 ** (yMinDecade + i))
+    : linearTicks(Math.max(...ys, 1) * 1.08);
   const yMax = yTicks[yTicks.length - 1];
   const X = (x: number) => m.left + ((Math.log10(x) - xMinDecade) / (xMaxDecade - xMinDecade)) * pw;
-  const Y = (y: number) => m.top + ph - (y / yMax) * ph;
+  const Y = o.logY
+    ? (y: number) =>
+        m.top + ph - ((Math.log10(Math.max(y, 10 ** yMinDecade)) - yMinDecade) / (yMaxDecade - yMinDecade)) * ph
+    : (y: number) => m.top + ph - (y / yMax) * ph;
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
@@ -73,6 +85,12 @@ export function lineChartSvg(o: ChartOptions): string {
       `<text x="${m.left - 8}" y="${(Y(t) + 4).toFixed(1)}" text-anchor="end" fill="#333">${short(t)}</text>`,
     );
   }
+  if (o.logY)
+    for (let d = yMinDecade; d < yMaxDecade; d++)
+      for (let k = 2; k <= 9; k++)
+        out.push(
+          `<line x1="${m.left - 4}" y1="${Y(k * 10 ** d).toFixed(1)}" x2="${m.left}" y2="${Y(k * 10 ** d).toFixed(1)}" stroke="#999"/>`,
+        );
   for (let d = xMinDecade; d <= xMaxDecade; d++) {
     const x = X(10 ** d);
     out.push(
@@ -111,7 +129,7 @@ export function lineChartSvg(o: ChartOptions): string {
       // Above the point; pulled inside the plot at its right edge, where the reference lines are labelled.
       const atRight = X(p.x) > m.left + pw - 30;
       out.push(
-        `<text x="${(X(p.x) + (atRight ? -6 : 0)).toFixed(1)}" y="${(Y(p.y) - 8).toFixed(1)}" text-anchor="${atRight ? 'end' : 'middle'}" fill="${s.color}" font-size="11">${esc(p.label ?? short(p.y))}</text>`,
+        `<text x="${(X(p.x) + (atRight ? -6 : 0)).toFixed(1)}" y="${(Y(p.y) + (s.labelsBelow ? 17 : -8)).toFixed(1)}" text-anchor="${atRight ? 'end' : 'middle'}" fill="${s.color}" font-size="11">${esc(p.label ?? short(p.y))}</text>`,
       );
     }
     // Legend.
