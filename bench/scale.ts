@@ -358,7 +358,10 @@ function mergeResults(runs: ScaleResults[]): ScaleResults {
       const redone = new Set<string>([...measured, ...errors.map((e) => e.phase)]);
       const merged: PointResult = {
         ...before,
-        events: p.events,
+        // The number of call events matters to the log phases only (the stack phases configure the connections).
+        events: measured.some((ph) => ph === 'ingest' || ph === 'backlog' || ph === 'replay')
+          ? p.events
+          : before.events,
         run: r.startedAt,
         errors: [...before.errors.filter((e) => !redone.has(e.phase)), ...errors],
       };
