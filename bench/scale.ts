@@ -39,7 +39,17 @@
  * nothing. --profile records V8 CPU profiles (writer during ingest, the replay, the API during the
  * many-org query runs) into --out and prints their breakdowns.
  */
-import { mkdirSync, readFileSync, statfsSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DataSource } from 'typeorm';
 import { ApiKeyStore } from '@psp/api-keys';
@@ -485,6 +495,18 @@ async function guarded(point: PointResult, phase: string, save: () => void, body
 // ---------------------------------------------------------------------------------------------------
 // ingest, backlog, replay
 
+let scratchDir: string | null = null;
+
+/** A file for the hooks' timing dumps, in a temporary folder removed when the bench exits. */
+function scratch(name: string): string {
+  if (!scratchDir) {
+    const dir = mkdtempSync(join(tmpdir(), 'psp-bench-scale-'));
+    scratchDir = dir;
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return join(scratchDir, name);
+}
+
 function hooks(names: string[]): string[] {
   return names.flatMap((h) => ['-r', join(ROOT, 'dist', 'bench', 'support', `${h}.js`)]);
 }
@@ -514,7 +536,7 @@ async function ingestPoint(
     const total = N + point.events;
 
     // ---- ingest: bench:ingest's phase A.
-    const timingFile = join(o.out, `tmp-writer-${process.pid}.json`);
+    const timingFile = scratch('writer-timing.json');
     const profileFile = join(o.out, `scale-${N}-writer.cpuprofile`);
     const writer = run.startCompiled('writer', 'apps/writer/src/main.js', {
       env: {
@@ -653,7 +675,8 @@ async function ingestPoint(
     // ---- replay: `ops replay` over the ingest phase's log, in its own process.
     if (o.phases.includes('replay'))
       await guarded(point, 'replay', save, async () => {
-        const replayTiming = join(o.out, `tmp-replay-${process.pid}.json`);
+        const replayTiming = scratch('replay-timing.json');
+        rmSync(replayTiming, { force: true }); // written by the replay's process when it exits
         const replayProfile = join(o.out, `scale-${N}-replay.cpuprofile`);
         await db.query('VACUUM ANALYZE event_log'); // what autovacuum does to a log this size; not timed
         const cpuR = new CpuAccount(db, run.databaseName);
@@ -765,9 +788,9 @@ async function stackPoint(
     await run.createTopics(PARTITIONS);
     run.deleteGroupsAtCleanup([s.writerGroupId]);
     const files = {
-      writer: join(o.out, `tmp-fresh-writer-${process.pid}.json`),
-      projector: join(o.out, `tmp-fresh-projector-${process.pid}.json`),
-      api: join(o.out, `tmp-fresh-api-${process.pid}.json`),
+      writer: scratch('stack-writer-timing.json'),
+      projector: scratch('stack-projector-timing.json'),
+      api: scratch('stack-api-timing.json'),
       apiProfile: join(o.out, `scale-${N}-api.cpuprofile`),
     };
     const writer = run.startCompiled('writer', 'apps/writer/src/main.js', {
