@@ -296,6 +296,10 @@ describe('two writers, two projectors and two APIs on one stack', () => {
 
     // Meanwhile, the reference: the same events (as the writer's validation reads them), seeded straight
     // into a second database in another order, projected by one Projection, served by one API in this process.
+    // The APIs take their ports first: the reference app listens on a port the OS picks, which could
+    // otherwise be one of theirs before they bind it (and answer in their place).
+    const apisUp = Promise.all(apis.map((api) => waitForHttp(`${api.url}/healthz`, api.child)));
+    apisUp.catch(() => undefined); // awaited below
     const reference = (async () => {
       const events = unique
         .map((w) => validateMessage(Buffer.from(JSON.stringify(w)), Date.now()))
@@ -306,11 +310,12 @@ describe('two writers, two projectors and two APIs on one stack', () => {
         .reverse();
       await seedLog(refDb, events);
       expect(await projectAll(new Projection(refDb, 1, null, 2000), refDb)).toBe(UNIQUE_EVENTS);
+      await apisUp;
       ({ app: refApp, url: refUrl } = await startService(ApiModule, refSettings));
     })();
 
     reference.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
-    await Promise.all(apis.map((api) => waitForHttp(`${api.url}/healthz`, api.child)));
+    await apisUp;
     // Both writers in the group, each holding partitions, before any traffic.
     await eventually(
       writerGroup,
