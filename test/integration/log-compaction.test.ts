@@ -8,7 +8,6 @@ import {
   COMPACTING,
   compactLog,
   ensureLogPartitions,
-  EventToAppend,
   LogMaintenanceBusy,
   readLogPartitions,
   readSummarySet,
@@ -20,54 +19,11 @@ import { ConnectionStreams, SourcedEvent } from '../../apps/writer/src/connectio
 import { LogMaintenance } from '../../apps/writer/src/log-maintenance';
 import { dropIsolated, isolatedEnv, isolatedSettings, openDatabase } from '../support/isolated-stack';
 import { runOps } from '../support/processes';
-import { mixedEvents, projectAll } from '../support/seed';
+import { appendAt, DAY, history, HISTORY_START, partitionOf, today } from '../support/log-history';
+import { projectAll } from '../support/seed';
 import { startService } from '../support/service';
 
-const DAY = 86_400_000;
-const today = Math.floor(Date.now() / DAY) * DAY;
-const START = Date.UTC(2026, 10, 24, 8, 0, 0);
 const ORGS = 3;
-
-/** Appends rows as if at `recordedAt` (into that day's partition), through event_log like any append. */
-async function appendAt(db: DataSource, rows: EventToAppend[], recordedAt: number): Promise<void> {
-  await db.query(
-    `INSERT INTO event_log (event_id, org_id, connection_id, stream_version, type, occurred_at, data,
-                            source_topic, source_partition, source_offset, recorded_at)
-     SELECT u.*, $11::timestamptz
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[], $7::json[], $8::text[],
-                   $9::int[], $10::bigint[]) AS u`,
-    [
-      rows.map((r) => r.event.eventId),
-      rows.map((r) => r.event.orgId),
-      rows.map((r) => r.event.connectionId),
-      rows.map((r) => r.streamVersion),
-      rows.map((r) => r.event.type),
-      rows.map((r) => new Date(r.event.occurredAt).toISOString()),
-      rows.map((r) => JSON.stringify(r.event.data)),
-      rows.map((r) => r.source.topic),
-      rows.map((r) => r.source.partition),
-      rows.map((r) => r.source.offset),
-      new Date(recordedAt).toISOString(),
-    ],
-  );
-}
-
-/** The same events, with the same versions, appended over five days: four closed partitions and today's. */
-function history(): { rows: EventToAppend[]; recordedAt: number }[] {
-  const events = mixedEvents({ orgs: ORGS, connections: 25, events: 6000, seed: 7, start: START });
-  const versions = new Map<string, number>();
-  const rows = events.map((event, i) => {
-    const key = `${event.orgId}:${event.connectionId}`;
-    versions.set(key, (versions.get(key) ?? 0) + 1);
-    return { event, streamVersion: versions.get(key)!, source: { topic: 'seed', partition: 0, offset: String(i) } };
-  });
-  const days = [];
-  for (let d = 4; d >= 0; d--) {
-    const chunk = rows.slice((4 - d) * 1200, (5 - d) * 1200);
-    days.push({ rows: chunk, recordedAt: d === 0 ? Date.now() - 1000 : today - d * DAY + 12 * 3600_000 });
-  }
-  return days;
-}
 
 interface Side {
   settings: Settings;
@@ -86,7 +42,7 @@ describe('compacting the event log into summaries', () => {
   const env = isolatedEnv('compact');
   const full: Side = { settings: isolatedSettings('compactfull'), db: null as never, keys: new Map() };
   const comp: Side = { settings: isolatedSettings('unused', env), db: null as never, keys: new Map() };
-  const days = history();
+  const days = history({ orgs: ORGS });
   const all = days.flatMap((d) => d.rows);
 
   const paths = [
@@ -206,7 +162,7 @@ describe('compacting the event log into summaries', () => {
       {
         event: callEvent(
           'late-call-1',
-          START + 3600_000,
+          HISTORY_START + 3600_000,
           { outcome: 'failure', error_code: 'timeout' },
           at('conn.3:x'),
         ),
@@ -214,12 +170,12 @@ describe('compacting the event log into summaries', () => {
       },
       // a call inside the current health window
       {
-        event: callEvent('late-call-2', START + 3 * 3600_000 - 120_000, { latency_ms: 4000 }, at('conn.3:x')),
+        event: callEvent('late-call-2', HISTORY_START + 3 * 3600_000 - 120_000, { latency_ms: 4000 }, at('conn.3:x')),
         source: src(2),
       },
       // an older configuration: loses every register, but moves created_at earlier
       {
-        event: configuredEvent('late-config', START - 3600_000, { provider: 'stripe' }, at('conn.11:x')),
+        event: configuredEvent('late-config', HISTORY_START - 3600_000, { provider: 'stripe' }, at('conn.11:x')),
         source: src(3),
       },
       // a re-send of an event whose partition was compacted and dropped, and of one still in the log
@@ -307,10 +263,6 @@ describe('compacting the event log into summaries', () => {
     }
   });
 });
-
-function partitionOf(dayStart: number): string {
-  return `event_log_p${new Date(dayStart).toISOString().slice(0, 10).replace(/-/g, '')}`;
-}
 
 function at(connectionId: string): { orgId: string; connectionId: string } {
   return { orgId: 'org_1', connectionId };
