@@ -306,12 +306,12 @@ describe('validateMessage', () => {
 
     it('accepts the last instant of year 9999 when it is not in the future', () => {
       const consumedAt = 253_402_300_799_999;
-      expect(
-        accepted(validate(envelope({ occurred_at: '9999-12-31T23:59:59.999Z' }), consumedAt)).occurredAt,
-      ).toBe(consumedAt);
-      expect(
-        accepted(validate(envelope({ occurred_at: '9999-12-31T23:59:59.999999Z' }), consumedAt)).occurredAt,
-      ).toBe(consumedAt);
+      expect(accepted(validate(envelope({ occurred_at: '9999-12-31T23:59:59.999Z' }), consumedAt)).occurredAt).toBe(
+        consumedAt,
+      );
+      expect(accepted(validate(envelope({ occurred_at: '9999-12-31T23:59:59.999999Z' }), consumedAt)).occurredAt).toBe(
+        consumedAt,
+      );
     });
 
     it('names the range in the detail, without quoting the value', () => {
