@@ -12,10 +12,10 @@ import { readTopicToEnd } from '../support/dlq-reader';
 import {
   dropIsolated,
   eventually,
-  isolatedEnv,
+  IsolatedStack,
+  openIsolatedStack,
   isolatedSettings,
   openDatabase,
-  testProducer,
 } from '../support/isolated-stack';
 import { runOps, spawnOps, startProcess, stopProcess } from '../support/processes';
 import { projectAll, seededRandom, seedLog } from '../support/seed';
@@ -209,18 +209,15 @@ describe('health changes on Kafka through a kill -9 of the relaying projector', 
   let db: DataSource;
   let kafka: Kafka;
   let producer: Producer;
+  let stack: IsolatedStack;
 
   beforeAll(async () => {
-    env = isolatedEnv('healthkafka');
-    settings = isolatedSettings('unused', env);
-    db = await openDatabase(settings);
-    ({ kafka, producer } = await testProducer(settings, { createTopics: true }));
+    stack = await openIsolatedStack('healthkafka');
+    ({ env, settings, db, kafka, producer } = stack);
   });
 
   afterAll(async () => {
-    await producer?.disconnect();
-    await db?.destroy();
-    if (settings) await dropIsolated(settings);
+    await stack?.close();
   });
 
   it('loses no change and orders none wrongly: after de-duplication by event_id every chain is whole', async () => {

@@ -2,14 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, Producer } from 'kafkajs';
 import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
-import {
-  dropIsolated,
-  eventually,
-  isolatedEnv,
-  isolatedSettings,
-  openDatabase,
-  testProducer,
-} from '../support/isolated-stack';
+import { eventually, IsolatedStack, openIsolatedStack } from '../support/isolated-stack';
 import { startProcess, stopProcess } from '../support/processes';
 
 const CONNECTIONS = 40;
@@ -26,6 +19,7 @@ describe('the writer under crashes and rebalances', () => {
   let db: DataSource;
   let kafka: Kafka;
   let producer: Producer;
+  let stack: IsolatedStack;
   const expected = new Map<string, { calls: number; latency: number }>();
 
   async function produceCalls(count: number, start: number): Promise<void> {
@@ -76,16 +70,12 @@ describe('the writer under crashes and rebalances', () => {
   beforeAll(async () => {
     // Room for about 7 stream versions for 40 connections: streams are forgotten and looked up again
     // all the time, through every crash and rebalance.
-    env = isolatedEnv('crash', { WRITER_STREAM_CACHE_BYTES: String(7 * 150) });
-    settings = isolatedSettings('unused', env);
-    db = await openDatabase(settings);
-    ({ kafka, producer } = await testProducer(settings, { createTopics: true }));
+    stack = await openIsolatedStack('crash', { WRITER_STREAM_CACHE_BYTES: String(7 * 150) });
+    ({ env, settings, db, kafka, producer } = stack);
   });
 
   afterAll(async () => {
-    await producer?.disconnect();
-    await db?.destroy();
-    if (settings) await dropIsolated(settings);
+    await stack?.close();
   });
 
   it('loses and double-counts nothing when the writer is killed with SIGKILL mid-stream', async () => {

@@ -3,14 +3,7 @@ import { Kafka, Producer } from 'kafkajs';
 import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
 import { readDlq } from '../support/dlq-reader';
-import {
-  dropIsolated,
-  eventually,
-  isolatedEnv,
-  isolatedSettings,
-  openDatabase,
-  testProducer,
-} from '../support/isolated-stack';
+import { eventually, IsolatedStack, openIsolatedStack } from '../support/isolated-stack';
 import { startProcess, stopProcess } from '../support/processes';
 
 const CONNECTIONS = 30;
@@ -29,6 +22,7 @@ describe('the writer with messages the database refuses', () => {
   let db: DataSource;
   let kafka: Kafka;
   let producer: Producer;
+  let stack: IsolatedStack;
   const expected = new Map<string, { calls: number; latency: number }>();
 
   function call(eventId: string, connection: string, latency: number): { key: string; value: string } {
@@ -59,10 +53,8 @@ describe('the writer with messages the database refuses', () => {
   }
 
   beforeAll(async () => {
-    env = isolatedEnv('poison');
-    settings = isolatedSettings('unused', env);
-    db = await openDatabase(settings);
-    ({ kafka, producer } = await testProducer(settings, { createTopics: true }));
+    stack = await openIsolatedStack('poison');
+    ({ env, settings, db, kafka, producer } = stack);
     // Refusals that only this database makes: valid messages by the contract's rules.
     await db.query(
       `ALTER TABLE event_log ADD CONSTRAINT test_refusal_check CHECK (event_id NOT LIKE 'poison-check-%') NOT VALID`,
@@ -79,9 +71,7 @@ describe('the writer with messages the database refuses', () => {
   });
 
   afterAll(async () => {
-    await producer?.disconnect();
-    await db?.destroy();
-    if (settings) await dropIsolated(settings);
+    await stack?.close();
   });
 
   it('appends the good messages around them, sends each refused one to the DLQ as unstorable, and moves the offsets on', async () => {

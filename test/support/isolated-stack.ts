@@ -112,3 +112,34 @@ export async function eventually<T>(
     `timed out waiting for ${label}; last value: ${JSON.stringify(last)?.slice(0, 500)}${lastError ? `; last error: ${String(lastError)}` : ''}`,
   );
 }
+
+/** One isolated run with its database migrated and a producer on its (created) topics. */
+export interface IsolatedStack {
+  env: Record<string, string>;
+  settings: Settings;
+  db: DataSource;
+  kafka: Kafka;
+  producer: Producer;
+  /** Disconnects, and drops the run's database and Redis keys. */
+  close(): Promise<void>;
+}
+
+/** The setup most process-level tests share: isolatedEnv, openDatabase, testProducer (topics created). */
+export async function openIsolatedStack(label: string, overrides: Record<string, string> = {}): Promise<IsolatedStack> {
+  const env = isolatedEnv(label, overrides);
+  const settings = isolatedSettings('unused', env);
+  const db = await openDatabase(settings);
+  const { kafka, producer } = await testProducer(settings, { createTopics: true });
+  return {
+    env,
+    settings,
+    db,
+    kafka,
+    producer,
+    close: async () => {
+      await producer.disconnect();
+      await db.destroy();
+      await dropIsolated(settings);
+    },
+  };
+}
