@@ -69,15 +69,26 @@ describe('replay of the read model', () => {
     const redis = createRedis(settings, 'test-replay');
     const readModel = new RedisReadModel(redis, settings.redisKeyPrefix);
     try {
-      // Interrupted after two batches: not switched, the API still serves generation 1.
+      // Interrupted after two writes of the fold by connection (each ≥ 1,000 events of whole
+      // connections): not switched, the API still serves generation 1.
       let steps = 0;
+      const firstLines: string[] = [];
       const interrupted = await replay(db, readModel, {
         batchSize: 1000,
-        shouldStop: () => steps++ >= 2,
-        log: () => undefined,
+        shouldStop: () => ++steps >= 2,
+        log: (l) => firstLines.push(l),
       });
       expect(interrupted.switched).toBe(false);
-      expect(interrupted.eventsApplied).toBe(2000);
+      expect(firstLines.join('\n')).toContain('folding 6000 events by connection');
+      expect(interrupted.eventsApplied).toBeGreaterThanOrEqual(2000);
+      expect(interrupted.eventsApplied).toBeLessThan(6000);
+      // Some connections written (whole: the rest resumes after the last one written).
+      const written: { connections: string }[] = await db.query(
+        `SELECT count(*)::text AS connections FROM connection_read_model WHERE generation = $1`,
+        [interrupted.generation],
+      );
+      expect(Number(written[0].connections)).toBeGreaterThan(0);
+      expect(Number(written[0].connections)).toBeLessThan(ORGS * 25);
       expect(await liveGeneration(db)).toBe(1);
       expect(await snapshotResponses()).toEqual(before);
 
@@ -91,6 +102,7 @@ describe('replay of the read model', () => {
         eventsApplied: 6000,
         previous: 1,
       });
+      expect(lines.join('\n')).toContain(`resuming the fold of generation ${done.generation} after org_`);
       expect(lines.join('\n')).toContain(`generation ${done.generation} is live`);
       expect(await liveGeneration(db)).toBe(done.generation);
     } finally {

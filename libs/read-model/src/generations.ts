@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { Sql } from '@psp/storage';
+import { LogPosition, Sql, StreamKey } from '@psp/storage';
 import { continueHealthChains } from './health-changes';
 
 /**
@@ -61,4 +61,106 @@ export async function dropRetiredGenerations(sql: Sql, keep: number): Promise<nu
 /** Every generation with its status, oldest first (for ops). */
 export async function listGenerations(sql: Sql): Promise<{ generation: number; status: string }[]> {
   return sql.query(`SELECT generation, status FROM projection_generation ORDER BY generation`);
+}
+
+/**
+ * A fold by stream in progress in a generation being built (docs/read-model.md, "Replay by stream"):
+ * the end of the range it reads, the stream time every connection is rendered at, the events the
+ * generation holds once it ends, and the last stream written (null before the first).
+ */
+export interface GenerationFold {
+  through: LogPosition;
+  streamTime: number | null;
+  events: number;
+  after: StreamKey | null;
+}
+
+export async function readGenerationFold(sql: Sql, generation: number): Promise<GenerationFold | null> {
+  const rows: {
+    tx: string | null;
+    pos: string | null;
+    stream_time: Date | null;
+    events: string | null;
+    after_org: string | null;
+    after_connection: string | null;
+  }[] = await sql.query(
+    `SELECT fold_through_transaction_id::text AS tx, fold_through_position::text AS pos, fold_stream_time AS stream_time,
+            fold_events::text AS events, fold_after_org AS after_org, fold_after_connection AS after_connection
+       FROM projection_generation WHERE generation = $1`,
+    [generation],
+  );
+  const r = rows[0];
+  if (!r || r.tx === null || r.pos === null) return null;
+  return {
+    through: { transactionId: r.tx, position: r.pos },
+    streamTime: r.stream_time === null ? null : r.stream_time.getTime(),
+    events: Number(r.events),
+    after:
+      r.after_org === null || r.after_connection === null
+        ? null
+        : { orgId: r.after_org, connectionId: r.after_connection },
+  };
+}
+
+/** Records the fold a building generation starts (only when none is recorded); false when one was. */
+export async function beginGenerationFold(
+  sql: Sql,
+  generation: number,
+  fold: Omit<GenerationFold, 'after'>,
+): Promise<boolean> {
+  const rows: unknown[] = await sql.query(
+    `WITH begun AS (
+       UPDATE projection_generation
+          SET fold_through_transaction_id = $2::xid8, fold_through_position = $3, fold_stream_time = $4, fold_events = $5,
+              fold_after_org = NULL, fold_after_connection = NULL, updated_at = clock_timestamp()
+        WHERE generation = $1 AND status = 'building' AND fold_through_transaction_id IS NULL
+        RETURNING 1)
+     SELECT 1 FROM begun`,
+    [
+      generation,
+      fold.through.transactionId,
+      fold.through.position,
+      fold.streamTime === null ? null : new Date(fold.streamTime).toISOString(),
+      fold.events,
+    ],
+  );
+  return rows.length === 1;
+}
+
+/**
+ * Moves the fold past the streams just written (`applied` events), in the transaction that wrote them;
+ * false (nothing changed) when the fold is not at `expected` any more: another replay moved it.
+ */
+export async function advanceGenerationFold(
+  sql: Sql,
+  generation: number,
+  expected: StreamKey | null,
+  after: StreamKey,
+  applied: number,
+): Promise<boolean> {
+  const rows: unknown[] = await sql.query(
+    `WITH moved AS (
+       UPDATE projection_generation
+          SET fold_after_org = $4, fold_after_connection = $5, events_applied = events_applied + $6,
+              updated_at = clock_timestamp()
+        WHERE generation = $1 AND status = 'building' AND fold_through_transaction_id IS NOT NULL
+          AND fold_after_org IS NOT DISTINCT FROM $2 AND fold_after_connection IS NOT DISTINCT FROM $3
+        RETURNING 1)
+     SELECT 1 FROM moved`,
+    [generation, expected?.orgId ?? null, expected?.connectionId ?? null, after.orgId, after.connectionId, applied],
+  );
+  return rows.length === 1;
+}
+
+/** Ends the fold: the generation's checkpoint moves to its end and stream time, in one statement. */
+export async function finishGenerationFold(sql: Sql, generation: number): Promise<void> {
+  await sql.query(
+    `UPDATE projection_generation
+        SET checkpoint_transaction_id = fold_through_transaction_id, checkpoint_position = fold_through_position,
+            stream_time = fold_stream_time,
+            fold_through_transaction_id = NULL, fold_through_position = NULL, fold_stream_time = NULL, fold_events = NULL,
+            fold_after_org = NULL, fold_after_connection = NULL, updated_at = clock_timestamp()
+      WHERE generation = $1 AND fold_through_transaction_id IS NOT NULL`,
+    [generation],
+  );
 }

@@ -11,3 +11,4 @@ export * from './health-changes';
 export * from './summary-seed';
 export * from './org-reads';
 export * from './archive-replay';
+export * from './stream-fold';

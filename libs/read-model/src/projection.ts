@@ -306,12 +306,7 @@ export class Projection {
   ): Promise<Omit<ProjectionStep, 'applied'>> {
     const states = [...kept.dirty.values()];
     const written = await writeConnections(tx, this.generation, states, kept.streamTime, this.chainBook(false).chains);
-    await tx.query(
-      `INSERT INTO org_read_model (generation, org_id, version)
-       SELECT $1, o, 1 FROM unnest($2::text[]) AS o
-       ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1`,
-      [this.generation, [...new Set(written.map((w) => w.orgId))]],
-    );
+    await bumpOrgVersions(tx, this.generation, written);
     await tx.query(
       `UPDATE projection_generation
           SET checkpoint_transaction_id = $2::xid8, checkpoint_position = $3, stream_time = $4,
@@ -375,24 +370,11 @@ export class Projection {
       } else missing.set(k, w);
     }
     if (missing.size > 0) {
-      const list = [...missing.values()];
-      const rows: {
-        org_id: string;
-        connection_id: string;
-        state: ConnectionState;
-        health_reported: string | null;
-        health_sequence: number;
-      }[] = await sql.query(
-        `SELECT c.org_id, c.connection_id, c.state, c.health_reported, c.health_sequence
-           FROM unnest($2::text[], $3::text[]) AS k(org_id, connection_id)
-           JOIN connection_read_model c ON c.generation = $1 AND c.org_id = k.org_id AND c.connection_id = k.connection_id`,
-        [this.generation, list.map((w) => w.orgId), list.map((w) => w.connectionId)],
-      );
-      const found = new Map(rows.map((r) => [key(r.org_id, r.connection_id), r]));
+      const found = await readStoredStates(sql, this.generation, [...missing.values()]);
       for (const [k, w] of missing) {
         const stored = found.get(k);
-        const state = stored ? stateFromJson(stored.state) : initialConnectionState(w.orgId, w.connectionId);
-        const chain = { reported: stored?.health_reported ?? null, sequence: stored?.health_sequence ?? 0 };
+        const state = stored?.state ?? initialConnectionState(w.orgId, w.connectionId);
+        const chain = stored?.chain ?? { reported: null, sequence: 0 };
         this.states.set(k, state);
         this.chains.set(k, chain);
         this.stepChains.set(k, chain);
@@ -401,6 +383,44 @@ export class Projection {
     }
     return result;
   }
+}
+
+/** A new version of each org of `written` (a generation being built: nobody reads the versions yet). */
+export async function bumpOrgVersions(sql: Sql, generation: number, written: { orgId: string }[]): Promise<void> {
+  await sql.query(
+    `INSERT INTO org_read_model (generation, org_id, version)
+     SELECT $1, o, 1 FROM unnest($2::text[]) AS o
+     ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1`,
+    [generation, [...new Set(written.map((w) => w.orgId))]],
+  );
+}
+
+/** The stored states (and health-change chain tails) of those of `wanted` the generation holds, by key. */
+export async function readStoredStates(
+  sql: Sql,
+  generation: number,
+  wanted: { orgId: string; connectionId: string }[],
+): Promise<Map<string, { state: ConnectionState; chain: HealthChain }>> {
+  const found = new Map<string, { state: ConnectionState; chain: HealthChain }>();
+  if (wanted.length === 0) return found;
+  const rows: {
+    org_id: string;
+    connection_id: string;
+    state: ConnectionState;
+    health_reported: string | null;
+    health_sequence: number;
+  }[] = await sql.query(
+    `SELECT c.org_id, c.connection_id, c.state, c.health_reported, c.health_sequence
+       FROM unnest($2::text[], $3::text[]) AS k(org_id, connection_id)
+       JOIN connection_read_model c ON c.generation = $1 AND c.org_id = k.org_id AND c.connection_id = k.connection_id`,
+    [generation, wanted.map((w) => w.orgId), wanted.map((w) => w.connectionId)],
+  );
+  for (const r of rows)
+    found.set(key(r.org_id, r.connection_id), {
+      state: stateFromJson(r.state),
+      chain: { reported: r.health_reported, sequence: r.health_sequence },
+    });
+  return found;
 }
 
 export async function readCheckpoint(sql: Sql, generation: number): Promise<Checkpoint> {

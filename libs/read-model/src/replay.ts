@@ -5,6 +5,7 @@ import { DEFAULT_STATE_CACHE_BYTES, Projection, readCheckpoint } from './project
 import { liveGeneration } from './postgres-read-model';
 import { RedisReadModel } from './redis-read-model';
 import { createSeededGeneration, GenerationSeed } from './summary-seed';
+import { foldLogByStream } from './stream-fold';
 
 export interface ReplayOutcome {
   generation: number;
@@ -68,6 +69,30 @@ export async function replay(
             `(live is ${previous}; the API keeps serving it)`,
     );
   }
+  // The log up to now, folded connection by connection (each written once), then the steps catch up
+  // with what was appended meanwhile.
+  const fold = await foldLogByStream(db, generation, {
+    pageSize: options.batchSize,
+    shouldStop: options.shouldStop,
+    log: options.log,
+    progress: (done, total) => options.progress?.update(done, total, false),
+  });
+  if (!fold.finished) {
+    options.progress?.finish();
+    const held = (await readCheckpoint(db, generation)).eventsApplied;
+    options.log(`interrupted: generation ${generation} holds ${held} events; run the replay again to resume`);
+    return {
+      generation,
+      previous,
+      eventsApplied: held,
+      switched: false,
+      resumed,
+      seconds: (Date.now() - started) / 1000,
+      droppedGenerations: [],
+    };
+  }
+  if (fold.connections > 0)
+    options.log(`folded ${fold.folded} events into ${fold.connections} connections; catching up with the log`);
   const projection = new Projection(
     db,
     generation,

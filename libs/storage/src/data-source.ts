@@ -7,6 +7,7 @@ import { DropConnectionSnapshot1732400000004 } from './migrations/1732400000004-
 import { PartitionedEventLog1732400000005 } from './migrations/1732400000005-PartitionedEventLog';
 import { HealthChanges1732400000006 } from './migrations/1732400000006-HealthChanges';
 import { LogSummaries1732400000007 } from './migrations/1732400000007-LogSummaries';
+import { ReplayByStream1732400000009 } from './migrations/1732400000009-ReplayByStream';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
@@ -17,6 +18,7 @@ export const MIGRATIONS = [
   PartitionedEventLog1732400000005,
   HealthChanges1732400000006,
   LogSummaries1732400000007,
+  ReplayByStream1732400000009,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */

@@ -6,3 +6,4 @@ export * from './log-partitions';
 export * from './log-summaries';
 export * from './log-compaction';
 export * from './log-archive';
+export * from './log-by-stream';

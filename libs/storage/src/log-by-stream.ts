@@ -1,0 +1,107 @@
+import { DataSource } from 'typeorm';
+import { ConnectionEvent } from '@psp/domain';
+import { eventFromRow, LogPosition, Sql } from './event-log';
+
+/**
+ * The event log read stream by stream, for a replay that folds each connection once
+ * (docs/read-model.md, "Replay by stream"). A range of the log's global order, (after, through], is
+ * read sorted by (org_id, connection_id) and, within a connection, in the log's order (its stream
+ * order). Every statement of that reading is here.
+ */
+
+/** A stream: one connection's events. */
+export interface StreamKey {
+  orgId: string;
+  connectionId: string;
+}
+
+/** What a fold by stream will read: the range's end, its events and their greatest occurred_at. */
+export interface LogRange {
+  through: LogPosition;
+  events: number;
+  maxOccurredAt: number | null;
+}
+
+/**
+ * The range of the log after `after` that can be read now and never grows: it ends at the last
+ * event written by a transaction older than every transaction still running (readLogAfter's rule),
+ * so no event can later commit inside it. Null when there is none.
+ */
+export async function planLogRange(sql: Sql, after: LogPosition): Promise<LogRange | null> {
+  const tail: { tx: string; pos: string }[] = await sql.query(
+    `SELECT transaction_id::text AS tx, position::text AS pos
+       FROM event_log
+      WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY transaction_id DESC, position DESC
+      LIMIT 1`,
+    [after.transactionId, after.position],
+  );
+  if (tail.length === 0) return null;
+  const through = { transactionId: tail[0].tx, position: tail[0].pos };
+  const totals: { events: string; max_occurred_at: Date | null }[] = await sql.query(
+    `SELECT count(*)::text AS events, max(occurred_at) AS max_occurred_at
+       FROM event_log
+      WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+        AND (transaction_id, position) <= ($3::xid8, $4::bigint)`,
+    [after.transactionId, after.position, through.transactionId, through.position],
+  );
+  return {
+    through,
+    events: Number(totals[0].events),
+    maxOccurredAt: totals[0].max_occurred_at === null ? null : totals[0].max_occurred_at.getTime(),
+  };
+}
+
+/**
+ * The events of (after, through] of streams after `afterStream` (all when null), sorted by stream,
+ * each stream's in its log order, in pages of `pageSize` events. One read-only REPEATABLE READ
+ * transaction with a cursor on its own connection: it takes no transaction id, so it never holds
+ * back the xmin that live projectors read the log below; the database sorts (`sortMemory` as its
+ * work_mem; beyond that it sorts on disk).
+ */
+export async function* readLogByStream(
+  db: DataSource,
+  range: { after: LogPosition; through: LogPosition; afterStream: StreamKey | null },
+  options: { pageSize: number; sortMemory?: string },
+): AsyncGenerator<ConnectionEvent[]> {
+  const runner = db.createQueryRunner('slave');
+  await runner.connect();
+  let open = false;
+  try {
+    await runner.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`);
+    open = true;
+    await runner.query(`SELECT set_config('work_mem', $1, true)`, [options.sortMemory ?? '256MB']);
+    const after = range.afterStream ?? { orgId: '', connectionId: '' };
+    // ('', '') sorts before every stream: org and connection ids are never empty (CONTRACT 2.2).
+    await runner.query(
+      `DECLARE log_by_stream NO SCROLL CURSOR FOR
+       SELECT e.event_id, e.org_id, e.connection_id, e.type, e.occurred_at, e.data
+         FROM event_log e
+        WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+          AND (e.transaction_id, e.position) <= ($3::xid8, $4::bigint)
+          AND (e.org_id, e.connection_id) > ($5::text, $6::text)
+        ORDER BY e.org_id, e.connection_id, e.transaction_id, e.position`,
+      [
+        range.after.transactionId,
+        range.after.position,
+        range.through.transactionId,
+        range.through.position,
+        after.orgId,
+        after.connectionId,
+      ],
+    );
+    for (;;) {
+      const rows: Parameters<typeof eventFromRow>[0][] = await runner.query(
+        `FETCH FORWARD ${Math.max(1, Math.floor(options.pageSize))} FROM log_by_stream`,
+      );
+      if (rows.length === 0) break;
+      yield rows.map(eventFromRow);
+    }
+    await runner.query(`COMMIT`);
+    open = false;
+  } finally {
+    if (open) await runner.query(`ROLLBACK`).catch(() => undefined);
+    await runner.release();
+  }
+}
