@@ -2,11 +2,15 @@ import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/commo
 import { FastifyReply, FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
-import { ApiKeyRecord, ApiKeyStore, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
+import { ApiKeyRecord, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
 import { ApiError } from './api-error';
 import { KeyLookupCache } from './key-lookup-cache';
 import { clientAddressKey, RateLimits, RateLimitVerdict, setRateLimitHeaders } from './rate-limits';
-import { SingleFlight } from './single-flight';
+import { Batcher } from './batcher';
+import { findApiKeysByHashes } from './api-key-lookups';
+
+/** At most this many key lookups go to PostgreSQL in one statement. */
+const KEY_BATCH = 500;
 
 /** The org a request was authenticated for. */
 export interface AuthenticatedRequest extends FastifyRequest {
@@ -46,16 +50,23 @@ function refuse(reply: FastifyReply, verdict: RateLimitVerdict): ApiError {
  */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
-  private readonly store: ApiKeyStore;
   private readonly cache: KeyLookupCache<ApiKeyRecord>;
-  private readonly lookups = new SingleFlight<ApiKeyRecord | null>();
+  /** Lookups not in the cache, batched: the keys asked for in one turn of the event loop, in one statement. */
+  private readonly lookups: Batcher<string, ApiKeyRecord | null>;
 
   constructor(
     @Inject(DataSource) db: DataSource,
     @Inject(SETTINGS) settings: Settings,
     private readonly rateLimits: RateLimits,
   ) {
-    this.store = new ApiKeyStore(db);
+    this.lookups = new Batcher(async (cacheKeys) => {
+      const records = await findApiKeysByHashes(
+        db,
+        cacheKeys.map((k) => Buffer.from(k, 'base64')),
+      );
+      cacheKeys.forEach((k, i) => this.cache.set(k, records[i]));
+      return records;
+    }, KEY_BATCH);
     this.cache = new KeyLookupCache<ApiKeyRecord>(
       {
         ttlMs: settings.apiKeyCacheMs,
@@ -105,10 +116,6 @@ export class ApiKeyGuard implements CanActivate {
     const cacheKey = hash.toString('base64');
     const cached = this.cache.get(cacheKey);
     if (cached) return cached.record;
-    return this.lookups.run(cacheKey, async () => {
-      const record = await this.store.findByHash(hash);
-      this.cache.set(cacheKey, record);
-      return record;
-    });
+    return this.lookups.load(cacheKey);
   }
 }

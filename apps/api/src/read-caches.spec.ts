@@ -1,4 +1,4 @@
-import { orgBytes, ReadCaches, renderedBytes } from './read-caches';
+import { ORG_OVERHEAD_BYTES, orgBytes, parsedOrgBytes, ReadCaches, renderedBytes } from './read-caches';
 
 interface Org {
   id: number;
@@ -9,14 +9,15 @@ interface Org {
 let nextId = 1;
 const org = (name: string, bytes: number): Org => ({ id: nextId++, bytes, name });
 
-const LIMITS = { orgBytes: 10_000, orgEntries: 100, responseBytes: 10_000, responsesPerOrg: 256 };
+const LIMITS = { orgBytes: 10_000, responseBytes: 10_000, responsesPerOrg: 256 };
 
 describe('ReadCaches: parsed orgs bounded by bytes', () => {
   it('keeps orgs within the byte budget, evicting the least recently used first', () => {
     const caches = new ReadCaches<Org>(LIMITS);
-    const a = org('a', 4000);
-    const b = org('b', 4000);
-    const c = org('c', 4000);
+    // orgBytes 10,000: seven eighths (8,750) for orgs as stored
+    const a = org('a', 3000);
+    const b = org('b', 3000);
+    const c = org('c', 3000);
     caches.keepOrg('a', a);
     caches.keepOrg('b', b);
     expect(caches.org('a')).toBe(a); // a is now more recently used than b
@@ -24,14 +25,15 @@ describe('ReadCaches: parsed orgs bounded by bytes', () => {
     expect(caches.org('b')).toBeUndefined();
     expect(caches.org('a')).toBe(a);
     expect(caches.org('c')).toBe(c);
-    expect(caches.stats()).toMatchObject({ orgs: 2, orgBytes: 8000 });
+    expect(caches.stats()).toMatchObject({ orgs: 2, orgBytes: 6000 });
   });
 
-  it('also bounds the number of orgs, however small they are', () => {
-    const caches = new ReadCaches<Org>({ ...LIMITS, orgEntries: 3 });
-    for (const name of ['a', 'b', 'c', 'd']) caches.keepOrg(name, org(name, 1));
-    expect(caches.stats().orgs).toBe(3);
-    expect(caches.org('a')).toBeUndefined();
+  it('bounds the number of orgs through their bytes: an org without documents still counts its overhead', () => {
+    const caches = new ReadCaches<Org>(LIMITS);
+    for (let i = 0; i < 100; i++) caches.keepOrg(`o${i}`, org(`o${i}`, orgBytes([])));
+    expect(caches.stats().orgs).toBe(Math.floor(8_750 / ORG_OVERHEAD_BYTES));
+    expect(caches.stats().orgBytes).toBeLessThanOrEqual(8_750);
+    expect(caches.org('o0')).toBeUndefined();
   });
 
   it('does not keep an org larger than the whole budget, and drops what its key held', () => {
@@ -42,9 +44,10 @@ describe('ReadCaches: parsed orgs bounded by bytes', () => {
     expect(caches.stats()).toMatchObject({ orgs: 0, orgBytes: 0 });
   });
 
-  it('counts an org at twice its documents’ UTF-8 bytes plus 128 each', () => {
-    expect(orgBytes(['{"a":1}', '{"é":1}'])).toBe(2 * 7 + 128 + 2 * 8 + 128);
-    expect(orgBytes([])).toBe(0);
+  it('counts an org at its documents’ UTF-8 bytes plus 128 each, parsed at twice the bytes', () => {
+    expect(orgBytes(['{"a":1}', '{"é":1}'])).toBe(ORG_OVERHEAD_BYTES + 7 + 128 + 8 + 128);
+    expect(orgBytes([])).toBe(ORG_OVERHEAD_BYTES);
+    expect(parsedOrgBytes(['{"a":1}', '{"é":1}'])).toBe(ORG_OVERHEAD_BYTES + 2 * 7 + 128 + 2 * 8 + 128);
   });
 });
 
@@ -153,7 +156,6 @@ describe('ReadCaches: rendered bodies bounded by bytes across orgs', () => {
   it('stays within both budgets under many orgs and keys', () => {
     const caches = new ReadCaches<Org>({
       orgBytes: 50_000,
-      orgEntries: 1000,
       responseBytes: 20_000,
       responsesPerOrg: 8,
     });
@@ -166,5 +168,35 @@ describe('ReadCaches: rendered bodies bounded by bytes across orgs', () => {
       expect(stats.bodyBytes).toBeLessThanOrEqual(20_000);
       expect(stats.bodies).toBeLessThanOrEqual(stats.orgs * 8);
     }
+  });
+});
+
+describe('ReadCaches: parsed orgs', () => {
+  it('parses an org version once while it is cached, and forgets the parsed form with the version', () => {
+    const caches = new ReadCaches<Org>(LIMITS);
+    const a = org('a', 100);
+    caches.keepOrg('a', a);
+    let parses = 0;
+    const parse = () => (parses++, { value: { parsed: 'a' }, bytes: 200 });
+    const first = caches.parsed(a, parse);
+    expect(caches.parsed(a, parse)).toBe(first);
+    expect(parses).toBe(1);
+    expect(caches.stats()).toMatchObject({ parsed: 1, parsedBytes: 200 });
+    caches.keepOrg('a', org('a2', 100)); // a newer version replaces it
+    expect(caches.stats()).toMatchObject({ parsed: 0, parsedBytes: 0 });
+  });
+
+  it('keeps parsed forms within an eighth of the org budget, and none of an org version not cached', () => {
+    const caches = new ReadCaches<Org>(LIMITS); // orgBytes 10,000: 8,750 for orgs, 1,250 parsed
+    const orgs = Array.from({ length: 10 }, (_, i) => org(`o${i}`, 600));
+    for (const o of orgs) caches.keepOrg(o.name, o);
+    for (const o of orgs) caches.parsed(o, () => ({ value: o.name, bytes: 1000 }));
+    expect(caches.stats().orgBytes).toBeLessThanOrEqual(8_750);
+    expect(caches.stats().parsedBytes).toBeLessThanOrEqual(2_500);
+    const loose = org('loose', 10);
+    caches.parsed(loose, () => ({ value: 1, bytes: 10 }));
+    let again = 0;
+    caches.parsed(loose, () => (again++, { value: 1, bytes: 10 }));
+    expect(again).toBe(1);
   });
 });

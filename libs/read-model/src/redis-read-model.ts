@@ -159,6 +159,50 @@ export class RedisReadModel {
     return { version: Number(v), documents };
   }
 
+  /** Several orgs' versions in Redis in one MGET: one per org id given, in that order (null: not held). */
+  async versions(generation: number, orgIds: string[]): Promise<(number | null)[]> {
+    if (orgIds.length === 0) return [];
+    const values = await this.redis.mget(orgIds.map((orgId) => this.keys(generation, orgId)[1]));
+    return values.map((v) => (v === null ? null : Number(v)));
+  }
+
+  /** Several orgs' read models (as `read`), in one round trip: one per org id given, in that order. */
+  async readMany(generation: number, orgIds: string[]): Promise<(OrgDocuments | null)[]> {
+    if (orgIds.length === 0) return [];
+    const pipeline = this.redis.pipeline() as unknown as ScriptedRedis & {
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
+    for (const orgId of orgIds) {
+      const [docs, version] = this.keys(generation, orgId);
+      void pipeline.readOrg(docs, version);
+    }
+    const results = (await pipeline.exec()) ?? [];
+    return orgIds.map((_, i) => {
+      const [error, reply] = results[i] ?? [new Error('no reply')];
+      if (error) throw error;
+      if (!reply) return null;
+      const [v, flat] = reply as [string, string[]];
+      const documents = new Map<string, string>();
+      for (let j = 0; j < flat.length; j += 2) documents.set(flat[j], flat[j + 1]);
+      return { version: Number(v), documents };
+    });
+  }
+
+  /** Caches several orgs read from PostgreSQL (as `fill`), in one round trip. */
+  async fillMany(generation: number, orgs: { orgId: string; org: OrgDocuments }[]): Promise<void> {
+    if (orgs.length === 0) return;
+    const pipeline = this.redis.pipeline() as unknown as ScriptedRedis & {
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
+    for (const { orgId, org } of orgs) {
+      const args: (string | number)[] = [org.version];
+      for (const [id, doc] of org.documents) args.push(id, doc);
+      void pipeline.fillOrg(...this.keys(generation, orgId), ...args);
+    }
+    const failed = (await pipeline.exec())?.find(([error]) => error);
+    if (failed) throw failed[0];
+  }
+
   /** Caches an org read from PostgreSQL; false when a newer version was committed meanwhile. */
   async fill(generation: number, orgId: string, org: OrgDocuments): Promise<boolean> {
     const args: (string | number)[] = [org.version];
