@@ -22,11 +22,12 @@ describe('loadSettings', () => {
     expect(s.httpRequestTimeoutMs).toBe(30000);
     expect(s.httpKeepAliveTimeoutMs).toBe(5000);
     expect(s.httpMaxConnections).toBe(10000);
-    expect(s.apiResponseCacheBytes).toBe(64 * 1024 * 1024);
-    expect(s.apiOrgCacheBytes).toBe(64 * 1024 * 1024);
-    expect(s.apiKeyCacheBytes).toBe(4 * 1024 * 1024);
+    expect(s.apiResponseCacheBytes).toBe(128 * 1024 * 1024);
+    expect(s.apiOrgCacheBytes).toBe(192 * 1024 * 1024);
+    expect(s.apiKeyCacheBytes).toBe(16 * 1024 * 1024);
     expect(s.apiKeyMissCacheEntries).toBe(1000);
     expect(s.apiKeyMissCacheBytes).toBe(256 * 1024);
+    expect(s.apiHeapGrowingPercent).toBe(50);
   });
 
   it('limits 1,000 requests per org and 60 failed authentications per address a minute by default; 0 turns each off', () => {
