@@ -36,7 +36,7 @@
  * Prints the curve and the targets (PASS/MISS) and writes the numbers as JSON and an SVG chart (events/s
  * against connections, log x) to --out (dist/ is gitignored); --svg PATH writes the chart there too.
  * --render FILE prints the tables and targets and writes the chart again from a saved JSON, measuring
- * nothing. --profile records V8 CPU profiles (writer during ingest, the replay, the API during the
+ * nothing. --profile records V8 CPU profiles (writer during ingest, the replay, the projector during the freshness load, the API during the
  * many-org query runs) into --out and prints their breakdowns.
  */
 import {
@@ -146,7 +146,8 @@ the curve and PASS/MISS per target, writes JSON + an SVG chart to --out.
   --query-duration S       query: seconds per autocannon run after a 2 s warm-up (default 10)
   --query-rounds N         query: rounds of (1 org, many orgs) (default 2)
   --clients N              query: autocannon connections (default 50)
-  --profile                V8 CPU profiles of the writer (ingest), the replay and the API (many-org runs)
+  --profile                V8 CPU profiles of the writer (ingest), the replay, the projector (freshness load)
+                           and the API (many-org runs)
   --out DIR                where the JSON, the chart and profiles go (default dist/bench-results; gitignored)
   --svg PATH               also write the chart to PATH (e.g. bench-scale.svg beside BENCHMARKS.md)
   --render FILE            print tables and targets and write the chart from a saved JSON; measures nothing
@@ -792,14 +793,19 @@ async function stackPoint(
       projector: scratch('stack-projector-timing.json'),
       api: scratch('stack-api-timing.json'),
       apiProfile: join(o.out, `scale-${N}-api.cpuprofile`),
+      projectorProfile: join(o.out, `scale-${N}-projector.cpuprofile`),
     };
     const writer = run.startCompiled('writer', 'apps/writer/src/main.js', {
       env: { NODE_OPTIONS: WRITER_NODE_OPTIONS, BENCH_TIMING: files.writer, LOG_LEVEL: 'log' },
       nodeArgs: hooks(['timing-hook']),
     });
+    const profileProjector = o.profile && o.phases.includes('freshness');
     const projector = run.startCompiled('projector', 'apps/projector/src/main.js', {
-      env: { BENCH_TIMING: files.projector },
-      nodeArgs: hooks(['timing-hook']),
+      env: {
+        BENCH_TIMING: files.projector,
+        ...(profileProjector ? { BENCH_CPU_PROFILE: files.projectorProfile, BENCH_CPU_PROFILE_RESETS: '1' } : {}),
+      },
+      nodeArgs: hooks(profileProjector ? ['timing-hook', 'cpu-profile-hook'] : ['timing-hook']),
     });
     const profileApi = o.profile && o.phases.includes('query');
     const api = run.startCompiled('api', 'apps/api/src/main.js', {
@@ -918,6 +924,11 @@ async function stackPoint(
           appliedAtEnd = await eventsApplied(db);
           await cpu.stop();
           projectorTiming = await collectTiming(projector, files.projector);
+          if (profileProjector)
+            summariseProfile(await collectChildProfile(projector, files.projectorProfile), {
+              title: `projector CPU profile during the load at ${fmtInt(N)} connections (${files.projectorProfile})`,
+              top: 12,
+            });
         },
       });
       // Everything produced so far: the configured events, the baseline's probes, the load and its probes.

@@ -24,8 +24,16 @@ import { bumpOrgVersions, readCheckpoint, readStoredStates, writeConnections } f
  * of one generation cannot both write a stream: each write checks that the fold is where it left it.
  */
 
+/** Events fetched at a time (two pages are in memory: one folded, the next one being fetched). */
+const FOLD_PAGE_EVENTS = 10000;
+/**
+ * Connections per write at most: what one write renders and holds (~5 KB each with a full window),
+ * whatever the number of events per connection.
+ */
+const FOLD_WRITE_CONNECTIONS = 2000;
+
 export interface StreamFoldOptions {
-  /** Events per page read, and about the events per write (the replay's batch size). */
+  /** At most the events per write (the replay's batch size). */
   pageSize: number;
   shouldStop: () => boolean;
   log: (line: string) => void;
@@ -96,39 +104,52 @@ export async function foldLogByStream(
     options.progress?.(applied, Math.max(fold!.events, applied));
   };
 
-  for await (const page of readLogByStream(
+  // The next page is fetched while this one is folded and written (the sort's cursor and the write
+  // run on two connections, so PostgreSQL and this process work at the same time).
+  const pages = readLogByStream(
     db,
     { after: checkpoint.at, through: fold.through, afterStream: fold.after },
-    { pageSize: options.pageSize, sortMemory: options.sortMemory },
-  )) {
-    // The stored states of the streams that begin in this page (seeded from summaries, else none).
-    const begun = new Map<string, StreamKey>();
-    for (const e of page) {
-      if (open !== null && open.orgId === e.orgId && open.connectionId === e.connectionId) continue;
-      begun.set(`${e.orgId}:${e.connectionId}`, { orgId: e.orgId, connectionId: e.connectionId });
-    }
-    const stored = await readStoredStates(db, generation, [...begun.values()]);
-    for (const event of page) {
-      if (open !== null && (open.orgId !== event.orgId || open.connectionId !== event.connectionId)) {
-        ready.push(open);
-        readyEvents += openEvents;
-        open = null;
+    { pageSize: Math.min(options.pageSize, FOLD_PAGE_EVENTS), sortMemory: options.sortMemory },
+  );
+  try {
+    let next = pages.next();
+    for (;;) {
+      const fetched = await next;
+      if (fetched.done) break;
+      next = pages.next();
+      next.catch(() => undefined); // awaited above on the next turn; never left unhandled
+      const page = fetched.value;
+      // The stored states of the streams that begin in this page (seeded from summaries, else none).
+      const begun = new Map<string, StreamKey>();
+      for (const e of page) {
+        if (open !== null && open.orgId === e.orgId && open.connectionId === e.connectionId) continue;
+        begun.set(`${e.orgId}:${e.connectionId}`, { orgId: e.orgId, connectionId: e.connectionId });
       }
-      if (open === null) {
-        open =
-          stored.get(`${event.orgId}:${event.connectionId}`)?.state ??
-          initialConnectionState(event.orgId, event.connectionId);
-        openEvents = 0;
+      const stored = await readStoredStates(db, generation, [...begun.values()]);
+      for (const event of page) {
+        if (open !== null && (open.orgId !== event.orgId || open.connectionId !== event.connectionId)) {
+          ready.push(open);
+          readyEvents += openEvents;
+          open = null;
+        }
+        if (open === null) {
+          open =
+            stored.get(`${event.orgId}:${event.connectionId}`)?.state ??
+            initialConnectionState(event.orgId, event.connectionId);
+          openEvents = 0;
+        }
+        applyEvent(open, event);
+        openEvents++;
       }
-      applyEvent(open, event);
-      openEvents++;
+      if (readyEvents >= options.pageSize || ready.length >= FOLD_WRITE_CONNECTIONS) {
+        await write(ready, readyEvents, false);
+        ready = [];
+        readyEvents = 0;
+        if (options.shouldStop()) return { folded, connections, finished: false };
+      }
     }
-    if (readyEvents >= options.pageSize) {
-      await write(ready, readyEvents, false);
-      ready = [];
-      readyEvents = 0;
-      if (options.shouldStop()) return { folded, connections, finished: false };
-    }
+  } finally {
+    await pages.return(undefined);
   }
   if (open !== null) {
     ready.push(open);

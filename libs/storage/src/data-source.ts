@@ -8,6 +8,7 @@ import { PartitionedEventLog1732400000005 } from './migrations/1732400000005-Par
 import { HealthChanges1732400000006 } from './migrations/1732400000006-HealthChanges';
 import { LogSummaries1732400000007 } from './migrations/1732400000007-LogSummaries';
 import { ReplayByStream1732400000009 } from './migrations/1732400000009-ReplayByStream';
+import { CheaperReadModelWrites1732400000010 } from './migrations/1732400000010-CheaperReadModelWrites';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
@@ -19,6 +20,7 @@ export const MIGRATIONS = [
   HealthChanges1732400000006,
   LogSummaries1732400000007,
   ReplayByStream1732400000009,
+  CheaperReadModelWrites1732400000010,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */
