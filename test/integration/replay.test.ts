@@ -69,8 +69,8 @@ describe('replay of the read model', () => {
     const redis = createRedis(settings, 'test-replay');
     const readModel = new RedisReadModel(redis, settings.redisKeyPrefix);
     try {
-      // Interrupted after two writes of the fold by connection (each ≥ 1,000 events of whole
-      // connections): not switched, the API still serves generation 1.
+      // Interrupted after two pages of the fold by connection (1,000 events each; the whole
+      // connections folded are written): not switched, the API still serves generation 1.
       let steps = 0;
       const firstLines: string[] = [];
       const interrupted = await replay(db, readModel, {
@@ -80,7 +80,7 @@ describe('replay of the read model', () => {
       });
       expect(interrupted.switched).toBe(false);
       expect(firstLines.join('\n')).toContain('folding 6000 events by connection');
-      expect(interrupted.eventsApplied).toBeGreaterThanOrEqual(2000);
+      expect(interrupted.eventsApplied).toBeGreaterThan(1000);
       expect(interrupted.eventsApplied).toBeLessThan(6000);
       // Some connections written (whole: the rest resumes after the last one written).
       const written: { connections: string }[] = await db.query(

@@ -92,20 +92,36 @@ export async function foldLogByStream(
   let readyEvents = 0;
   let open: ConnectionState | null = null;
   let openEvents = 0;
+  // One write in flight at a time, while the next streams are folded: PostgreSQL writes while this
+  // process folds and renders. Writes commit in order (each checks the fold is where the one before
+  // left it).
+  let inFlight: Promise<void> = Promise.resolve();
   const write = async (states: ConnectionState[], events: number, last: boolean): Promise<void> => {
-    await writeStreams(db, generation, fold!, states, events, last);
+    const expected = fold!.after;
     if (states.length > 0) {
       const tail = states[states.length - 1];
       fold = { ...fold!, after: { orgId: tail.orgId, connectionId: tail.connectionId } };
     }
-    folded += events;
-    connections += states.length;
-    applied += events;
-    options.progress?.(applied, Math.max(fold!.events, applied));
+    await inFlight;
+    inFlight = writeStreams(db, generation, { ...fold!, after: expected }, states, events, last).then(() => {
+      folded += events;
+      connections += states.length;
+      applied += events;
+      options.progress?.(applied, Math.max(fold!.events, applied));
+    });
+    inFlight.catch(() => undefined); // awaited by the next write or at the end; never left unhandled
+    if (last) await inFlight;
+  };
+  const flush = async (): Promise<void> => {
+    const states = ready;
+    const events = readyEvents;
+    ready = [];
+    readyEvents = 0;
+    await write(states, events, false);
   };
 
-  // The next page is fetched while this one is folded and written (the sort's cursor and the write
-  // run on two connections, so PostgreSQL and this process work at the same time).
+  // The next page is fetched while this one is folded (the sort's cursor and the writes run on their
+  // own connections).
   const pages = readLogByStream(
     db,
     { after: checkpoint.at, through: fold.through, afterStream: fold.after },
@@ -131,6 +147,7 @@ export async function foldLogByStream(
           ready.push(open);
           readyEvents += openEvents;
           open = null;
+          if (readyEvents >= options.pageSize || ready.length >= FOLD_WRITE_CONNECTIONS) await flush();
         }
         if (open === null) {
           open =
@@ -141,15 +158,16 @@ export async function foldLogByStream(
         applyEvent(open, event);
         openEvents++;
       }
-      if (readyEvents >= options.pageSize || ready.length >= FOLD_WRITE_CONNECTIONS) {
-        await write(ready, readyEvents, false);
-        ready = [];
-        readyEvents = 0;
-        if (options.shouldStop()) return { folded, connections, finished: false };
+      if (options.shouldStop()) {
+        // The whole streams folded are written; the one the page ended in is folded again next time.
+        if (ready.length > 0) await flush();
+        await inFlight;
+        return { folded, connections, finished: false };
       }
     }
   } finally {
     await pages.return(undefined);
+    await inFlight.catch(() => undefined);
   }
   if (open !== null) {
     ready.push(open);
