@@ -4,6 +4,7 @@ import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
 import { eventually, IsolatedStack, openIsolatedStack } from '../support/isolated-stack';
 import { startProcess, stopProcess } from '../support/processes';
+import { STREAM_VERSION_ENTRY_BYTES } from '../../apps/writer/src/stream-versions';
 
 const CONNECTIONS = 40;
 const CALLS = 24000;
@@ -70,7 +71,7 @@ describe('the writer under crashes and rebalances', () => {
   beforeAll(async () => {
     // Room for about 7 stream versions for 40 connections: streams are forgotten and looked up again
     // all the time, through every crash and rebalance.
-    stack = await openIsolatedStack('crash', { WRITER_STREAM_CACHE_BYTES: String(7 * 150) });
+    stack = await openIsolatedStack('crash', { WRITER_STREAM_CACHE_BYTES: String(7 * STREAM_VERSION_ENTRY_BYTES) });
     ({ env, settings, db, kafka, producer } = stack);
   });
 

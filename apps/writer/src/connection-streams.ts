@@ -220,4 +220,14 @@ export class ConnectionStreams {
   forget(): void {
     this.versions.clear();
   }
+
+  /** Memory runs short: forgets the less recently used half of the stream versions; returns how many. */
+  shedOlderVersions(): number {
+    return this.versions.shedOlder();
+  }
+
+  /** Streams whose version is in memory, and the bytes their tables take. */
+  get cachedVersions(): { streams: number; bytes: number } {
+    return { streams: this.versions.size, bytes: this.versions.bytes };
+  }
 }

@@ -6,6 +6,7 @@ import { SETTINGS, Settings } from '@psp/config';
 import { ensureTopics, intakeTopics, toDlqMessage } from '@psp/messaging';
 import { ConnectionStreams, RecordOutcome, SourcedEvent } from './connection-streams';
 import { DeadLetters } from './dead-letters';
+import { HeapPressure } from './heap-pressure';
 import { IntakeAppends } from './intake-appends';
 import { writerMetrics } from './metrics';
 import { RecordConnectionEvents } from './record-connection-events';
@@ -13,9 +14,13 @@ import { RecordConnectionEvents } from './record-connection-events';
 /**
  * What may wait for the next append before the consumer stops fetching: accepted events, and the
  * bytes of their messages. With the append in flight and kafkajs's own fetch buffers, this keeps the
- * writer under its 128 MB heap bound whatever the message sizes.
+ * writer under its 128 MB heap bound whatever the message sizes. (20,000 events and 4 MiB before:
+ * with the writer behind, the waiting group and the one in flight held ~40,000 parsed events, and
+ * its heap peaked at 110 MB and its RSS at 262-270 MB at 100,000 and 1,000,000 connections.)
  */
-const MAX_WAITING = { events: 20000, bytes: 4 * 1024 * 1024 };
+const MAX_WAITING = { events: 10000, bytes: 2 * 1024 * 1024 };
+/** The most one fetch from Kafka returns (all partitions together). */
+export const FETCH_MAX_BYTES = 4 * 1024 * 1024;
 /** How long a restart after a failed append waits first, doubling up to the maximum. */
 const RESTART_DELAY_MS = { first: 500, max: 15000 };
 
@@ -58,6 +63,7 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
   private closing = false;
   private restarting?: Promise<void>;
   private restartDelay = RESTART_DELAY_MS.first;
+  private readonly heapPressure: HeapPressure;
 
   constructor(
     @Inject(SETTINGS) private readonly settings: Settings,
@@ -73,6 +79,7 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
       commit: (offsets) => this.consumer!.commitOffsets(offsets),
       onAppended: (outcome) => {
         this.count(outcome);
+        writerMetrics().streamVersionsCached.set(this.streams.cachedVersions.streams);
         this.restartDelay = RESTART_DELAY_MS.first;
       },
       onCommitFailure: (error) =>
@@ -83,9 +90,19 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
         this.restarting ??= this.restartConsumption(error).finally(() => (this.restarting = undefined));
       },
     });
+    this.heapPressure = new HeapPressure(settings.writerHeapShedPercent / 100, (heap) => {
+      const forgotten = this.streams.shedOlderVersions();
+      this.appends.shrink();
+      writerMetrics().memorySheds.inc();
+      const bound = this.appends.waitingBound;
+      this.logger.warn(
+        `heap ${mb(heap.used)} live after a full GC, above ${settings.writerHeapShedPercent}% of its ${mb(heap.limit)} bound: forgot the versions of ${forgotten} less recently used streams; at most ${bound.events} events (${mb(bound.bytes)} of messages) wait for the next append until the pressure has passed`,
+      );
+    });
   }
 
   async onApplicationBootstrap(): Promise<void> {
+    this.heapPressure.start();
     const created = await ensureTopics(this.kafka, this.settings);
     if (created.length > 0)
       this.logger.log(`created topics ${created.join(', ')} (${this.settings.topicPartitions} partitions)`);
@@ -95,6 +112,10 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
       // A writer that dies is noticed within 10 s, and its partitions move to the others.
       sessionTimeout: 10000,
       heartbeatInterval: 1000,
+      // One fetch response is read whole into one buffer (outside the heap) and decoded into message
+      // objects (on it) before eachBatch sees them: kafkajs's default of 10 MB held two such buffers
+      // and ~30,000 decoded messages next to the appends. 4 MiB is still ~13,000 typical messages.
+      maxBytes: FETCH_MAX_BYTES,
       maxBytesPerPartition: 2 * 1024 * 1024,
       maxWaitTimeInMs: 100,
     });
@@ -211,11 +232,16 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
   async onApplicationShutdown(): Promise<void> {
     // Stop taking batches, let the appends in hand finish and their offsets be committed, then leave.
     this.closing = true;
+    this.heapPressure.stop();
     await this.appends.drain().catch(() => undefined);
     if (this.reporter) clearInterval(this.reporter);
     this.report();
     await this.consumer?.disconnect().catch(() => undefined);
   }
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MB`;
 }
 
 function describe(error: unknown): string {

@@ -1,6 +1,6 @@
 import { callEvent, T0 } from '@psp/domain/testing/events';
 import type { RecordOutcome, SourcedEvent } from './connection-streams';
-import { IntakeAppends, IntakeAppendsOptions, PartitionOffset } from './intake-appends';
+import { IntakeAppends, IntakeAppendsOptions, PartitionOffset, WAITING_RECOVERY_MS } from './intake-appends';
 
 /** A record() whose appends complete when the test says so. */
 class ControlledLog {
@@ -204,5 +204,40 @@ describe('IntakeAppends (the writer group append)', () => {
     log.appends[1].done();
     await draining;
     expect(log.committed).toEqual([[at(0, 1)], [at(0, 2)]]);
+  });
+});
+
+describe('IntakeAppends under memory pressure (shrink)', () => {
+  it('halves what may wait at each shrink, down to a sixteenth, and doubles back after quiet appends', async () => {
+    const log = new ControlledLog();
+    let now = 0;
+    const appends = new IntakeAppends({ ...log.options(1600, 1_600_000), now: () => now });
+    expect(appends.waitingBound).toEqual({ events: 1600, bytes: 1_600_000 });
+    appends.shrink();
+    expect(appends.waitingBound).toEqual({ events: 800, bytes: 800_000 });
+    for (let i = 0; i < 10; i++) appends.shrink();
+    expect(appends.waitingBound).toEqual({ events: 100, bytes: 100_000 });
+
+    // With the bound shrunk, add() waits for room at 100 events.
+    expect(await appends.add(events(1, 0), at(0, 1))).toBe(true); // taken by the first append at once
+    let resolved = false;
+    const adding = appends.add(events(100, 0), at(0, 101)).then((ok) => (resolved = ok));
+    await settle();
+    expect(resolved).toBe(false);
+
+    // A quiet while later, each completed append doubles the bound back.
+    now = WAITING_RECOVERY_MS;
+    log.appends[0].done();
+    await settle();
+    await adding;
+    expect(appends.waitingBound.events).toBe(200);
+    log.appends[1].done();
+    await settle();
+    expect(appends.waitingBound.events).toBe(200); // no quiet while since the last doubling
+    now = 2 * WAITING_RECOVERY_MS;
+    await appends.add(events(1, 0), at(0, 102));
+    log.appends[2].done();
+    await appends.drain();
+    expect(appends.waitingBound.events).toBe(400);
   });
 });

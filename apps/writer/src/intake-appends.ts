@@ -27,7 +27,14 @@ export interface IntakeAppendsOptions {
    * must restart consumption from the last committed offsets, then call reset().
    */
   onAppendFailure(error: unknown): void;
+  /** The clock, for the recovery after shrink() (tests). */
+  now?: () => number;
 }
+
+/** After shrink(), the bound doubles back after this long without another shrink (up to maxWaiting). */
+export const WAITING_RECOVERY_MS = 10_000;
+/** shrink() never takes the bound below this share of maxWaiting. */
+export const MIN_WAITING_SCALE = 1 / 16;
 
 interface Waiting {
   events: SourcedEvent[];
@@ -60,6 +67,9 @@ export class IntakeAppends {
   private waitingGeneration = 0;
   private failure: unknown = null;
   private roomWaiters: (() => void)[] = [];
+  /** The share of maxWaiting in force: 1 unless memory ran short (shrink). */
+  private scale = 1;
+  private shrunkAt = -Infinity;
 
   constructor(private readonly options: IntakeAppendsOptions) {}
 
@@ -105,6 +115,22 @@ export class IntakeAppends {
     await this.commits;
   }
 
+  /**
+   * Memory runs short: from now on half as much may wait for the next append (so appends get
+   * smaller too), down to MIN_WAITING_SCALE of maxWaiting. The bound doubles back after every
+   * WAITING_RECOVERY_MS without another shrink. Kafka keeps what is not fetched meanwhile.
+   */
+  shrink(): void {
+    this.scale = Math.max(MIN_WAITING_SCALE, this.scale / 2);
+    this.shrunkAt = this.now();
+  }
+
+  /** What may wait for the next append now: events, and bytes of their messages. */
+  get waitingBound(): { events: number; bytes: number } {
+    const max = this.options.maxWaiting;
+    return { events: Math.max(1, Math.floor(max.events * this.scale)), bytes: Math.max(1, max.bytes * this.scale) };
+  }
+
   /** After the owner restarted consumption following a failed append. */
   reset(): void {
     this.failure = null;
@@ -113,8 +139,12 @@ export class IntakeAppends {
     this.waitingGeneration = this.generation;
   }
 
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
   private full(): boolean {
-    const max = this.options.maxWaiting;
+    const max = this.waitingBound;
     return this.waiting.events.length >= max.events || this.waiting.bytes >= max.bytes;
   }
 
@@ -141,6 +171,10 @@ export class IntakeAppends {
         return;
       }
       this.options.onAppended?.(outcome);
+      if (this.scale < 1 && this.now() - this.shrunkAt >= WAITING_RECOVERY_MS) {
+        this.scale = Math.min(1, this.scale * 2);
+        this.shrunkAt = this.now(); // the next doubling after another quiet while
+      }
       if (generation === this.generation && taken.offsets.size > 0) {
         const offsets = [...taken.offsets.values()];
         this.commits = this.commits.then(() =>

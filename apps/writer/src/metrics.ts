@@ -25,6 +25,8 @@ export class WriterMetrics {
   readonly appendGroupEvents: Histogram;
   readonly appendFailures: Counter;
   readonly consumerLag: Gauge<'topic'>;
+  readonly memorySheds: Counter;
+  readonly streamVersionsCached: Gauge;
   private topics = new Set<string>();
   /** Reads the group's lag per topic (set by WriterMetricsCollector; null when it could not). */
   lagReading: (() => Promise<Map<string, number> | null>) | null = null;
@@ -70,6 +72,16 @@ export class WriterMetrics {
     this.appendFailures = new Counter({
       name: 'psp_writer_append_failures_total',
       help: 'Group appends that failed (PostgreSQL unreachable...); consumption restarted from the committed offsets',
+      registers,
+    });
+    this.memorySheds = new Counter({
+      name: 'psp_writer_memory_sheds_total',
+      help: 'Times the heap stayed above WRITER_HEAP_SHED_PERCENT of its bound after a full GC and the writer shed memory (older half of the stream versions forgotten, waiting room halved)',
+      registers,
+    });
+    this.streamVersionsCached = new Gauge({
+      name: 'psp_writer_stream_versions_cached',
+      help: 'Stream versions the writer holds in memory (WRITER_STREAM_CACHE_BYTES) after the last append; a stream used again while its generation aged counts twice until the older copy is forgotten',
       registers,
     });
     const failures = readingFailures();

@@ -54,6 +54,11 @@ export interface Settings {
   projectorStateCacheBytes: number;
   /** Bytes of stream versions the writer keeps in memory (least recently used ones go first). */
   writerStreamCacheBytes: number;
+  /**
+   * Percent of V8's heap bound (`heap_size_limit`) that may stay live after a full garbage collection
+   * before the writer sheds memory (older half of its stream versions, half the waiting room).
+   */
+  writerHeapShedPercent: number;
   /** Width of an event-log partition, in whole UTC days (ranges of recorded_at, the time of the append). */
   logPartitionDays: number;
   /** Days ahead of now the writer keeps event-log partitions created. */
@@ -186,7 +191,8 @@ export function loadSettings(env: Env = process.env): Settings {
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
     projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 256 * MiB, 64 * KiB, 64 * 1024 * MiB),
-    writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 32 * 1024 * 1024, 256, 64 * 1024 ** 3),
+    writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 16 * MiB, 16, 4096 * MiB),
+    writerHeapShedPercent: integer(env, 'WRITER_HEAP_SHED_PERCENT', 60, 1, 100),
     logPartitionDays: integer(env, 'LOG_PARTITION_DAYS', 1, 1, 366),
     logPartitionsAheadDays: integer(env, 'LOG_PARTITIONS_AHEAD_DAYS', 3, 1, 366),
     logRetainDays: integer(env, 'LOG_RETAIN_DAYS', 0, 0, 1000000),
