@@ -19,20 +19,6 @@ export interface OrgRead {
 }
 
 /**
- * One org's read model through the tiers, memory → Redis → PostgreSQL (see `readOrgsThroughTiers`).
- */
-export async function readOrgThroughTiers(
-  db: DataSource,
-  redis: RedisReadModel,
-  generation: number,
-  orgId: string,
-  held: HeldOrg | undefined,
-  recheckMs: number,
-): Promise<OrgRead> {
-  return (await readOrgsThroughTiers(db, redis, generation, [{ orgId, held }], recheckMs))[0];
-}
-
-/**
  * Several orgs' read models through the tiers, memory → Redis → PostgreSQL, in a few round trips
  * whatever their number: one MGET of their versions in Redis; one PostgreSQL statement comparing
  * the versions of those last compared more than `recheckMs` ago; one pipeline reading from Redis

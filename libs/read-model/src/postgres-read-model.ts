@@ -19,28 +19,6 @@ export async function liveReadModel(sql: Sql): Promise<{ generation: number; str
   return { generation: rows[0].generation, streamTime: rows[0].stream_time?.getTime() ?? null };
 }
 
-/** One org's listed connections and its version, read in one statement (one snapshot). */
-export async function readOrgFromPostgres(sql: Sql, generation: number, orgId: string): Promise<OrgDocuments> {
-  const rows: { version: string; connection_id: string | null; document: string | null }[] = await sql.query(
-    `WITH v AS (SELECT version FROM org_read_model WHERE generation = $1 AND org_id = $2)
-     SELECT v.version::text AS version, c.connection_id, c.document
-       FROM v LEFT JOIN connection_read_model c ON c.generation = $1 AND c.org_id = $2 AND c.listed`,
-    [generation, orgId],
-  );
-  const documents = new Map<string, string>();
-  for (const r of rows) if (r.connection_id !== null && r.document !== null) documents.set(r.connection_id, r.document);
-  return { version: rows.length > 0 ? Number(rows[0].version) : 0, documents };
-}
-
-/** The org's read-model version in PostgreSQL (0 when the projector has not seen the org). */
-export async function orgVersionInPostgres(sql: Sql, generation: number, orgId: string): Promise<number> {
-  const rows: { version: string }[] = await sql.query(
-    `SELECT version::text AS version FROM org_read_model WHERE generation = $1 AND org_id = $2`,
-    [generation, orgId],
-  );
-  return rows.length > 0 ? Number(rows[0].version) : 0;
-}
-
 /**
  * Several orgs' read-model versions in PostgreSQL, in one statement: one per org id given, in that
  * order (0 for an org the projector has not seen).
@@ -57,7 +35,7 @@ export async function orgVersionsInPostgres(sql: Sql, generation: number, orgIds
 
 /**
  * Several orgs' listed connections and versions, in one statement (one snapshot): one per org id
- * given, in that order, each as `readOrgFromPostgres` reads it.
+ * given, in that order (version 0 and no documents for an org the projector has not seen).
  */
 export async function readOrgsFromPostgres(sql: Sql, generation: number, orgIds: string[]): Promise<OrgDocuments[]> {
   if (orgIds.length === 0) return [];

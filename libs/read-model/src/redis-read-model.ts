@@ -143,22 +143,6 @@ export class RedisReadModel {
     await this.redis.del(...keys);
   }
 
-  /** The org's version in Redis, or null when Redis does not hold the org. */
-  async version(generation: number, orgId: string): Promise<number | null> {
-    const v = await this.redis.get(this.keys(generation, orgId)[1]);
-    return v === null ? null : Number(v);
-  }
-
-  async read(generation: number, orgId: string): Promise<OrgDocuments | null> {
-    const [docs, version] = this.keys(generation, orgId);
-    const reply = await this.redis.readOrg(docs, version);
-    if (!reply) return null;
-    const [v, flat] = reply;
-    const documents = new Map<string, string>();
-    for (let i = 0; i < flat.length; i += 2) documents.set(flat[i], flat[i + 1]);
-    return { version: Number(v), documents };
-  }
-
   /** Several orgs' versions in Redis in one MGET: one per org id given, in that order (null: not held). */
   async versions(generation: number, orgIds: string[]): Promise<(number | null)[]> {
     if (orgIds.length === 0) return [];
@@ -166,7 +150,10 @@ export class RedisReadModel {
     return values.map((v) => (v === null ? null : Number(v)));
   }
 
-  /** Several orgs' read models (as `read`), in one round trip: one per org id given, in that order. */
+  /**
+   * Several orgs' read models (documents and version, read together by one script each; null when
+   * Redis does not hold the org), in one round trip: one per org id given, in that order.
+   */
   async readMany(generation: number, orgIds: string[]): Promise<(OrgDocuments | null)[]> {
     if (orgIds.length === 0) return [];
     const pipeline = this.redis.pipeline() as unknown as ScriptedRedis & {
@@ -188,7 +175,10 @@ export class RedisReadModel {
     });
   }
 
-  /** Caches several orgs read from PostgreSQL (as `fill`), in one round trip. */
+  /**
+   * Caches several orgs read from PostgreSQL, in one round trip: each unless Redis already has it at
+   * that version or a newer one was committed since (FILL).
+   */
   async fillMany(generation: number, orgs: { orgId: string; org: OrgDocuments }[]): Promise<void> {
     if (orgs.length === 0) return;
     const pipeline = this.redis.pipeline() as unknown as ScriptedRedis & {
@@ -201,13 +191,6 @@ export class RedisReadModel {
     }
     const failed = (await pipeline.exec())?.find(([error]) => error);
     if (failed) throw failed[0];
-  }
-
-  /** Caches an org read from PostgreSQL; false when a newer version was committed meanwhile. */
-  async fill(generation: number, orgId: string, org: OrgDocuments): Promise<boolean> {
-    const args: (string | number)[] = [org.version];
-    for (const [id, doc] of org.documents) args.push(id, doc);
-    return (await this.redis.fillOrg(...this.keys(generation, orgId), ...args)) >= 0;
   }
 
   /** Drops every key of a generation (after it is retired). Returns how many keys were removed. */
