@@ -168,6 +168,35 @@ describe('health changes (CONTRACT 2.5) through the projection', () => {
     }
   });
 
+  it('gives the same messages and documents when the state cache cannot hold the connections', async () => {
+    // The state cache holds states as bytes and lets them go at its bound; a state (and its chain's
+    // tail) it let go is read back from the read model. 4 KiB holds one or two states: almost every
+    // step reads its connections back. Same events, same slices and steps as run 0.
+    const reference = runs[0]?.db; // the first test's run in event-time order
+    expect(reference).toBeDefined();
+    const events = eventSet(11);
+    const settings = isolatedSettings('healthsmallcache');
+    const db = await openDatabase(settings);
+    runs.push({ settings, db });
+    const projection = new Projection(db, 1, null, 97, 4096);
+    for (let i = 0; i < events.length; i += 700) {
+      await seedLog(db, events.slice(i, i + 700));
+      await projectAll(projection, db);
+    }
+    // The same chains (the order between connections within one step is not part of the contract).
+    const byChain = (messages: HealthChanged[]): HealthChanged[] =>
+      [...messages].sort((a, b) => a.event_id.localeCompare(b.event_id, 'en', { numeric: true }));
+    const messages = await outbox(db);
+    expect(messages.length).toBeGreaterThan(CONNECTIONS * 3);
+    expect(byChain(messages)).toEqual(byChain(await outbox(reference)));
+    const documents = (d: DataSource): Promise<unknown[]> =>
+      d.query(
+        `SELECT connection_id, document, health_reported, health_sequence, health_next_change
+           FROM connection_read_model WHERE generation = 1 ORDER BY connection_id`,
+      );
+    expect(await documents(db)).toEqual(await documents(reference));
+  });
+
   it('produces nothing while a replay builds, and one catch-up message per connection that differs at the switch', async () => {
     const { db } = runs[0];
     const before = (await outbox(db)).length;

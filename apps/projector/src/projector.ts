@@ -131,6 +131,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
     this.running = false;
     if (this.reporter) clearInterval(this.reporter);
     await this.loop;
+    await this.projection?.settled(); // the last step's Redis update, before Redis is closed
   }
 }
 
