@@ -2,12 +2,11 @@ import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/commo
 import { FastifyReply, FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
-import { ApiKeyRecord, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
+import { ApiKeyRecord, ApiKeyStore, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
 import { ApiError } from './api-error';
 import { KeyLookupCache } from './key-lookup-cache';
 import { clientAddressKey, RateLimits, RateLimitVerdict, setRateLimitHeaders } from './rate-limits';
 import { Batcher } from './batcher';
-import { findApiKeysByHashes } from './api-key-lookups';
 
 /** At most this many key lookups go to PostgreSQL in one statement. */
 const KEY_BATCH = 500;
@@ -59,11 +58,9 @@ export class ApiKeyGuard implements CanActivate {
     @Inject(SETTINGS) settings: Settings,
     private readonly rateLimits: RateLimits,
   ) {
+    const keys = new ApiKeyStore(db);
     this.lookups = new Batcher(async (cacheKeys) => {
-      const records = await findApiKeysByHashes(
-        db,
-        cacheKeys.map((k) => Buffer.from(k, 'base64')),
-      );
+      const records = await keys.findByHashes(cacheKeys.map((k) => Buffer.from(k, 'base64')));
       cacheKeys.forEach((k, i) => this.cache.set(k, records[i]));
       return records;
     }, KEY_BATCH);

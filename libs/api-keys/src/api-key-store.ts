@@ -97,4 +97,22 @@ export class ApiKeyStore {
     if (rows.length === 0 || !sameKeyHash(rows[0].key_hash, keyHash)) return null;
     return toRecord(rows[0]);
   }
+
+  /**
+   * `findByHash` for several hashes in one statement (the API batches the lookups of concurrent
+   * requests through it, so statements per request do not grow with the keys in use): one answer per
+   * hash, in that order, null when no key has it; compared in constant time.
+   */
+  async findByHashes(keyHashes: Buffer[]): Promise<(ApiKeyRecord | null)[]> {
+    if (keyHashes.length === 0) return [];
+    const rows: Row[] = await this.sql.query(
+      `SELECT id, org_id, environment, scopes, key_hash, created_at, revoked_at FROM api_key WHERE key_hash = ANY($1::bytea[])`,
+      [keyHashes],
+    );
+    const byHash = new Map(rows.map((r) => [r.key_hash.toString('base64'), r]));
+    return keyHashes.map((hash) => {
+      const r = byHash.get(hash.toString('base64'));
+      return r && sameKeyHash(r.key_hash, hash) ? toRecord(r) : null;
+    });
+  }
 }
