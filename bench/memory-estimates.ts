@@ -1,29 +1,38 @@
 /**
  * Checks the byte estimates that bound the caches in memory against what the heap really holds
  * (node --expose-gc; heapUsed before and after filling, N entries each):
- *  - the writer's stream versions: STREAM_VERSION_ENTRY_BYTES + 2 × key length per entry
- *    (apps/writer/src/stream-versions.ts);
- *  - the projector's connection states: STATE_BASE_BYTES + STATE_BYTES_PER_JSON_BYTE × their stored
- *    JSON + STATE_BYTES_PER_BUCKET × their minute buckets (libs/read-model/src/projection.ts),
+ *  - the writer's stream versions: typed arrays outside the heap, sized by WRITER_STREAM_CACHE_BYTES
+ *    up front (apps/writer/src/stream-versions.ts): what they take against the bound, and how many
+ *    streams they hold;
+ *  - the projector's state cache: each state's stored JSON in a Buffer, counted at its bytes +
+ *    CACHED_STATE_OVERHEAD_BYTES + 2 × key length (libs/read-model/src/projection.ts);
+ *  - a replay's changed states held as objects until written: STATE_BASE_BYTES +
+ *    STATE_BYTES_PER_JSON_BYTE × their stored JSON + STATE_BYTES_PER_BUCKET × their minute buckets,
  *    configured only and with a full 60-minute window.
  * An estimate / measured ratio ≥ 1 means the byte bound is conservative.
  * Run: npm run bench:memory [-- N]
  */
 import { applyEvent, ConnectionState, initialConnectionState, MINUTE_MS, stateToJson } from '@psp/domain';
 import { callEvent, configuredEvent, T0 } from '@psp/domain/testing/events';
-import { STATE_BASE_BYTES, STATE_BYTES_PER_BUCKET, STATE_BYTES_PER_JSON_BYTE } from '@psp/read-model';
+import {
+  CACHED_STATE_OVERHEAD_BYTES,
+  STATE_BASE_BYTES,
+  STATE_BYTES_PER_BUCKET,
+  STATE_BYTES_PER_JSON_BYTE,
+} from '@psp/read-model';
 import { STREAM_VERSION_ENTRY_BYTES, streamKey, StreamVersions } from '../apps/writer/src/stream-versions';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc');
 const N = Number(process.argv[2] ?? 100_000);
 
-function heapAfter(fill: () => unknown): { bytes: number; kept: unknown } {
+function heapAfter(fill: () => unknown): { bytes: number; external: number; kept: unknown } {
   gc!();
-  const before = process.memoryUsage().heapUsed;
+  const before = process.memoryUsage();
   const kept = fill();
   gc!();
-  return { bytes: process.memoryUsage().heapUsed - before, kept };
+  const after = process.memoryUsage();
+  return { bytes: after.heapUsed - before.heapUsed, external: after.arrayBuffers - before.arrayBuffers, kept };
 }
 
 function line(what: string, measured: number, estimated: number): void {
@@ -32,23 +41,52 @@ function line(what: string, measured: number, estimated: number): void {
   );
 }
 
-// The writer's stream versions.
-let keyChars = 0;
+// The writer's stream versions: typed arrays outside the heap, allocated up front for the bound.
+const writerBound = 24 * 1024 * 1024;
 const versions = heapAfter(() => {
-  const cache = new StreamVersions(Number.MAX_SAFE_INTEGER);
-  for (let i = 0; i < N; i++) {
-    const key = streamKey(`org_${i % 20000}`, `paystack_gh_primary_${i}`);
-    keyChars += key.length;
-    cache.set(key, i + 1);
-  }
+  const cache = new StreamVersions(writerBound);
+  for (let i = 0; i < N; i++) cache.set(streamKey(`org_${i % 20000}`, `paystack_gh_primary_${i}`), i + 1);
   return cache;
 });
-line(
-  `writer stream versions (${N}, keys of ${(keyChars / N).toFixed(1)} characters)`,
-  versions.bytes / N,
-  STREAM_VERSION_ENTRY_BYTES + (2 * keyChars) / N,
+let held = 0;
+for (let i = 0; i < N; i++)
+  if ((versions.kept as StreamVersions).get(streamKey(`org_${i % 20000}`, `paystack_gh_primary_${i}`)) === i + 1)
+    held++;
+console.log(
+  `writer stream versions: bound ${writerBound} B; heap ${versions.bytes} B + outside the heap ${versions.external} B ` +
+    `for ${N} streams set, ${held} held (at least ${Math.floor(writerBound / STREAM_VERSION_ENTRY_BYTES)} by the bound); ` +
+    `(heap + outside) / bound ${((versions.bytes + versions.external) / writerBound).toFixed(2)}`,
 );
 
+// The projector's state cache: each state's stored JSON as bytes in a Buffer of its own.
+{
+  const count = N / 10;
+  let estimated = 0;
+  const cached = heapAfter(() => {
+    const cache = new Map<string, Buffer>();
+    for (let i = 0; i < count; i++) {
+      const where = { orgId: `org_${i % 20000}`, connectionId: `paystack_gh_primary_${i}` };
+      const state = initialConnectionState(where.orgId, where.connectionId);
+      applyEvent(state, configuredEvent(`cfg-${i}`, T0, { labels: ['ghana', 'primary'] }, where));
+      for (let m = 0; m < 10; m++) applyEvent(state, callEvent(`c-${i}-${m}`, T0 + m * MINUTE_MS, {}, where));
+      const json = stateToJson(state);
+      const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(json));
+      bytes.write(json);
+      const k = `${where.orgId}:${where.connectionId}`;
+      cache.set(k, bytes);
+      estimated += bytes.length + CACHED_STATE_OVERHEAD_BYTES + 2 * k.length;
+    }
+    return cache;
+  });
+  line(
+    `projector state cache (${count} states with 10 minutes of calls, as bytes: heap + outside the heap)`,
+    (cached.bytes + cached.external) / count,
+    estimated / count,
+  );
+  void cached.kept;
+}
+
+// A replay's changed connections waiting for their write, as objects (the deferred writes):
 // The projector's connection states: configured only, and with calls in all 60 minutes of the window.
 for (const minutes of [0, 60]) {
   let jsonChars = 0;
@@ -81,4 +119,3 @@ for (const minutes of [0, 60]) {
   );
   void states.kept;
 }
-void versions.kept;

@@ -61,9 +61,10 @@ function estimatedStateBytes(state: ConnectionState, stateJsonBytes: number): nu
  * (parsed again when an event needs it, ~1 µs per 100 B): exact in bytes, ~3× fewer bytes than the
  * object, and nothing for the garbage collector to trace (as objects, 100,000 cached states made GC
  * 31% of the projector's CPU at 100,000 connections). An entry is counted at its bytes +
- * CACHED_STATE_OVERHEAD_BYTES + 2 per key character (the entry, the Buffer and its backing store).
+ * CACHED_STATE_OVERHEAD_BYTES + 2 per key character (the entry, the Buffer and its backing store;
+ * `npm run bench:memory`: 1.02× what 10,000 states take).
  */
-export const CACHED_STATE_OVERHEAD_BYTES = 200;
+export const CACHED_STATE_OVERHEAD_BYTES = 320;
 
 function cachedState(stateJson: string): Buffer {
   // Not from Buffer's shared pool: a pooled slice would keep its whole 8 KiB slab alive.
