@@ -421,6 +421,20 @@ export async function bumpOrgVersions(sql: Sql, generation: number, written: { o
   );
 }
 
+/** Whether the generation holds a connection after `after` in (org, connection) order (any, when null). */
+export async function hasRowsAfter(
+  sql: Sql,
+  generation: number,
+  after: { orgId: string; connectionId: string } | null,
+): Promise<boolean> {
+  const rows: unknown[] = await sql.query(
+    `SELECT 1 FROM connection_read_model
+      WHERE generation = $1 AND (org_id, connection_id) > ($2::text, $3::text) LIMIT 1`,
+    [generation, after?.orgId ?? '', after?.connectionId ?? ''],
+  );
+  return rows.length > 0;
+}
+
 /** The stored states (and health-change chain tails) of those of `wanted` the generation holds, by key. */
 export async function readStoredStates(
   sql: Sql,

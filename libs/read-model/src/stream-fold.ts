@@ -8,7 +8,7 @@ import {
   GenerationFold,
   readGenerationFold,
 } from './generations';
-import { bumpOrgVersions, readCheckpoint, readStoredStates, writeConnections } from './projection';
+import { bumpOrgVersions, hasRowsAfter, readCheckpoint, readStoredStates, writeConnections } from './projection';
 
 /**
  * Replay by stream (docs/read-model.md): a generation being built folds the log up to a fixed
@@ -120,6 +120,9 @@ export async function foldLogByStream(
     await write(states, events, false);
   };
 
+  // Rows of streams still to fold exist only when the generation was seeded (from summaries): the
+  // fold writes each stream once, after `fold.after`. Without any, no page needs to look.
+  const seeded = await hasRowsAfter(db, generation, fold.after);
   // The next page is fetched while this one is folded (the sort's cursor and the writes run on their
   // own connections).
   const pages = readLogByStream(
@@ -141,7 +144,9 @@ export async function foldLogByStream(
         if (open !== null && open.orgId === e.orgId && open.connectionId === e.connectionId) continue;
         begun.set(`${e.orgId}:${e.connectionId}`, { orgId: e.orgId, connectionId: e.connectionId });
       }
-      const stored = await readStoredStates(db, generation, [...begun.values()]);
+      const stored: Awaited<ReturnType<typeof readStoredStates>> = seeded
+        ? await readStoredStates(db, generation, [...begun.values()])
+        : new Map();
       for (const event of page) {
         if (open !== null && (open.orgId !== event.orgId || open.connectionId !== event.connectionId)) {
           ready.push(open);
