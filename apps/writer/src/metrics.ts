@@ -80,7 +80,7 @@ export class WriterMetrics {
       registers,
     });
     this.streamVersionsCached = new Gauge({
-      name: 'psp_writer_stream_versions_cached',
+      name: 'psp_writer_cached_streams',
       help: 'Stream versions the writer holds in memory (WRITER_STREAM_CACHE_BYTES) after the last append; a stream used again while its generation aged counts twice until the older copy is forgotten',
       registers,
     });
