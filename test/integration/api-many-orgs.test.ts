@@ -5,6 +5,7 @@ import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
 import { ApiKeyStore } from '@psp/api-keys';
 import { ConnectionEvent } from '@psp/domain';
+import { configuredEvent } from '@psp/domain/testing/events';
 import { createRedis, Projection, RedisReadModel } from '@psp/read-model';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { ConnectionReads } from '../../apps/api/src/connection-reads';
@@ -31,22 +32,8 @@ describe('the API over many orgs at once (batched reads)', () => {
   let withoutRedis: Projection;
   const keys: string[] = [];
 
-  const configured = (orgId: string, id: string, at: number): ConnectionEvent => ({
-    eventId: randomUUID(),
-    type: 'connection.configured',
-    orgId,
-    connectionId: id,
-    occurredAt: at,
-    data: {
-      provider: 'hubtel',
-      mode: 'live',
-      status: 'active',
-      capabilities: {},
-      routing_hints: { country_preference: [], method_bias: {}, fallback_only: false },
-      labels: [],
-      fee_structure: { percentage: 0, fixed: 0, per_method: {}, per_currency: {} },
-    },
-  });
+  const configured = (orgId: string, id: string, at: number): ConnectionEvent =>
+    configuredEvent(randomUUID(), at, { provider: 'hubtel' }, { orgId, connectionId: id });
 
   async function get(i: number, key = keys[i]): Promise<{ status: number; ids: string[] }> {
     const res = await fetch(`${url}/v1/connections`, { headers: { 'X-Reevit-Key': key, 'X-Org-Id': org(i) } });

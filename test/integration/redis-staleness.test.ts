@@ -4,6 +4,7 @@ import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
 import { ApiKeyStore } from '@psp/api-keys';
 import { ConnectionEvent } from '@psp/domain';
+import { configuredEvent } from '@psp/domain/testing/events';
 import { Projection } from '@psp/read-model';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { ConnectionReads } from '../../apps/api/src/connection-reads';
@@ -20,22 +21,8 @@ describe('Redis never keeps serving an older version', () => {
   let key: string;
   const t0 = Date.UTC(2026, 10, 24, 7, 0, 0);
 
-  const configured = (id: string, at: number): ConnectionEvent => ({
-    eventId: randomUUID(),
-    type: 'connection.configured',
-    orgId: 'org_s',
-    connectionId: id,
-    occurredAt: at,
-    data: {
-      provider: 'hubtel',
-      mode: 'live',
-      status: 'active',
-      capabilities: {},
-      routing_hints: { country_preference: [], method_bias: {}, fallback_only: false },
-      labels: [],
-      fee_structure: { percentage: 0, fixed: 0, per_method: {}, per_currency: {} },
-    },
-  });
+  const configured = (id: string, at: number): ConnectionEvent =>
+    configuredEvent(randomUUID(), at, { provider: 'hubtel' }, { orgId: 'org_s', connectionId: id });
 
   async function ids(): Promise<string[]> {
     const res = await fetch(`${url}/v1/connections`, { headers: { 'X-Reevit-Key': key, 'X-Org-Id': 'org_s' } });

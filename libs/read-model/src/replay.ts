@@ -77,12 +77,11 @@ export async function replay(
     log: options.log,
     progress: (done, total) => options.progress?.update(done, total, false),
   });
-  if (!fold.finished) {
+  const interrupted = (held: number): ReplayOutcome => {
     options.progress?.finish();
-    const held = (await readCheckpoint(db, generation)).eventsApplied;
     options.log(`interrupted: generation ${generation} holds ${held} events; run the replay again to resume`);
     return {
-      generation,
+      generation: generation!,
       previous,
       eventsApplied: held,
       switched: false,
@@ -90,7 +89,8 @@ export async function replay(
       seconds: (Date.now() - started) / 1000,
       droppedGenerations: [],
     };
-  }
+  };
+  if (!fold.finished) return interrupted((await readCheckpoint(db, generation)).eventsApplied);
   if (fold.connections > 0)
     options.log(`folded ${fold.folded} events into ${fold.connections} connections; catching up with the log`);
   const projection = new Projection(
@@ -107,19 +107,7 @@ export async function replay(
   let total = applied + (await logLagAfter(db, start.at)).events;
   let lastWaitNote = 0;
   for (;;) {
-    if (options.shouldStop()) {
-      options.progress?.finish();
-      options.log(`interrupted: generation ${generation} holds ${applied} events; run the replay again to resume`);
-      return {
-        generation,
-        previous,
-        eventsApplied: applied,
-        switched: false,
-        resumed,
-        seconds: (Date.now() - started) / 1000,
-        droppedGenerations: [],
-      };
-    }
+    if (options.shouldStop()) return interrupted(applied);
     const step = await projection.step();
     applied = step.checkpoint.eventsApplied;
     if (applied > total) total = applied;
