@@ -1,14 +1,5 @@
 import { Batcher } from './batcher';
-
-function deferred<T>() {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+import { deferred } from '../../../test/support/deferred';
 
 describe('Batcher', () => {
   it('answers the keys asked for in one turn of the event loop with one batch, each key its own value', async () => {

@@ -1,14 +1,5 @@
 import { FreshFor, SingleFlight } from './single-flight';
-
-function deferred<T>() {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+import { deferred } from '../../../test/support/deferred';
 
 describe('SingleFlight', () => {
   it('runs one load for concurrent callers with the same key', async () => {

@@ -245,19 +245,7 @@ export class Projection {
         );
         const last = logged[logged.length - 1].at;
         const eventsApplied = checkpoint.eventsApplied + logged.length;
-        await tx.query(
-          `UPDATE projection_generation
-              SET checkpoint_transaction_id = $2::xid8, checkpoint_position = $3, stream_time = $4,
-                  events_applied = $5, updated_at = clock_timestamp()
-            WHERE generation = $1`,
-          [
-            this.generation,
-            last.transactionId,
-            last.position,
-            streamTime === null ? null : new Date(streamTime).toISOString(),
-            eventsApplied,
-          ],
-        );
+        await writeCheckpoint(tx, this.generation, { at: last, streamTime, eventsApplied });
         const byOrg = new Map<string, OrgChange>();
         for (const v of versions)
           byOrg.set(v.org_id, { orgId: v.org_id, version: Number(v.version), upserts: [], removals: [] });
@@ -335,19 +323,7 @@ export class Projection {
     const states = [...kept.dirty.values()];
     const written = await writeConnections(tx, this.generation, states, kept.streamTime, this.chainBook(false).chains);
     await bumpOrgVersions(tx, this.generation, written);
-    await tx.query(
-      `UPDATE projection_generation
-          SET checkpoint_transaction_id = $2::xid8, checkpoint_position = $3, stream_time = $4,
-              events_applied = $5, updated_at = clock_timestamp()
-        WHERE generation = $1`,
-      [
-        this.generation,
-        kept.at.transactionId,
-        kept.at.position,
-        kept.streamTime === null ? null : new Date(kept.streamTime).toISOString(),
-        kept.eventsApplied,
-      ],
-    );
+    await writeCheckpoint(tx, this.generation, kept);
     for (const w of written) this.states.set(key(w.orgId, w.connectionId), cachedState(w.stateJson));
     this.pending = null;
     this.cachedAt = kept.at;
@@ -461,6 +437,27 @@ export async function readStoredStates(
       chain: { reported: r.health_reported, sequence: r.health_sequence },
     });
   return found;
+}
+
+/** Moves the generation's checkpoint (in the transaction that wrote what it reaches). */
+export async function writeCheckpoint(
+  sql: Sql,
+  generation: number,
+  checkpoint: Pick<Checkpoint, 'at' | 'streamTime' | 'eventsApplied'>,
+): Promise<void> {
+  await sql.query(
+    `UPDATE projection_generation
+        SET checkpoint_transaction_id = $2::xid8, checkpoint_position = $3, stream_time = $4,
+            events_applied = $5, updated_at = clock_timestamp()
+      WHERE generation = $1`,
+    [
+      generation,
+      checkpoint.at.transactionId,
+      checkpoint.at.position,
+      checkpoint.streamTime === null ? null : new Date(checkpoint.streamTime).toISOString(),
+      checkpoint.eventsApplied,
+    ],
+  );
 }
 
 export async function readCheckpoint(sql: Sql, generation: number): Promise<Checkpoint> {
