@@ -1,7 +1,7 @@
 import { InvalidSettingError, loadSettings, Settings } from '@psp/config';
 import { createDataSource, migrate } from '@psp/storage';
 import { DataSource } from 'typeorm';
-import { UsageError } from './output';
+import { EXIT, UsageError } from './output';
 
 /** The settings from the environment (as the service reads them); invalid ones are a usage error. */
 export function settingsFromEnv(): Settings {
@@ -25,4 +25,20 @@ export async function withDb<T>(settings: Settings, run: (db: DataSource) => Pro
   } finally {
     await db.destroy();
   }
+}
+
+/**
+ * For a long run that can stop between batches: the first Ctrl-C (or SIGTERM) asks it to stop after
+ * the current batch (a later run resumes), a second one aborts at once. Returns the run's `shouldStop`.
+ */
+export function stopOnSignal(): () => boolean {
+  let stop = false;
+  const onSignal = () => {
+    if (stop) process.exit(EXIT.interrupted);
+    stop = true;
+    process.stderr.write('\nstopping after this batch (Ctrl-C again to abort at once)\n');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => stop;
 }

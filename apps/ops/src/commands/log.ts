@@ -15,7 +15,7 @@ import {
   ArchiveOutcome,
 } from '@psp/storage';
 import { DataSource } from 'typeorm';
-import { withDb } from '../context';
+import { stopOnSignal, withDb } from '../context';
 import { EXIT, say, sayJson } from '../output';
 import { Progress } from '../progress';
 
@@ -165,14 +165,7 @@ export async function logCompact(
   settings: Settings,
   options: { before: number; drop?: boolean; json?: boolean },
 ): Promise<number> {
-  let stop = false;
-  const onSignal = () => {
-    if (stop) process.exit(EXIT.interrupted);
-    stop = true;
-    process.stderr.write('\nstopping after this batch (Ctrl-C again to abort at once)\n');
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const shouldStop = stopOnSignal();
   return withDb(settings, async (db) => {
     const progress = new Progress('compact', { unit: 'events' });
     let outcome: CompactionOutcome;
@@ -182,7 +175,7 @@ export async function logCompact(
         drop: Boolean(options.drop),
         log: options.json ? () => undefined : (line) => process.stderr.write(`${line}\n`),
         progress: (done, total) => progress.update(done, total),
-        shouldStop: () => stop,
+        shouldStop,
         // With LOG_ARCHIVE_DIR, each partition is archived there before it is dropped.
         beforeDrop: archiveBeforeDrop(settings, db),
       });

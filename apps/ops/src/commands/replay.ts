@@ -1,5 +1,5 @@
 import { Settings } from '@psp/config';
-import { withDb } from '../context';
+import { stopOnSignal, withDb } from '../context';
 import { EXIT, say } from '../output';
 import { Progress } from '../progress';
 import { createGenerationFromArchive, createRedis, RedisReadModel, replay } from '@psp/read-model';
@@ -13,20 +13,13 @@ export const REPLAY_BATCH_SIZE = 50000;
  * rows of the partitions no longer in the log (docs/event-log.md).
  */
 export async function runReplay(settings: Settings, options: { batch: number; fromArchive?: string }): Promise<number> {
-  let stop = false;
-  const onSignal = () => {
-    if (stop) process.exit(EXIT.interrupted);
-    stop = true;
-    process.stderr.write('\nstopping after this batch (Ctrl-C again to abort at once)\n');
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const shouldStop = stopOnSignal();
   const redis = createRedis(settings, 'ops');
   try {
     return await withDb(settings, async (db) => {
       const outcome = await replay(db, new RedisReadModel(redis, settings.redisKeyPrefix), {
         batchSize: options.batch,
-        shouldStop: () => stop,
+        shouldStop,
         log: say,
         progress: new Progress('replay', { unit: 'events' }),
         stateCacheBytes: settings.projectorStateCacheBytes,
