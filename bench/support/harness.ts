@@ -12,7 +12,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import Redis from 'ioredis';
 import { DataSource } from 'typeorm';
 import { loadSettings, Settings } from '@psp/config';
-import { intakeTopics } from '@psp/messaging';
+import { intakeTopics, waitForPartitionLeaders } from '@psp/messaging';
 import { answers, SERVERS_ENV, TestServers } from '../../test/support/servers';
 import { dropIsolated, isolatedEnv, openDatabase } from '../../test/support/isolated-stack';
 
@@ -227,6 +227,7 @@ export class IsolatedRun {
         waitForLeaders: true,
         topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })),
       });
+      await waitForPartitionLeaders(admin, topics);
     } finally {
       await admin.disconnect();
     }

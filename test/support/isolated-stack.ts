@@ -83,8 +83,10 @@ export async function testProducer(
     brokers: settings.kafkaBrokers,
     logLevel: 1,
   });
+  // ensureTopics waits until every partition's leader answers (a produce right after creating a
+  // topic can otherwise be refused). Idempotent: a retried send is never written twice.
   if (options.createTopics) await ensureTopics(kafka, settings);
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  const producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   return { kafka, producer };
 }
