@@ -1,12 +1,21 @@
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
-import { applyEvent, initialConnectionState, toConnectionView } from '@psp/domain';
+import { applyEvent, connectionStats, initialConnectionState, toConnectionView } from '@psp/domain';
+import { callEvent, CONNECTION, ORG, T0 } from '@psp/domain/testing/events';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { dropIsolated, isolatedSettings, openDatabase } from '../support/isolated-stack';
 import { startService } from '../support/service';
 
-type Schema = { properties?: Record<string, Schema>; $ref?: string; items?: Schema; required?: string[] };
+type Schema = {
+  properties?: Record<string, Schema>;
+  $ref?: string;
+  allOf?: Schema[];
+  items?: Schema;
+  required?: string[];
+  nullable?: boolean;
+  enum?: string[];
+};
 type Response = {
   headers?: Record<string, { schema: { type: string } }>;
   content?: Record<string, { schema: Schema }>;
@@ -72,6 +81,36 @@ describe('the OpenAPI document', () => {
       Object.keys(rendered.fee_structure),
     );
     expect(schema.required).toEqual(Object.keys(rendered));
+  });
+
+  it('has the stats schema with exactly the members of CONTRACT 1.5 and 1.5b, in order, as the service renders them', () => {
+    const state = initialConnectionState(ORG, CONNECTION);
+    // 40 good calls with a method and a currency: a success rate everywhere, and an outlook (unknown at minute 16).
+    for (let i = 0; i < 40; i++) applyEvent(state, callEvent(`call-${i}`, T0, { method: 'card', currency: 'GHS' }));
+    const rendered = connectionStats(CONNECTION, state.buckets, T0, false);
+    expect(rendered.outlook).not.toBeNull();
+    const schemas = doc.components.schemas;
+    const keysOf = (name: string) => Object.keys(schemas[name].properties!);
+    expect(keysOf('ConnectionStatsSchema')).toEqual(Object.keys(rendered));
+    expect(schemas.ConnectionStatsSchema.required).toEqual(Object.keys(rendered));
+    expect(keysOf('MethodStatsSchema')).toEqual(Object.keys(rendered.methods[0]));
+    expect(keysOf('CurrencyStatsSchema')).toEqual(Object.keys(rendered.currencies[0]));
+    expect(keysOf('MinuteStatsSchema')).toEqual(Object.keys(rendered.minutes[0]));
+    expect(keysOf('SuccessRateSchema')).toEqual(Object.keys(rendered.success_rate!));
+    expect(keysOf('OutlookSchema')).toEqual(Object.keys(rendered.outlook!));
+    expect(schemas.OutlookSchema.properties!.to.enum).toEqual(['healthy', 'degraded', 'unhealthy', 'unknown']);
+    // success_rate (there and in each entry) and outlook are null in some answers: nullable references.
+    const refTo = (property: Schema) => property.$ref ?? property.allOf?.[0].$ref;
+    for (const [schema, member, target] of [
+      ['ConnectionStatsSchema', 'success_rate', 'SuccessRateSchema'],
+      ['MethodStatsSchema', 'success_rate', 'SuccessRateSchema'],
+      ['CurrencyStatsSchema', 'success_rate', 'SuccessRateSchema'],
+      ['ConnectionStatsSchema', 'outlook', 'OutlookSchema'],
+    ]) {
+      const property = schemas[schema].properties![member];
+      expect(refTo(property)).toBe(`#/components/schemas/${target}`);
+      expect(property.nullable).toBe(true);
+    }
   });
 
   it('documents the list, single and labels routes, and every error as the contract error body', () => {

@@ -10,6 +10,7 @@ import {
   minuteBucket,
   parseStatsWindow,
   selectConnections,
+  statsStreamTime,
   summariseLabels,
   withHealth,
 } from '@psp/domain';
@@ -135,9 +136,10 @@ class ParsedOrg {
     }
   }
 
-  /** The stored stats window (CONTRACT 1.5) of a connection, unparsed. */
-  statsWindowOf(view: ConnectionView): string {
-    return this.stored.get(view)!.statsWindow;
+  /** The stored stats window (CONTRACT 1.5) of a connection, unparsed, and its validation cap. */
+  statsWindowOf(view: ConnectionView): { statsWindow: string; capped: boolean } {
+    const { statsWindow, window } = this.stored.get(view)!;
+    return { statsWindow, capped: window.capped };
   }
 
   /** The connection's bytes with its health at minute `b`. */
@@ -239,21 +241,20 @@ export class ConnectionReads {
   }
 
   /**
-   * GET /v1/connections/{id}/stats (CONTRACT 1.5) at the live stream time (or the time the
-   * connection was rendered at, if that is newer): computed from the stored stats window.
+   * GET /v1/connections/{id}/stats (CONTRACT 1.5, 1.5b) at the live stream time (or the time the
+   * connection was rendered at, if that is newer): computed from the stored stats window and the
+   * validation cap of the stored health window (the outlook honours it).
    */
   async stats(orgId: string, connectionId: string): Promise<RenderedBody | null> {
     const { org } = await this.org(orgId);
     if (!org.has(connectionId)) return null;
     const { streamTime } = await this.live();
     const parsed = this.parsed(org);
-    const stored = parseStatsWindow(parsed.statsWindowOf(parsed.byId.get(connectionId)!));
-    const at =
-      stored.streamTimeMs === null || (streamTime !== null && streamTime > stored.streamTimeMs)
-        ? streamTime
-        : stored.streamTimeMs;
+    const { statsWindow, capped } = parsed.statsWindowOf(parsed.byId.get(connectionId)!);
+    const stored = parseStatsWindow(statsWindow);
+    const at = statsStreamTime(stored.streamTimeMs, streamTime);
     return this.caches.render(org, `${at}|stats:${connectionId}`, () =>
-      JSON.stringify(connectionStats(connectionId, stored.buckets, at)),
+      JSON.stringify(connectionStats(connectionId, stored.buckets, at, capped)),
     );
   }
 

@@ -93,16 +93,37 @@ export class ErrorCodeCountSchema {
   @ApiProperty({ type: 'integer' }) count!: number;
 }
 
+const rateBound = { type: 'number', minimum: 0, maximum: 1 } as const;
+
+/** CONTRACT 1.5b: the technical success rate with its 95% Wilson score interval, each rounded to 4 decimals. */
+export class SuccessRateSchema {
+  @ApiProperty({ ...rateBound, example: 0.9838, description: '(calls - technical_failures) / calls' })
+  value!: number;
+  @ApiProperty({ ...rateBound, example: 0.9751, description: 'lower end of the 95% Wilson score interval' })
+  low!: number;
+  @ApiProperty({ ...rateBound, example: 0.9895, description: 'upper end of the 95% Wilson score interval' })
+  high!: number;
+}
+
+const successRate = {
+  type: SuccessRateSchema,
+  nullable: true,
+  description:
+    'technical success rate and its 95% Wilson score interval (CONTRACT 1.5b: exact order of operations, 4 decimals); null with no calls',
+} as const;
+
 export class MethodStatsSchema {
   @ApiProperty({ example: 'card' }) method!: string;
   @ApiProperty({ type: 'integer' }) calls!: number;
   @ApiProperty({ type: 'integer' }) technical_failures!: number;
+  @ApiProperty(successRate) success_rate!: SuccessRateSchema | null;
 }
 
 export class CurrencyStatsSchema {
   @ApiProperty({ example: 'GHS' }) currency!: string;
   @ApiProperty({ type: 'integer' }) calls!: number;
   @ApiProperty({ type: 'integer' }) technical_failures!: number;
+  @ApiProperty(successRate) success_rate!: SuccessRateSchema | null;
 }
 
 export class MinuteStatsSchema {
@@ -110,6 +131,16 @@ export class MinuteStatsSchema {
   @ApiProperty({ type: 'integer' }) calls!: number;
   @ApiProperty({ type: 'integer' }) technical_failures!: number;
   @ApiProperty({ type: 'integer' }) slow!: number;
+}
+
+/** CONTRACT 1.5b: when health_status changes by itself if no further call is accepted. */
+export class OutlookSchema {
+  @ApiProperty({
+    ...timestamp,
+    description: "start of the first later bucket (b+1 … b+60) whose status differs from b's",
+  })
+  at!: string;
+  @ApiProperty({ enum: HEALTH_STATUSES, description: 'the status at that bucket' }) to!: string;
 }
 
 /** GET /v1/connections/{id}/stats: the calls of the connection's health window, as plain counts. */
@@ -123,6 +154,7 @@ export class ConnectionStatsSchema {
   @ApiProperty({ type: 'integer' }) technical_failures!: number;
   @ApiProperty({ type: 'integer' }) declines!: number;
   @ApiProperty({ type: 'integer' }) slow!: number;
+  @ApiProperty(successRate) success_rate!: SuccessRateSchema | null;
   @ApiProperty({ type: LatencySchema }) latency_ms!: LatencySchema;
   @ApiProperty({ type: [ErrorCodeCountSchema], description: 'at most 10, most frequent first' })
   error_codes!: ErrorCodeCountSchema[];
@@ -132,6 +164,13 @@ export class ConnectionStatsSchema {
   currencies!: CurrencyStatsSchema[];
   @ApiProperty({ type: [MinuteStatsSchema], description: '60 entries, oldest first (none before any event)' })
   minutes!: MinuteStatsSchema[];
+  @ApiProperty({
+    type: OutlookSchema,
+    nullable: true,
+    description:
+      'the first later minute at which health_status changes with no further call (the same calls and validation cap, the window sliding), and to what; null when it stays the same for 60 minutes, or before any event',
+  })
+  outlook!: OutlookSchema | null;
 }
 
 export class ErrorBodySchema {

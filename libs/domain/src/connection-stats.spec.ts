@@ -1,7 +1,8 @@
 import { applyEvent, ConnectionState, initialConnectionState, latencyBucket } from './connection-state';
 import { connectionStats, parseStatsWindow, statsWindowText } from './connection-stats';
 import { CallCompletedData } from './event';
-import { callEvent, configuredEvent, T0 } from './testing/events';
+import { validationCapApplies } from './health';
+import { callEvent, configuredEvent, T0, validationEvent } from './testing/events';
 import { MINUTE_MS } from './time';
 
 // T0 is 2026-11-24T10:00:00.000Z, the start of a minute.
@@ -13,15 +14,15 @@ function withCalls(calls: Array<Partial<CallCompletedData> & { at?: number }>): 
   return state;
 }
 const stats = (state: ConnectionState, streamTime: number | null) =>
-  connectionStats('paystack_gh_primary', state.buckets, streamTime);
+  connectionStats('paystack_gh_primary', state.buckets, streamTime, validationCapApplies(state));
 
 describe('connectionStats: before any event', () => {
   it('has nulls for stream time and window, zeros, and no minutes', () => {
     expect(JSON.stringify(stats(withCalls([]), null))).toBe(
       '{"id":"paystack_gh_primary","stream_time":null,"window":{"from":null,"to":null},"calls":0,"successful":0,' +
-        '"failed":0,"technical_failures":0,"declines":0,"slow":0,' +
+        '"failed":0,"technical_failures":0,"declines":0,"slow":0,"success_rate":null,' +
         '"latency_ms":{"p50":null,"p90":null,"p95":null,"p99":null,"max":null},' +
-        '"error_codes":[],"methods":[],"currencies":[],"minutes":[]}',
+        '"error_codes":[],"methods":[],"currencies":[],"minutes":[],"outlook":null}',
     );
   });
 });
@@ -151,15 +152,47 @@ describe('connectionStats: error codes, methods, currencies', () => {
       ]),
       T0,
     );
+    // Success rates: 2 of 2 → low 2 / (2 + z²) = 0.34237; 1 of 2 → 0.0945 .. 0.9055 (success-rate.spec);
+    // 1 of 1 → low 1 / (1 + z²) = 0.20655. A decline (insufficient_funds) is not a technical failure.
+    const two = { value: 1, low: 0.3424, high: 1 };
+    const half = { value: 0.5, low: 0.0945, high: 0.9055 };
     expect(s.methods).toEqual([
-      { method: 'bank', calls: 2, technical_failures: 0 },
-      { method: 'card', calls: 2, technical_failures: 1 },
-      { method: 'mobile_money', calls: 1, technical_failures: 0 },
+      { method: 'bank', calls: 2, technical_failures: 0, success_rate: two },
+      { method: 'card', calls: 2, technical_failures: 1, success_rate: half },
+      { method: 'mobile_money', calls: 1, technical_failures: 0, success_rate: { value: 1, low: 0.2065, high: 1 } },
     ]);
     expect(s.currencies).toEqual([
-      { currency: 'GHS', calls: 2, technical_failures: 1 },
-      { currency: 'KES', calls: 2, technical_failures: 0 },
+      { currency: 'GHS', calls: 2, technical_failures: 1, success_rate: half },
+      { currency: 'KES', calls: 2, technical_failures: 0, success_rate: two },
     ]);
+    // The whole window: 6 calls, 1 technical failure. p = 5/6, z²/6 = 0.64024, d = 1.64024;
+    // center = (0.83333 + 0.32012) / d = 0.70322; half = z·√(0.02315 + 0.02668) / d = 0.26672:
+    // 0.43650 .. 0.96995. Members in the contract's order, byte for byte.
+    expect(s.success_rate).toEqual({ value: 0.8333, low: 0.4365, high: 0.9699 });
+    expect(Object.keys(s)).toEqual([
+      'id',
+      'stream_time',
+      'window',
+      'calls',
+      'successful',
+      'failed',
+      'technical_failures',
+      'declines',
+      'slow',
+      'success_rate',
+      'latency_ms',
+      'error_codes',
+      'methods',
+      'currencies',
+      'minutes',
+      'outlook',
+    ]);
+    expect(JSON.stringify(s.methods[1])).toBe(
+      '{"method":"card","calls":2,"technical_failures":1,"success_rate":{"value":0.5,"low":0.0945,"high":0.9055}}',
+    );
+    expect(JSON.stringify(s.currencies[1])).toBe(
+      '{"currency":"KES","calls":2,"technical_failures":0,"success_rate":{"value":1,"low":0.3424,"high":1}}',
+    );
     const many = withCalls(Array.from({ length: 25 }, (_, i) => ({ method: `m${String(i).padStart(2, '0')}` })));
     expect(stats(many, T0).methods).toHaveLength(20);
     expect(stats(many, T0).methods[19].method).toBe('m19');
@@ -168,7 +201,62 @@ describe('connectionStats: error codes, methods, currencies', () => {
   it('takes keys that are not safe as object keys as they are', () => {
     const s = stats(withCalls([{ outcome: 'failure', error_code: '__proto__', method: 'constructor' }]), T0);
     expect(s.error_codes).toEqual([{ code: '__proto__', count: 1 }]);
-    expect(s.methods).toEqual([{ method: 'constructor', calls: 1, technical_failures: 1 }]);
+    expect(s.methods).toEqual([
+      { method: 'constructor', calls: 1, technical_failures: 1, success_rate: { value: 0, low: 0, high: 0.7935 } },
+    ]);
+  });
+});
+
+describe('connectionStats: success_rate and outlook at the edges (CONTRACT 1.5b)', () => {
+  it('no calls in the window: success_rate null, outlook null (the status stays unknown)', () => {
+    const s = stats(withCalls([{ at: T0 - 2 * 60 * MINUTE_MS }]), T0);
+    expect([s.calls, s.success_rate, s.outlook]).toEqual([0, null, null]);
+  });
+
+  it('one call: 1 from 0.2065, unknown now and after (N < 20 throughout): no outlook', () => {
+    const s = stats(withCalls([{}]), T0);
+    expect(s.success_rate).toEqual({ value: 1, low: 0.2065, high: 1 });
+    expect(s.outlook).toBeNull();
+  });
+
+  it('all good, 40 calls: 1 from 40 / (40 + z²) = 0.91238; healthy until N = 40·2^(-a/15) < 20 at a = 16', () => {
+    // a = 15: N = 20, score 100, healthy. a = 16: N = 19.14 < 20: unknown.
+    const state = withCalls(Array.from({ length: 40 }, () => ({})));
+    const s = stats(state, T0 + 30_000);
+    expect(s.success_rate).toEqual({ value: 1, low: 0.9124, high: 1 });
+    expect(s.outlook).toEqual({ at: '2026-11-24T10:16:00.000Z', to: 'unknown' });
+    // Later in stream time, the outlook counts from there; from minute 16 on nothing changes any more.
+    expect(stats(state, T0 + 10 * MINUTE_MS).outlook).toEqual({ at: '2026-11-24T10:16:00.000Z', to: 'unknown' });
+    expect(stats(state, T0 + 16 * MINUTE_MS).outlook).toBeNull();
+  });
+
+  it('all failed, 60 calls: 0, high z² / (60 + z²) = 0.06017; unhealthy until the 60th bucket', () => {
+    // a = 59: N = F = 60·2^(-59/15) = 3.927, score 100·5 / 8.927 = 56.01 < 60: unhealthy. a = 60: the
+    // bucket has left the window (N = 0: 100, unknown). So the change is at b + 60, the last one looked at.
+    const state = withCalls(Array.from({ length: 60 }, () => ({ outcome: 'failure' as const })));
+    const s = stats(state, T0);
+    expect(s.success_rate).toEqual({ value: 0, low: 0, high: 0.0602 });
+    expect(s.outlook).toEqual({ at: '2026-11-24T11:00:00.000Z', to: 'unknown' });
+  });
+
+  it('a capped connection: unhealthy at every later minute (the validation cap holds), so no outlook', () => {
+    // The same 40 good calls, then a failed validation after the last success: the cap applies.
+    const state = withCalls(Array.from({ length: 40 }, () => ({})));
+    applyEvent(state, validationEvent('v1', T0 + 1000, { result: 'failure', error: 'invalid key' }));
+    expect(validationCapApplies(state)).toBe(true);
+    const s = stats(state, T0 + 1000);
+    expect(s.success_rate).toEqual({ value: 1, low: 0.9124, high: 1 }); // calls only: the cap is health's
+    expect(s.outlook).toBeNull();
+    // Without the cap, the same calls change status at minute 16.
+    expect(connectionStats('x', state.buckets, T0 + 1000, false).outlook).toEqual({
+      at: '2026-11-24T10:16:00.000Z',
+      to: 'unknown',
+    });
+  });
+
+  it('before any event: both null', () => {
+    const s = stats(withCalls([{}]), null);
+    expect([s.success_rate, s.outlook]).toEqual([null, null]);
   });
 });
 
@@ -181,8 +269,8 @@ describe('the stored stats window', () => {
     const stored = parseStatsWindow(statsWindowText(T0 + 5 * MINUTE_MS, state.buckets));
     expect(stored.streamTimeMs).toBe(T0 + 5 * MINUTE_MS);
     for (const later of [5, 30, 59, 64, 65])
-      expect(connectionStats('x', stored.buckets, T0 + later * MINUTE_MS)).toEqual(
-        connectionStats('x', state.buckets, T0 + later * MINUTE_MS),
+      expect(connectionStats('x', stored.buckets, T0 + later * MINUTE_MS, false)).toEqual(
+        connectionStats('x', state.buckets, T0 + later * MINUTE_MS, false),
       );
   });
 

@@ -1,8 +1,12 @@
 /**
- * The stats of one connection's health window (CONTRACT 1.5): what a payment router needs to decide
- * where to send the next payment. A pure function of the window's minute buckets and stream time.
+ * The stats of one connection's health window (CONTRACT 1.5 and 1.5b): what a payment router needs to
+ * decide where to send the next payment. A pure function of the window's minute buckets, the
+ * validation cap and stream time.
  */
 import { HEALTH_WINDOW_MINUTES, LATENCY_BOUNDS_MS, MinuteBucket } from './connection-state';
+import { HealthStatus } from './health';
+import { healthWindowAt, statusOutlook } from './health-window';
+import { SuccessRate, successRate } from './success-rate';
 import { formatTimestamp, MINUTE_MS, minuteBucket } from './time';
 
 export interface ConnectionStats {
@@ -15,11 +19,14 @@ export interface ConnectionStats {
   technical_failures: number;
   declines: number;
   slow: number;
+  success_rate: SuccessRate | null;
   latency_ms: { p50: number | null; p90: number | null; p95: number | null; p99: number | null; max: number | null };
   error_codes: { code: string; count: number }[];
-  methods: { method: string; calls: number; technical_failures: number }[];
-  currencies: { currency: string; calls: number; technical_failures: number }[];
+  methods: { method: string; calls: number; technical_failures: number; success_rate: SuccessRate | null }[];
+  currencies: { currency: string; calls: number; technical_failures: number; success_rate: SuccessRate | null }[];
   minutes: { at: string; calls: number; technical_failures: number; slow: number }[];
+  /** When `health_status` changes by itself if no call is accepted meanwhile, and to what. */
+  outlook: { at: string; to: HealthStatus } | null;
 }
 
 export const MAX_ERROR_CODES = 10;
@@ -29,12 +36,15 @@ const PERCENTILES = [50, 90, 95, 99] as const;
 
 /**
  * The stats of connection `id` at `streamTimeMs` over its buckets (ascending by minute; buckets
- * outside b-59 .. b are ignored). Members in the contract's order, so JSON.stringify is byte-stable.
+ * outside b-59 .. b are ignored); `capped`: the validation cap of CONTRACT 3.3 applies (it moves only
+ * with the connection's own events, so it holds at every later minute of the outlook). Members in the
+ * contract's order, so JSON.stringify is byte-stable.
  */
 export function connectionStats(
   id: string,
   buckets: readonly MinuteBucket[],
   streamTimeMs: number | null,
+  capped: boolean,
 ): ConnectionStats {
   if (streamTimeMs === null) {
     return {
@@ -47,11 +57,13 @@ export function connectionStats(
       technical_failures: 0,
       declines: 0,
       slow: 0,
+      success_rate: null,
       latency_ms: { p50: null, p90: null, p95: null, p99: null, max: null },
       error_codes: [],
       methods: [],
       currencies: [],
       minutes: [],
+      outlook: null,
     };
   }
   const b = minuteBucket(streamTimeMs);
@@ -101,6 +113,7 @@ export function connectionStats(
       slow: bucket?.slowCalls ?? 0,
     });
   }
+  const change = statusOutlook(healthWindowAt(buckets, capped, b), b);
   return {
     id,
     stream_time: formatTimestamp(streamTimeMs),
@@ -111,15 +124,23 @@ export function connectionStats(
     technical_failures: technical,
     declines,
     slow,
+    success_rate: successRate(calls, technical),
     latency_ms: { p50, p90, p95, p99, max },
     error_codes: ranked(errorCodes, MAX_ERROR_CODES).map(([code, count]) => ({ code, count })),
-    methods: ranked(methods, MAX_METHODS).map(([method, [n, tf]]) => ({ method, calls: n, technical_failures: tf })),
+    methods: ranked(methods, MAX_METHODS).map(([method, [n, tf]]) => ({
+      method,
+      calls: n,
+      technical_failures: tf,
+      success_rate: successRate(n, tf),
+    })),
     currencies: ranked(currencies, MAX_CURRENCIES).map(([currency, [n, tf]]) => ({
       currency,
       calls: n,
       technical_failures: tf,
+      success_rate: successRate(n, tf),
     })),
     minutes,
+    outlook: change === null ? null : { at: formatTimestamp(change.minute * MINUTE_MS), to: change.status },
   };
 }
 
@@ -160,6 +181,16 @@ export function statsWindowText(streamTimeMs: number | null, buckets: readonly M
       x.currencies,
     ]);
   return JSON.stringify({ t: streamTimeMs, m: kept });
+}
+
+/**
+ * The stream time a stored stats window is answered at: the live one, or the window's own when that
+ * is newer (a reader whose view of the live stream time lags behind the render).
+ */
+export function statsStreamTime(storedStreamTimeMs: number | null, liveStreamTimeMs: number | null): number | null {
+  return storedStreamTimeMs === null || (liveStreamTimeMs !== null && liveStreamTimeMs > storedStreamTimeMs)
+    ? liveStreamTimeMs
+    : storedStreamTimeMs;
 }
 
 export function parseStatsWindow(text: string): { streamTimeMs: number | null; buckets: MinuteBucket[] } {

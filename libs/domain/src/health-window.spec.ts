@@ -7,6 +7,7 @@ import {
   healthWindowText,
   nextStatusChange,
   parseHealthWindow,
+  statusOutlook,
   withHealth,
 } from './health-window';
 import { callEvent, configuredEvent, T0, validationEvent } from './testing/events';
@@ -164,6 +165,7 @@ describe('nextStatusChange: when the status moves on by itself', () => {
     const w = healthWindowAt([bucket(M, 60, 60)], false, M);
     expect(healthOfWindow(w, M + 59).status).toBe('unhealthy');
     expect(nextStatusChange(w, M)).toBe(M + 60);
+    expect(statusOutlook(w, M)).toEqual({ minute: M + 60, status: 'unknown' });
   });
 
   it('agrees with evaluating every minute (property over random windows)', () => {
@@ -190,6 +192,10 @@ describe('nextStatusChange: when the status moves on by itself', () => {
           const until = next ?? M + 120;
           for (let m = M; m < until; m++) expect(healthOfWindow(w, m).status).toBe(now);
           if (next !== null) expect(healthOfWindow(w, next).status).not.toBe(now);
+          // The stats route's outlook: the same minute, and the status it changes to.
+          expect(statusOutlook(w, M)).toEqual(
+            next === null ? null : { minute: next, status: healthOfWindow(w, next).status },
+          );
         },
       ),
       { numRuns: 200 },

@@ -9,7 +9,7 @@
  * minute with the same arithmetic (`healthOf`).
  */
 import { HEALTH_WINDOW_MINUTES, HealthBucket } from './connection-state';
-import { Health, healthOf } from './health';
+import { Health, healthOf, HealthStatus } from './health';
 
 export interface HealthWindow {
   /** The minute bucket of stream time when the window was stored (null: no stream time yet). */
@@ -50,16 +50,31 @@ export function healthOfWindow(window: HealthWindow, b: number | null): Health {
   return healthOf(window.buckets, window.capped, b);
 }
 
+/** When a window's health status next changes by itself, and what it changes to. */
+export interface StatusChange {
+  minute: number;
+  status: HealthStatus;
+}
+
 /**
  * The first minute after `b` at which the window's health status differs from its status at `b`,
- * if no call arrives meanwhile; null when it never does (no calls in the window: the status stays).
- * After b + 59 every bucket of the window has left it, so the status cannot change later than b + 60.
+ * if no call arrives meanwhile, and that status; null when it never does (no calls in the window, or
+ * the validation cap holds: the status stays). After b + 59 every bucket of the window has left it,
+ * so the status cannot change later than b + 60. The stats route's `outlook` (CONTRACT 1.5b).
  */
-export function nextStatusChange(window: HealthWindow, b: number): number | null {
+export function statusOutlook(window: HealthWindow, b: number): StatusChange | null {
   if (window.buckets.length === 0) return null;
   const now = healthOfWindow(window, b).status;
-  for (let m = b + 1; m <= b + HEALTH_WINDOW_MINUTES; m++) if (healthOfWindow(window, m).status !== now) return m;
+  for (let m = b + 1; m <= b + HEALTH_WINDOW_MINUTES; m++) {
+    const { status } = healthOfWindow(window, m);
+    if (status !== now) return { minute: m, status };
+  }
   return null;
+}
+
+/** The minute of `statusOutlook`: when the projector's sweep looks at the connection again. */
+export function nextStatusChange(window: HealthWindow, b: number): number | null {
+  return statusOutlook(window, b)?.minute ?? null;
 }
 
 const SCORE_MEMBER = ',"health_score":';

@@ -1,6 +1,6 @@
 import { ConnectionState, applyEvent, initialConnectionState, pruneHealthWindow } from './connection-state';
 import { CallCompletedData } from './event';
-import { healthAt } from './health';
+import { BUCKET_WEIGHTS, HALF_LIFE_MINUTES, healthAt } from './health';
 import { CONNECTION, MINUTE, ORG, SECOND, T0, callEvent, validationEvent } from './testing/events';
 
 /** Stream time for most cases: 30 s into the minute bucket b that starts at T0. */
@@ -266,5 +266,16 @@ describe('healthAt', () => {
   it('rounds to 2 decimals', () => {
     // One technical failure in b: success = (1 - 1 + 5) / 6 = 0.833333; score = 83.3333 -> 83.33.
     expect(healthAt(stateWith(technicalFailures(1)), NOW)).toEqual({ score: 83.33, status: 'unknown' });
+  });
+});
+
+describe('BUCKET_WEIGHTS', () => {
+  it('holds 2^(-a/15) for a = 0 .. 59, the very doubles computed per bucket (replays stay byte-identical)', () => {
+    expect(BUCKET_WEIGHTS).toHaveLength(60);
+    for (let a = 0; a < 60; a++) expect(Object.is(BUCKET_WEIGHTS[a], Math.pow(2, -a / HALF_LIFE_MINUTES))).toBe(true);
+    // Hand-computed: every 15 minutes the weight halves exactly.
+    expect([BUCKET_WEIGHTS[0], BUCKET_WEIGHTS[15], BUCKET_WEIGHTS[30], BUCKET_WEIGHTS[45]]).toEqual([
+      1, 0.5, 0.25, 0.125,
+    ]);
   });
 });

@@ -26,6 +26,15 @@ export const HEALTHY_FROM = 90;
 export const UNHEALTHY_BELOW = 60;
 
 /**
+ * The weight of a bucket `a` minutes older than the current one, 2^(-a / HALF_LIFE_MINUTES), for
+ * a = 0 .. 59: computed once with the same Math.pow call, so the same doubles as computing it per
+ * bucket (the stats route's outlook evaluates up to 61 minutes per answer).
+ */
+export const BUCKET_WEIGHTS: readonly number[] = Array.from({ length: HEALTH_WINDOW_MINUTES }, (_, a) =>
+  Math.pow(2, -a / HALF_LIFE_MINUTES),
+);
+
+/**
  * The connection's health at `streamTimeMs` (null: no event accepted yet, so no calls in any window).
  * Only buckets b-59 .. b count, where b = minuteBucket(streamTime); buckets outside the window are
  * ignored whether or not they were pruned yet.
@@ -62,7 +71,7 @@ export function healthOf(buckets: readonly HealthBucket[], capped: boolean, b: n
     const oldest = b - (HEALTH_WINDOW_MINUTES - 1);
     for (const bucket of buckets) {
       if (bucket.minute < oldest || bucket.minute > b) continue;
-      const w = Math.pow(2, -(b - bucket.minute) / HALF_LIFE_MINUTES);
+      const w = BUCKET_WEIGHTS[b - bucket.minute];
       n += w * bucket.calls;
       f += w * bucket.technicalFailures;
       s += w * bucket.slowCalls;

@@ -7,4 +7,5 @@ export * from './connection-view';
 export * from './connection-list';
 export * from './health-window';
 export * from './connection-stats';
+export * from './success-rate';
 export * from './state-codec';
