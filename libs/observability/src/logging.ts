@@ -122,7 +122,11 @@ export function loggingParams(
  */
 export function processLogger(processName: string, settings: Settings, destination?: DestinationStream): Logger {
   const params = loggingParams(processName, settings, destination);
-  return new Logger(new PinoLogger(params), params);
+  const pinoLogger = new PinoLogger(params);
+  // `PinoLogger.root` is that pino instance, as nestjs-pino 5 makes it in this constructor;
+  // nestjs-pino 4 (kept for Node 20, docs/decisions.md) sets it only from its HTTP middleware.
+  if (!PinoLogger.root) (PinoLogger as { root: PinoLogger['logger'] }).root = pinoLogger.logger;
+  return new Logger(pinoLogger, params);
 }
 
 /**
