@@ -4,9 +4,17 @@ import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
 import { ApiKeyStore } from '@psp/api-keys';
-import { ConnectionEvent, healthOfWindow, minuteBucket } from '@psp/domain';
+import {
+  ConnectionEvent,
+  connectionStats,
+  healthOfWindow,
+  minuteBucket,
+  parseStatsWindow,
+  statsStreamTime,
+} from '@psp/domain';
 import { callEvent, configuredEvent, deletedEvent, MINUTE, T0, validationEvent } from '@psp/domain/testing/events';
-import { parseStoredDocument, Projection, readCheckpoint, replay } from '@psp/read-model';
+import { liveReadModel, parseStoredDocument, Projection, readCheckpoint, replay } from '@psp/read-model';
+import { formatOutlook, formatSuccessRate } from '../../apps/ops/src/commands/health';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { readTopicToEnd } from '../support/dlq-reader';
 import {
@@ -351,6 +359,24 @@ describe('health changes on Kafka through a kill -9 of the relaying projector', 
       expect(summary.stdout).toContain(`${CONNECTIONS} connection(s) of ${ORG}, latest health change each:`);
       for (const [connection, status] of served)
         expect(summary.stdout).toMatch(new RegExp(`  ${ORG}/${connection}  ${status} +\\d+\\.\\d\\d  #\\d+ at `));
+      // Each with what the stats route says now (CONTRACT 1.5b): the success rate and its interval, the outlook.
+      const { streamTime } = await liveReadModel(db);
+      const stored: { connection_id: string; document: string }[] = await db.query(
+        `SELECT connection_id, document FROM connection_read_model
+          WHERE generation = (SELECT generation FROM projection_generation WHERE status = 'live') AND listed`,
+      );
+      expect(stored.length).toBe(served.size);
+      let withCalls = 0;
+      for (const { connection_id: id, document } of stored) {
+        const { window, statsWindow } = parseStoredDocument(document);
+        const w = parseStatsWindow(statsWindow);
+        const now = connectionStats(id, w.buckets, statsStreamTime(w.streamTimeMs, streamTime), window.capped);
+        if (now.success_rate !== null) withCalls++;
+        const line = summary.stdout.split('\n').find((l) => l.startsWith(`  ${ORG}/${id}  `));
+        expect(line).toContain(`  ${formatSuccessRate(now.calls, now.success_rate)}; ${formatOutlook(now.outlook)}`);
+      }
+      expect(withCalls).toBeGreaterThan(0);
+      expect(summary.stdout).toContain(`then, at stream time ${new Date(streamTime!).toISOString()}:`);
       const follow = spawnOps(env, 'health', '--follow', '--from-beginning', '--org', ORG);
       try {
         await eventually(

@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { Settings } from '@psp/config';
+import { connectionStats, parseStatsWindow, statsStreamTime, SuccessRate } from '@psp/domain';
 import { createKafka } from '@psp/messaging';
 import { HealthChange, HealthChangeSequencer } from '@psp/producer';
+import { liveReadModel, parseStoredDocument, readOrgsFromPostgres } from '@psp/read-model';
+import { withDb } from '../context';
 import { EXIT, say, sayJson } from '../output';
 
 const SPARK = '▁▂▃▄▅▆▇█';
@@ -13,6 +16,65 @@ export function sparkline(scores: number[]): string {
   return scores
     .map((s) => SPARK[Math.min(SPARK.length - 1, Math.max(0, Math.floor((s / 100) * SPARK.length)))])
     .join('');
+}
+
+/** What the stats route (CONTRACT 1.5b) answers now for a connection: its confidence and outlook. */
+export interface HealthOutlook {
+  stream_time: string | null;
+  calls: number;
+  success_rate: SuccessRate | null;
+  outlook: { at: string; to: string } | null;
+}
+
+/** `success 0.9838 [0.9751–0.9895] of 1234 calls`, or `no calls in the window`. */
+export function formatSuccessRate(calls: number, rate: SuccessRate | null): string {
+  if (rate === null) return 'no calls in the window';
+  const f = (x: number) => x.toFixed(4);
+  return `success ${f(rate.value)} [${f(rate.low)}–${f(rate.high)}] of ${calls} call${calls === 1 ? '' : 's'}`;
+}
+
+/** `→ unknown at 2026-11-24T11:02:00.000Z`, or `steady for 60 min` when the status holds that long. */
+export function formatOutlook(outlook: HealthOutlook['outlook']): string {
+  return outlook === null ? 'steady for 60 min' : `→ ${outlook.to} at ${outlook.at}`;
+}
+
+/** Orgs read from the read model in one statement. */
+const ORG_BATCH = 500;
+
+/**
+ * The confidence and outlook of each connection (by `org/connection`) as the stats route answers
+ * them now, from the live read model in PostgreSQL; a connection no longer listed is left out.
+ */
+async function outlooks(
+  settings: Settings,
+  keys: { orgId: string; connectionId: string }[],
+): Promise<Map<string, HealthOutlook>> {
+  const byKey = new Map<string, HealthOutlook>();
+  if (keys.length === 0) return byKey;
+  await withDb(settings, async (db) => {
+    const { generation, streamTime } = await liveReadModel(db);
+    const orgIds = [...new Set(keys.map((k) => k.orgId))];
+    const documents = new Map<string, Map<string, string>>();
+    for (let i = 0; i < orgIds.length; i += ORG_BATCH) {
+      const batch = orgIds.slice(i, i + ORG_BATCH);
+      (await readOrgsFromPostgres(db, generation, batch)).forEach((org, j) => documents.set(batch[j], org.documents));
+    }
+    for (const { orgId, connectionId } of keys) {
+      const document = documents.get(orgId)?.get(connectionId);
+      if (document === undefined) continue;
+      const { window, statsWindow } = parseStoredDocument(document);
+      const stored = parseStatsWindow(statsWindow);
+      const at = statsStreamTime(stored.streamTimeMs, streamTime);
+      const stats = connectionStats(connectionId, stored.buckets, at, window.capped);
+      byKey.set(`${orgId}/${connectionId}`, {
+        stream_time: stats.stream_time,
+        calls: stats.calls,
+        success_rate: stats.success_rate,
+        outlook: stats.outlook,
+      });
+    }
+  });
+  return byKey;
 }
 
 export interface HealthOptions {
@@ -92,13 +154,34 @@ export async function health(settings: Settings, options: HealthOptions): Promis
     process.off('SIGTERM', stop);
     if (!options.follow) {
       const rows = [...latest.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      if (options.json) sayJson(rows.map(([, c]) => ({ ...c, trend: trends.get(`${c.orgId}/${c.connectionId}`) })));
+      // What the stats route says of each now (CONTRACT 1.5b); the changes alone are still printed if
+      // the read model cannot be read.
+      let now = new Map<string, HealthOutlook>();
+      let unread: string | null = null;
+      try {
+        now = await outlooks(
+          settings,
+          rows.map(([, c]) => c),
+        );
+      } catch (error) {
+        unread = (error as Error).message;
+      }
+      if (options.json) sayJson(rows.map(([key, c]) => ({ ...c, trend: trends.get(key), now: now.get(key) ?? null })));
       else {
         say(`${rows.length} connection(s)${options.org ? ` of ${options.org}` : ''}, latest health change each:`);
-        for (const [key, c] of rows)
+        const streamTime = [...now.values()][0]?.stream_time;
+        if (streamTime)
           say(
-            `  ${key}  ${c.to.padEnd(9)} ${c.healthScore.toFixed(2).padStart(6)}  #${c.sequence} at ${c.occurredAt}  ${sparkline(trends.get(key)!)}`,
+            `  then, at stream time ${streamTime}: the technical success rate [its 95% interval] in the window, and the next status change if no further call comes`,
           );
+        for (const [key, c] of rows) {
+          const o = now.get(key);
+          say(
+            `  ${key}  ${c.to.padEnd(9)} ${c.healthScore.toFixed(2).padStart(6)}  #${c.sequence} at ${c.occurredAt}  ${sparkline(trends.get(key)!)}` +
+              (o ? `  ${formatSuccessRate(o.calls, o.success_rate)}; ${formatOutlook(o.outlook)}` : ''),
+          );
+        }
+        if (unread !== null) say(`(success rates and outlooks left out: the read model could not be read: ${unread})`);
       }
     }
     return EXIT.ok;
