@@ -216,6 +216,21 @@ describe('rate limits (CONTRACT 1.1a)', () => {
     }
   });
 
+  it('requests arriving together, on both instances, are counted exactly: the limit let through with Remaining counting down, the rest 429', async () => {
+    nextMinute();
+    // Sent at once: each instance counts the requests of one turn of its event loop in one batch.
+    const answers = await Promise.all(
+      Array.from({ length: 2 * ORG_LIMIT }, (_, i) => get(i % 2 === 0 ? one : two, '/v1/connections', keys.a, ORG_A)),
+    );
+    const through = answers.filter((r) => r.status === 200);
+    expect(through).toHaveLength(ORG_LIMIT);
+    expect(through.map((r) => limits(r).remaining).sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    const refused = answers.filter((r) => r.status !== 200);
+    expect(refused.map((r) => r.status)).toEqual(Array(ORG_LIMIT).fill(429));
+    for (const r of refused) expect(limits(r)).toEqual({ limit: ORG_LIMIT, remaining: 0, reset: 43, retryAfter: 43 });
+    expect(await redis.get(`${settings.redisKeyPrefix}ratelimit:org:${ORG_A}:${window}`)).toBe(String(ORG_LIMIT));
+  });
+
   it('failed authentications are limited per client address across instances: over the limit, the same 429; then the key is not looked at', async () => {
     nextMinute();
     const missingKey = await get(one, '/v1/connections', undefined, ORG_A);

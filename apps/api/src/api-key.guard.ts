@@ -2,7 +2,7 @@ import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/commo
 import { FastifyReply, FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
-import { ApiKeyRecord, ApiKeyStore, hashApiKey, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
+import { ApiKeyRecord, ApiKeyStore, hashApiKeyBase64, isWellFormedApiKey, READ_SCOPE } from '@psp/api-keys';
 import { ApiError } from './api-error';
 import { KeyLookupCache } from './key-lookup-cache';
 import { clientAddressKey, RateLimits, RateLimitVerdict, setRateLimitHeaders } from './rate-limits';
@@ -31,7 +31,7 @@ function header(request: FastifyRequest, name: string): string {
 /** A 429 with its headers (Retry-After and the three X-RateLimit-* of the limit met). */
 function refuse(reply: FastifyReply, verdict: RateLimitVerdict): ApiError {
   setRateLimitHeaders(reply, verdict);
-  return ApiError.rateLimited();
+  return ApiError.of('rate_limit_exceeded');
 }
 
 /**
@@ -78,39 +78,37 @@ export class ApiKeyGuard implements CanActivate {
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
     const reply = context.switchToHttp().getResponse<FastifyReply>();
-    const address = clientAddressKey(request.ip);
-    const knownOver = this.rateLimits.addressKnownOver(address);
+    const knownOver = this.rateLimits.addressKnownOver(request.ip);
     if (knownOver) throw refuse(reply, knownOver);
     const key = header(request, 'x-reevit-key');
-    if (key === '')
-      throw await this.failedAuth(reply, address, 'missing_api_key', 'The X-Reevit-Key header is required.');
+    if (key === '') throw await this.failedAuth(reply, request.ip, 'missing_api_key');
     const record = isWellFormedApiKey(key) ? await this.lookup(key) : null;
-    if (!record || record.revokedAt !== null)
-      throw await this.failedAuth(reply, address, 'invalid_api_key', 'The API key is not valid.');
+    if (!record || record.revokedAt !== null) throw await this.failedAuth(reply, request.ip, 'invalid_api_key');
     const verdict = await this.rateLimits.countOrg(record.orgId);
     if (verdict) {
       setRateLimitHeaders(reply, verdict);
-      if (!verdict.allowed) throw ApiError.rateLimited();
+      if (!verdict.allowed) throw ApiError.of('rate_limit_exceeded');
     }
     const orgId = header(request, 'x-org-id');
-    if (orgId === '') throw ApiError.validation('missing_org_id', 'The X-Org-Id header is required.', 'X-Org-Id');
-    if (orgId !== record.orgId)
-      throw ApiError.forbidden('org_mismatch', 'The API key does not belong to the org in X-Org-Id.');
-    if (!record.scopes.includes(READ_SCOPE))
-      throw ApiError.forbidden('insufficient_scopes', `The API key lacks the scope ${READ_SCOPE}.`);
+    if (orgId === '') throw ApiError.of('missing_org_id');
+    if (orgId !== record.orgId) throw ApiError.of('org_mismatch');
+    if (!record.scopes.includes(READ_SCOPE)) throw ApiError.of('insufficient_scopes');
     request.orgId = orgId;
     return true;
   }
 
   /** The 401, or the 429 that replaces it once the address is over its failed-authentication limit. */
-  private async failedAuth(reply: FastifyReply, address: string, code: string, message: string): Promise<ApiError> {
-    const verdict = await this.rateLimits.countFailedAuth(address);
-    return verdict && !verdict.allowed ? refuse(reply, verdict) : ApiError.unauthorized(code, message);
+  private async failedAuth(
+    reply: FastifyReply,
+    ip: string,
+    code: 'missing_api_key' | 'invalid_api_key',
+  ): Promise<ApiError> {
+    const verdict = await this.rateLimits.countFailedAuth(clientAddressKey(ip));
+    return verdict && !verdict.allowed ? refuse(reply, verdict) : ApiError.of(code);
   }
 
-  private async lookup(key: string): Promise<ApiKeyRecord | null> {
-    const hash = hashApiKey(key);
-    const cacheKey = hash.toString('base64');
+  private lookup(key: string): ApiKeyRecord | null | Promise<ApiKeyRecord | null> {
+    const cacheKey = hashApiKeyBase64(key);
     const cached = this.cache.get(cacheKey);
     if (cached) return cached.record;
     return this.lookups.load(cacheKey);

@@ -11,7 +11,7 @@ import {
 } from '@nestjs/swagger';
 import { FastifyReply } from 'fastify';
 import { parseListQuery } from '@psp/domain';
-import { ApiError, JSON_CONTENT_TYPE } from './api-error';
+import { API_ERRORS, ApiError, codesOf, JSON_CONTENT_TYPE } from './api-error';
 import { ApiKeyGuard, AuthenticatedRequest } from './api-key.guard';
 import { ConnectionReads, RenderedBody } from './connection-reads';
 import {
@@ -45,18 +45,20 @@ export function matchesEtag(ifNoneMatch: string, etag: string): boolean {
   return ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }
 
+/** An OpenAPI response description from API_ERRORS: `validation_error (missing_org_id, duplicate_parameter, …)`. */
+function errorsOf(status: number, category?: string): string {
+  const codes = codesOf(status).filter((c) => category === undefined || API_ERRORS[c].error === category);
+  return `${category ?? API_ERRORS[codes[0]].error} (${codes.join(', ')})`;
+}
+
 @Controller('v1/connections')
 @UseGuards(ApiKeyGuard)
 @ApiTags('connections')
 @ApiSecurity('api-key')
 @ApiHeader({ name: 'X-Org-Id', required: true, description: 'Organization identifier for multi-tenancy' })
-@ApiResponse({
-  status: 400,
-  description: 'validation_error (missing_org_id, duplicate_parameter, invalid_status, invalid_limit, invalid_offset)',
-  type: ErrorBodySchema,
-})
-@ApiResponse({ status: 401, description: 'unauthorized (missing_api_key, invalid_api_key)', type: ErrorBodySchema })
-@ApiResponse({ status: 403, description: 'forbidden (org_mismatch, insufficient_scopes)', type: ErrorBodySchema })
+@ApiResponse({ status: 400, description: errorsOf(400, 'validation_error'), type: ErrorBodySchema })
+@ApiResponse({ status: 401, description: errorsOf(401), type: ErrorBodySchema })
+@ApiResponse({ status: 403, description: errorsOf(403), type: ErrorBodySchema })
 @ApiResponse({ status: 304, description: 'Not modified (If-None-Match matched the ETag)' })
 export class ConnectionsController {
   constructor(private readonly reads: ConnectionReads) {}
@@ -71,7 +73,7 @@ export class ConnectionsController {
   @ApiOkResponse({ type: ConnectionListSchema })
   async list(@Req() request: AuthenticatedRequest, @Res() reply: FastifyReply): Promise<void> {
     const parsed = parseListQuery(queryPairs(request.url));
-    if (!parsed.ok) throw new ApiError(parsed.error.status, parsed.error.body);
+    if (!parsed.ok) throw ApiError.ofListQuery(parsed.rejection);
     sendRendered(request, reply, await this.reads.list(request.orgId!, parsed.query));
   }
 
@@ -95,7 +97,7 @@ export class ConnectionsController {
     @Param('id') id: string,
   ): Promise<void> {
     const rendered = await this.reads.stats(request.orgId!, id);
-    if (!rendered) throw ApiError.notFound('connection_not_found', 'No connection with this id in your org.');
+    if (!rendered) throw ApiError.of('connection_not_found');
     sendRendered(request, reply, rendered);
   }
 
@@ -105,7 +107,7 @@ export class ConnectionsController {
   @ApiNotFoundResponse({ description: 'not_found / connection_not_found', type: ErrorBodySchema })
   async one(@Req() request: AuthenticatedRequest, @Res() reply: FastifyReply, @Param('id') id: string): Promise<void> {
     const rendered = await this.reads.one(request.orgId!, id);
-    if (!rendered) throw ApiError.notFound('connection_not_found', 'No connection with this id in your org.');
+    if (!rendered) throw ApiError.of('connection_not_found');
     sendRendered(request, reply, rendered);
   }
 }

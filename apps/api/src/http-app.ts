@@ -1,11 +1,12 @@
 import { IncomingMessage, Server } from 'node:http';
-import { INestApplication, Module, Type } from '@nestjs/common';
+import { INestApplication, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import { FastifyError, FastifyInstance } from 'fastify';
+import { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import pino, { DestinationStream, Logger as PinoInstance } from 'pino';
 import { loadSettings, SETTINGS, Settings } from '@psp/config';
-import { processLogger, REQUEST_ID_HEADER, requestIdFrom, requestLoggingModule } from '@psp/observability';
-import { ApiError, ErrorBody, JSON_CONTENT_TYPE, toApiError } from './api-error';
+import { logDestination, pinoOptions, processLogger, REQUEST_ID_HEADER, requestIdFrom } from '@psp/observability';
+import { ApiError, JSON_CONTENT_TYPE, toApiError } from './api-error';
 import { apiMetrics } from './metrics';
 import { serveOpenApi } from './openapi';
 
@@ -20,12 +21,6 @@ interface MinimalReplyHeaders {
   header(name: string, value: string): MinimalReplyHeaders;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   send(payload?: any): unknown;
-}
-
-/** A raw HTTP response with the contract's error body, for errors Fastify answers before Nest runs. */
-function rawErrorResponse(status: number, reason: string, body: ErrorBody): string {
-  const text = JSON.stringify(body);
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${JSON_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`;
 }
 
 /**
@@ -44,14 +39,7 @@ export function apiHttpAdapter(): FastifyAdapter {
     http: { maxHeaderSize: MAX_HEADER_BYTES },
     trustProxy: false,
     frameworkErrors: (error: FastifyError, request: { id: string }, reply: MinimalReply) => {
-      const { status, body } =
-        error.code === 'FST_ERR_BAD_URL'
-          ? new ApiError(400, {
-              error: 'bad_request',
-              code: 'malformed_url',
-              message: 'The request path is not valid percent-encoded UTF-8.',
-            })
-          : toApiError(error);
+      const { status, body } = error.code === 'FST_ERR_BAD_URL' ? ApiError.of('malformed_url') : toApiError(error);
       void reply
         .status(status)
         .header('content-type', JSON_CONTENT_TYPE)
@@ -60,24 +48,13 @@ export function apiHttpAdapter(): FastifyAdapter {
     },
     clientErrorHandler: (error, socket) => {
       if (error.code === 'ECONNRESET' || socket.destroyed) return;
-      const response =
+      const response = ApiError.of(
         error.code === 'HPE_HEADER_OVERFLOW'
-          ? rawErrorResponse(431, 'Request Header Fields Too Large', {
-              error: 'bad_request',
-              code: 'headers_too_large',
-              message: 'The request line and headers must fit in 64 KiB.',
-            })
+          ? 'headers_too_large'
           : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-            ? rawErrorResponse(408, 'Request Timeout', {
-                error: 'bad_request',
-                code: 'request_timeout',
-                message: 'The request took too long to arrive.',
-              })
-            : rawErrorResponse(400, 'Bad Request', {
-                error: 'bad_request',
-                code: 'bad_request',
-                message: 'The request could not be understood.',
-              });
+            ? 'request_timeout'
+            : 'bad_request',
+      ).rawResponse();
       if (socket.writable) socket.write(response);
       socket.destroy(error);
     },
@@ -121,12 +98,37 @@ export function applyHttpServerLimits(server: Server, limits: HttpServerLimits):
   server.maxConnections = limits.httpMaxConnections;
 }
 
+/** The line logged for a request when it completes: pino-http's fields (request_id, req, res, responseTime). */
+function requestLine(request: FastifyRequest, reply: FastifyReply): object {
+  return {
+    request_id: request.id,
+    req: {
+      id: request.id,
+      method: request.method,
+      url: request.url,
+      query: request.query,
+      params: request.params,
+      headers: request.headers,
+      remoteAddress: request.socket.remoteAddress,
+      remotePort: request.socket.remotePort,
+    },
+    res: { statusCode: reply.statusCode, headers: reply.getHeaders() },
+    responseTime: Math.round(reply.elapsedTime),
+  };
+}
+
 /**
- * Echoes each request's id in X-Request-Id, and counts every answered request in the metrics by
- * method, route pattern (Fastify's, e.g. `/v1/connections/:id`; `unmatched` when no route matched:
- * never the raw URL) and status, timed from its arrival to its response.
+ * Per request, in two Fastify hooks and nothing else (no middleware, no per-request child logger):
+ * - X-Request-Id echoed (the id Fastify gave the request: see apiHttpAdapter);
+ * - the metrics: every answered request counted by method, route pattern (Fastify's, e.g.
+ *   `/v1/connections/:id`; `unmatched` when no route matched: never the raw URL) and status, timed
+ *   from its arrival to its response;
+ * - the request's log line, when `logger` is given: `GET 200` at `debug`, `GET 500 failed` at `error`
+ *   for a 5xx, with `request_id`, `req` (its headers redacted by the logger), `res` and
+ *   `responseTime`. At the default level (LOG_LEVEL=log) only the 5xx lines are written, and a request
+ *   pays one level check for it.
  */
-export function instrumentHttp(app: NestFastifyApplication): void {
+export function instrumentHttp(app: NestFastifyApplication, logger?: PinoInstance): void {
   const metrics = apiMetrics();
   const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
   fastify.addHook('onRequest', (request, reply, done) => {
@@ -134,7 +136,18 @@ export function instrumentHttp(app: NestFastifyApplication): void {
     done();
   });
   fastify.addHook('onResponse', (request, reply, done) => {
-    metrics.observeRequest(request.method, request.routeOptions.url, reply.statusCode, reply.elapsedTime / 1000);
+    const status = reply.statusCode;
+    metrics.observeRequest(request.method, request.routeOptions.url, status, reply.elapsedTime / 1000);
+    if (logger) {
+      if (status >= 500) {
+        if (logger.isLevelEnabled('error'))
+          logger.error(
+            { ...requestLine(request, reply), err: new Error(`failed with status code ${status}`) },
+            `${request.method} ${status} failed`,
+          );
+      } else if (logger.isLevelEnabled('debug'))
+        logger.debug(requestLine(request, reply), `${request.method} ${status}`);
+    }
     done();
   });
 }
@@ -144,28 +157,38 @@ export function instrumentHttp(app: NestFastifyApplication): void {
  * and the OpenAPI routes. (Unknown routes reach ApiErrorFilter as Nest's NotFoundException and answer
  * the contract's body.)
  */
-export function configureHttpApp(app: NestFastifyApplication): NestFastifyApplication {
+export function configureHttpApp(app: NestFastifyApplication, requestLogger?: PinoInstance): NestFastifyApplication {
   applyHttpServerLimits(app.getHttpServer() as Server, app.get<Settings>(SETTINGS));
-  instrumentHttp(app);
+  instrumentHttp(app, requestLogger);
   serveOpenApi(app);
   app.enableShutdownHooks();
   return app;
 }
 
-/** The root of an HTTP process: its module and the request logging (nestjs-pino's middleware). */
-@Module({})
-class HttpProcessModule {}
+/**
+ * The pino instance the request lines are logged with: the process's options (level, format,
+ * redaction, the key scrubber) and destination (stdout, or `destination` in tests), as the process
+ * logger's.
+ */
+export function requestLogger(
+  processName: string,
+  settings: Settings,
+  destination: DestinationStream = logDestination(settings),
+): PinoInstance {
+  return pino(pinoOptions(processName, settings), destination);
+}
 
 /**
  * An HTTP process (the API, the dev process): `module` served with structured logs from the start
- * (pino, LOG_FORMAT / LOG_LEVEL), one request id per request (X-Request-Id) and the settings above.
+ * (pino, LOG_FORMAT / LOG_LEVEL: Nest's Logger writes through processLogger, each request's line is
+ * logged by instrumentHttp), one request id per request (X-Request-Id) and the settings above.
  */
 export async function createHttpApp(module: Type<unknown>, processName = 'api'): Promise<NestFastifyApplication> {
-  const root = { module: HttpProcessModule, imports: [module, requestLoggingModule(processName)] };
-  const app = await NestFactory.create<NestFastifyApplication>(root, apiHttpAdapter(), {
-    logger: processLogger(processName, loadSettings(process.env)),
+  const settings = loadSettings(process.env);
+  const app = await NestFactory.create<NestFastifyApplication>(module, apiHttpAdapter(), {
+    logger: processLogger(processName, settings),
   });
-  return configureHttpApp(app);
+  return configureHttpApp(app, requestLogger(processName, settings));
 }
 
 export async function listen(app: INestApplication): Promise<string> {

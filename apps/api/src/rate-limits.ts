@@ -2,7 +2,6 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { FastifyReply } from 'fastify';
 import Redis from 'ioredis';
-import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { SETTINGS, Settings } from '@psp/config';
 
 /** The contract's windows: fixed, one minute, aligned to the minutes of the clock (not to a first request). */
@@ -18,25 +17,22 @@ export const FAIL_OPEN_WARNING_INTERVAL_MS = 60_000;
 const MAX_KNOWN_OVER = 100_000;
 
 /**
- * Replaces rate-limiter-flexible's increment script (same arguments: KEYS[1] the key, ARGV[1] the
- * points, ARGV[2] the key's lifetime in seconds, ARGV[3] the limit). The library's own script counts
- * every attempt, refused ones included; this one counts only what it lets through, so a 429 does not
- * count against the limit: over the limit it writes nothing and reports one past the limit, which the
- * library takes as a refusal. Atomic, one round trip, as before.
+ * Counts `ARGV[1]` requests of one window at once (KEYS[1] the window's key, ARGV[2] its lifetime in
+ * seconds, ARGV[3] the limit): admits as many as the limit leaves, `min(asking, limit - counted)`, adds
+ * only those (a refused request is not counted), gives a new key its lifetime, and answers
+ * `{counted before, admitted}`. Atomic: the requests are admitted as if they had arrived one after the
+ * other, so the counts and the X-RateLimit-Remaining values are exactly those of one call per request.
  */
-export const COUNT_ONLY_ADMITTED_LUA = `redis.call('set', KEYS[1], 0, 'EX', ARGV[2], 'NX')
-local points = tonumber(ARGV[1])
-local consumed = tonumber(redis.call('get', KEYS[1]))
-if points > 0 and consumed + points > tonumber(ARGV[3]) then
-  return {consumed + points, redis.call('pttl', KEYS[1])}
-end
-consumed = redis.call('incrby', KEYS[1], points)
-local ttl = redis.call('pttl', KEYS[1])
-if ttl == -1 then
+export const ADMIT_REQUESTS_LUA = `local counted = tonumber(redis.call('get', KEYS[1]) or '0')
+local admitted = math.min(tonumber(ARGV[1]), math.max(0, tonumber(ARGV[3]) - counted))
+if admitted > 0 and redis.call('incrby', KEYS[1], admitted) == admitted then
   redis.call('expire', KEYS[1], ARGV[2])
-  ttl = 1000 * ARGV[2]
 end
-return {consumed, ttl}`;
+return {counted, admitted}`;
+
+/** The command ADMIT_REQUESTS_LUA is defined as on the API's ioredis client (EVALSHA, EVAL on NOSCRIPT). */
+const ADMIT_COMMAND = 'pspAdmitRequests';
+type AdmitCommand = (key: string, asking: number, lifetimeSeconds: number, limit: number) => Promise<[number, number]>;
 
 /** Which limit a request met: its org's, or its address's failed authentications. */
 export type RateLimitScope = 'org' | 'failed_auth';
@@ -114,16 +110,36 @@ export function clientAddressKey(ip: string | undefined): string {
   return 'unknown';
 }
 
+/** One limit: its Redis key prefix and how many requests a window admits. */
+interface Limit {
+  scope: RateLimitScope;
+  /** `<REDIS_KEY_PREFIX>ratelimit:org:` or `<REDIS_KEY_PREFIX>ratelimit:failed-auth:`. */
+  keyPrefix: string;
+  points: number;
+}
+
+/** The requests of one window key counted in the next batch, each waiting for its verdict. */
+interface PendingWindow {
+  limit: Limit;
+  knownKey: string;
+  index: number;
+  resetSeconds: number;
+  waiting: ((verdict: RateLimitVerdict) => void)[];
+}
+
 /**
- * CONTRACT 1.1a, shared by every API instance through Redis (rate-limiter-flexible's RateLimiterRedis
- * on the API's own client):
- * - per org: RATE_LIMIT_PER_MINUTE requests in each fixed minute of the clock. The library's fixed
- *   window starts at a key's first request, so each window gets its own key,
- *   `<REDIS_KEY_PREFIX>ratelimit:org:<org_id>:<minute number>`, created with a lifetime reaching past
- *   the window's end: the windows are the clock's minutes and X-RateLimit-Reset is the seconds left in
- *   the minute. A refused request is not counted (COUNT_ONLY_ADMITTED_LUA).
+ * CONTRACT 1.1a, shared by every API instance through Redis (one script, ADMIT_REQUESTS_LUA, on the
+ * API's own ioredis client):
+ * - per org: RATE_LIMIT_PER_MINUTE requests in each fixed minute of the clock. Each window has its own
+ *   key, `<REDIS_KEY_PREFIX>ratelimit:org:<org_id>:<minute number>`, created with a lifetime reaching
+ *   past the window's end: the windows are the clock's minutes and X-RateLimit-Reset is the seconds
+ *   left in the minute. A refused request is not counted.
  * - per client address: RATE_LIMIT_FAILED_AUTH_PER_MINUTE failed authentications, under
  *   `<REDIS_KEY_PREFIX>ratelimit:failed-auth:<address>:<minute number>`.
+ * - batched: the requests counted in one turn of the event loop go to Redis together, one script call
+ *   per window key (all of an org's requests of that turn in one call, which admits them in order) and
+ *   one pipeline (one write, one round trip) for all keys. Exact: the same counts, verdicts and headers
+ *   as one call per request; a request waits at most until the end of the turn it arrived in.
  * - fail open: when Redis does not answer, the request passes, a warning is logged (at most once per
  *   FAIL_OPEN_WARNING_INTERVAL_MS, with the number that passed since) and RATE_LIMIT_METRICS counts it.
  * Only org ids and addresses appear in the key names; never a key or its hash.
@@ -131,8 +147,8 @@ export function clientAddressKey(ip: string | undefined): string {
 @Injectable()
 export class RateLimits {
   private readonly logger = new Logger('RateLimits');
-  private readonly orgs?: RateLimiterRedis;
-  private readonly failedAuth?: RateLimiterRedis;
+  private readonly orgs?: Limit;
+  private readonly failedAuth?: Limit;
   /** `org:<id>` / `addr:<address>` known here to be over the limit in window `knownOverWindow`. */
   private readonly knownOver = new Set<string>();
   private knownOverWindow = -1;
@@ -140,84 +156,133 @@ export class RateLimits {
   private passedUnchecked = 0;
   private readonly metrics: RateLimitMetrics;
   private readonly now: RateLimitClock;
+  /** The requests to count in the next batch, by window key. */
+  private pending = new Map<string, PendingWindow>();
+  private flushScheduled = false;
 
   constructor(
-    @Inject(Redis) redis: Redis,
+    @Inject(Redis) private readonly redis: Redis,
     @Inject(SETTINGS) private readonly settings: Settings,
     @Optional() @Inject(RATE_LIMIT_METRICS) metrics?: RateLimitMetrics,
     @Optional() @Inject(RATE_LIMIT_CLOCK) clock?: RateLimitClock,
   ) {
     this.metrics = metrics ?? NO_RATE_LIMIT_METRICS;
     this.now = clock ?? Date.now;
-    const limiter = (points: number, name: string): RateLimiterRedis =>
-      new RateLimiterRedis({
-        storeClient: redis,
-        points,
-        duration: RATE_LIMIT_WINDOW_MS / 1000,
-        keyPrefix: `${settings.redisKeyPrefix}ratelimit:${name}`,
-        customIncrTtlLuaScript: COUNT_ONLY_ADMITTED_LUA,
-        // A client that is not connected answers at once (the API's client queues nothing anyway).
-        rejectIfRedisNotReady: true,
-      });
-    if (settings.rateLimitPerMinute > 0) this.orgs = limiter(settings.rateLimitPerMinute, 'org');
+    const prefix = `${settings.redisKeyPrefix}ratelimit:`;
+    if (settings.rateLimitPerMinute > 0)
+      this.orgs = { scope: 'org', keyPrefix: `${prefix}org:`, points: settings.rateLimitPerMinute };
     if (settings.rateLimitFailedAuthPerMinute > 0)
-      this.failedAuth = limiter(settings.rateLimitFailedAuthPerMinute, 'failed-auth');
+      this.failedAuth = {
+        scope: 'failed_auth',
+        keyPrefix: `${prefix}failed-auth:`,
+        points: settings.rateLimitFailedAuthPerMinute,
+      };
+    if ((this.orgs || this.failedAuth) && !(ADMIT_COMMAND in redis))
+      redis.defineCommand(ADMIT_COMMAND, { numberOfKeys: 1, lua: ADMIT_REQUESTS_LUA });
   }
 
   /**
    * Counts an authenticated request (its key verified) against its org. Null when the limit is off
    * (RATE_LIMIT_PER_MINUTE=0): then no headers are sent.
    */
-  countOrg(orgId: string): Promise<RateLimitVerdict | null> {
-    return this.count(this.orgs, 'org', `org:${orgId}`, orgId);
+  countOrg(orgId: string): Promise<RateLimitVerdict | null> | null {
+    return this.count(this.orgs, `org:${orgId}`, orgId);
   }
 
   /**
    * Counts a failed authentication (a 401) against the client address; `allowed: false` turns the 401
    * into a 429. Null when that limit is off.
    */
-  countFailedAuth(address: string): Promise<RateLimitVerdict | null> {
-    return this.count(this.failedAuth, 'failed_auth', `addr:${address}`, address);
+  countFailedAuth(address: string): Promise<RateLimitVerdict | null> | null {
+    return this.count(this.failedAuth, `addr:${address}`, address);
   }
 
   /**
    * Whether this instance already knows the address to be over its failed-authentication limit in
-   * this window (a refusal answered here). Such requests are refused before their key is looked at,
+   * this window (a refusal answered here; `ip` is counted as clientAddressKey says). Such requests are refused before their key is looked at,
    * so a correct guess cannot be told from a wrong one. Never asks Redis: a request with a valid key
    * costs nothing more.
    */
-  addressKnownOver(address: string): RateLimitVerdict | null {
-    if (!this.failedAuth) return null;
+  addressKnownOver(ip: string | undefined): RateLimitVerdict | null {
+    if (!this.failedAuth || this.knownOver.size === 0) return null;
     const { index, resetSeconds } = windowAt(this.now());
-    if (index !== this.knownOverWindow || !this.knownOver.has(`addr:${address}`)) return null;
+    if (index !== this.knownOverWindow || !this.knownOver.has(`addr:${clientAddressKey(ip)}`)) return null;
     this.metrics.limited('failed_auth');
-    return { allowed: false, limit: this.settings.rateLimitFailedAuthPerMinute, remaining: 0, resetSeconds };
+    return { allowed: false, limit: this.failedAuth.points, remaining: 0, resetSeconds };
   }
 
-  private async count(
-    limiter: RateLimiterRedis | undefined,
-    scope: RateLimitScope,
-    knownKey: string,
-    id: string,
-  ): Promise<RateLimitVerdict | null> {
-    if (!limiter) return null;
+  /** Null when the limit is off; else the verdict, at once when this window is known to be over. */
+  private count(limit: Limit | undefined, knownKey: string, id: string): Promise<RateLimitVerdict> | null {
+    if (!limit) return null;
     const { index, resetSeconds } = windowAt(this.now());
-    const limit = limiter.points;
     if (index === this.knownOverWindow && this.knownOver.has(knownKey)) {
-      this.metrics.limited(scope);
-      return { allowed: false, limit, remaining: 0, resetSeconds };
+      this.metrics.limited(limit.scope);
+      return Promise.resolve({ allowed: false, limit: limit.points, remaining: 0, resetSeconds });
     }
-    try {
-      const res = await limiter.consume(`${id}:${index}`, 1, { customDuration: resetSeconds + KEY_GRACE_SECONDS });
-      return { allowed: true, limit, remaining: Math.max(0, limit - res.consumedPoints), resetSeconds };
-    } catch (error) {
-      if (!(error instanceof RateLimiterRes)) {
-        this.failOpen(scope, error);
-        return { allowed: true, limit, remaining: limit, resetSeconds };
+    const key = `${limit.keyPrefix}${id}:${index}`;
+    let window = this.pending.get(key);
+    if (!window) {
+      window = { limit, knownKey, index, resetSeconds, waiting: [] };
+      this.pending.set(key, window);
+    }
+    const waiting = window.waiting;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return new Promise((resolve) => waiting.push(resolve));
+  }
+
+  /** Sends the pending counts: one script call per window key, all in one pipeline. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = new Map();
+    const pipeline = this.redis.pipeline() as ReturnType<Redis['pipeline']> &
+      Record<typeof ADMIT_COMMAND, AdmitCommand>;
+    for (const [key, w] of batch)
+      pipeline[ADMIT_COMMAND](key, w.waiting.length, w.resetSeconds + KEY_GRACE_SECONDS, w.limit.points);
+    pipeline.exec().then(
+      (results) => {
+        let i = 0;
+        for (const w of batch.values()) {
+          const [error, answer] = results?.[i++] ?? [new Error('no answer from Redis'), null];
+          if (error) this.settleUnchecked(w, error);
+          else this.settle(w, answer as [number, number]);
+        }
+      },
+      (error: unknown) => {
+        for (const w of batch.values()) this.settleUnchecked(w, error);
+      },
+    );
+  }
+
+  /** The waiting requests in order: the first `admitted` let through, counting down; the rest refused. */
+  private settle(w: PendingWindow, [counted, admitted]: [number, number]): void {
+    const { points } = w.limit;
+    const before = Number(counted);
+    const through = Number(admitted);
+    w.waiting.forEach((resolve, i) => {
+      if (i < through)
+        resolve({
+          allowed: true,
+          limit: points,
+          remaining: Math.max(0, points - (before + i + 1)),
+          resetSeconds: w.resetSeconds,
+        });
+      else {
+        this.rememberOver(w.knownKey, w.index);
+        this.metrics.limited(w.limit.scope);
+        resolve({ allowed: false, limit: points, remaining: 0, resetSeconds: w.resetSeconds });
       }
-      this.rememberOver(knownKey, index);
-      this.metrics.limited(scope);
-      return { allowed: false, limit, remaining: 0, resetSeconds };
+    });
+  }
+
+  /** Redis did not answer: every waiting request passes uncounted (fail open). */
+  private settleUnchecked(w: PendingWindow, error: unknown): void {
+    for (const resolve of w.waiting) {
+      this.failOpen(w.limit.scope, error);
+      resolve({ allowed: true, limit: w.limit.points, remaining: w.limit.points, resetSeconds: w.resetSeconds });
     }
   }
 

@@ -19,17 +19,13 @@ export const DEFAULT_LIMIT = 50;
 export const MAX_LIMIT = 200;
 export const DEFAULT_OFFSET = 0;
 
-/** The body of every API error (CONTRACT 1). `details` holds string values only. */
-export interface ApiErrorBody {
-  error: string;
-  code: string;
-  message: string;
-  details?: Record<string, string>;
-}
-
-export interface ApiError {
-  status: number;
-  body: ApiErrorBody;
+/**
+ * Why a list query was refused: the contract's code (CONTRACT 1.2) and the parameter it names. The
+ * HTTP status and message are the API's (apps/api/src/api-error.ts, API_ERRORS).
+ */
+export interface ListQueryRejection {
+  code: 'duplicate_parameter' | 'invalid_status' | 'invalid_limit' | 'invalid_offset';
+  field: ListQueryParameter;
 }
 
 /** A parsed list query. `label` and `provider` are lowercased (they match case-insensitively). */
@@ -41,10 +37,10 @@ export interface ListQuery {
   offset: number;
 }
 
-export type ListQueryParsing = { ok: true; query: ListQuery } | { ok: false; error: ApiError };
+export type ListQueryParsing = { ok: true; query: ListQuery } | { ok: false; rejection: ListQueryRejection };
 
 export const LIST_QUERY_PARAMETERS = ['label', 'provider', 'status', 'limit', 'offset'] as const;
-type ListQueryParameter = (typeof LIST_QUERY_PARAMETERS)[number];
+export type ListQueryParameter = (typeof LIST_QUERY_PARAMETERS)[number];
 
 const DIGITS = /^[0-9]+$/;
 
@@ -62,7 +58,7 @@ export function parseListQuery(params: Array<[string, string]>): ListQueryParsin
   }
   for (const name of LIST_QUERY_PARAMETERS) {
     if ((given.get(name)?.length ?? 0) > 1) {
-      return rejected('duplicate_parameter', name, `${name} must be given at most once`);
+      return rejected('duplicate_parameter', name);
     }
   }
   const valueOf = (name: ListQueryParameter): string | null => {
@@ -77,7 +73,7 @@ export function parseListQuery(params: Array<[string, string]>): ListQueryParsin
   let status: ConnectionStatus | null = null;
   if (statusText !== null) {
     const lower = statusText.toLowerCase();
-    if (!isStatus(lower)) return rejected('invalid_status', 'status', 'status must be active or inactive');
+    if (!isStatus(lower)) return rejected('invalid_status', 'status');
     status = lower;
   }
 
@@ -87,18 +83,14 @@ export function parseListQuery(params: Array<[string, string]>): ListQueryParsin
     // Number() of a digit string is exact up to 2^53 and only grows with more digits, so any digit
     // string too long to be exact is also too big to pass.
     const n = DIGITS.test(limitText) ? Number(limitText) : NaN;
-    if (!(n >= 1 && n <= MAX_LIMIT)) {
-      return rejected('invalid_limit', 'limit', `limit must be an integer between 1 and ${MAX_LIMIT}`);
-    }
+    if (!(n >= 1 && n <= MAX_LIMIT)) return rejected('invalid_limit', 'limit');
     limit = n;
   }
 
   const offsetText = valueOf('offset');
   let offset = DEFAULT_OFFSET;
   if (offsetText !== null) {
-    if (!DIGITS.test(offsetText)) {
-      return rejected('invalid_offset', 'offset', 'offset must be an integer greater than or equal to 0');
-    }
+    if (!DIGITS.test(offsetText)) return rejected('invalid_offset', 'offset');
     offset = Math.min(Number(offsetText), Number.MAX_SAFE_INTEGER);
   }
 
@@ -184,8 +176,8 @@ export function summariseLabels(views: readonly ConnectionView[]): LabelSummary[
   });
 }
 
-function rejected(code: string, field: ListQueryParameter, message: string): ListQueryParsing {
-  return { ok: false, error: { status: 400, body: { error: 'validation_error', code, message, details: { field } } } };
+function rejected(code: ListQueryRejection['code'], field: ListQueryParameter): ListQueryParsing {
+  return { ok: false, rejection: { code, field } };
 }
 
 function isListQueryParameter(name: string): name is ListQueryParameter {
