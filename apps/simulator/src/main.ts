@@ -8,13 +8,16 @@
  *
  * The generation logic lives in ./traffic (pure, unit-tested); this file only does the I/O.
  */
-import { Message, Partitioners, Producer } from 'kafkajs';
+import { Partitioners } from 'kafkajs';
 import { InvalidSettingError, loadSettings } from '@psp/config';
 import { createKafka, ensureTopics } from '@psp/messaging';
-import { ConnectionEventProducer, topicFor, WireEnvelope } from '@psp/producer';
+import { ConnectionEventProducer } from '@psp/producer';
+import { MAX_REQUEST_BYTES } from './batches';
+import { BatchSender } from './sender';
 import {
   describePhase,
   Emission,
+  orgIdAt,
   parseSimulatorArgs,
   providersDown,
   SimulatorOptions,
@@ -25,6 +28,8 @@ import {
 } from './traffic';
 
 const PROGRESS_EVERY_MS = 2000;
+/** Requests in flight while the fleet is configured (each connection appears once per topic there, so order does not matter). */
+const SETUP_IN_FLIGHT = 4;
 
 function log(line: string): void {
   process.stderr.write(`[simulator] ${line}\n`);
@@ -37,37 +42,6 @@ function sleep(ms: number): Promise<void> {
 function clock(seconds: number): string {
   const s = Math.floor(seconds);
   return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
-}
-
-/** Sends one slice of emissions: good ones and duplicates through the kit, bad ones raw (the kit would refuse them). */
-async function sendSlice(
-  events: ConnectionEventProducer,
-  raw: Producer,
-  topics: Parameters<typeof topicFor>[1],
-  slice: Emission[],
-  tally: Tally,
-): Promise<void> {
-  const good: WireEnvelope[] = [];
-  const bad = new Map<string, Message[]>();
-  for (const e of slice) {
-    if (e.kind === 'bad') {
-      const topic = topicFor(e.type, topics);
-      const list = bad.get(topic) ?? [];
-      list.push({ key: e.key, value: e.value });
-      bad.set(topic, list);
-    } else good.push(e.envelope);
-  }
-  try {
-    if (good.length > 0) await events.sendBatch(good);
-    if (bad.size > 0)
-      await raw.sendBatch({ acks: -1, topicMessages: [...bad].map(([topic, messages]) => ({ topic, messages })) });
-    for (const e of slice) tally.count(e);
-  } catch (error) {
-    tally.failedSends += slice.length;
-    log(
-      `send failed (${slice.length} message(s) not counted): ${error instanceof Error ? error.message : String(error)}`,
-    );
-  }
 }
 
 async function run(options: SimulatorOptions): Promise<number> {
@@ -100,9 +74,13 @@ async function run(options: SimulatorOptions): Promise<number> {
 
   const generator = new TrafficGenerator(options);
   const tally = new Tally();
-  const orgs = [...new Set(generator.fleet.map((c) => c.orgId))];
+  const sender = new BatchSender(events, settings.topics, tally, { log });
+  const orgs =
+    options.orgs <= 3
+      ? Array.from({ length: options.orgs }, (_, o) => orgIdAt(options, o)).join(', ')
+      : `${orgIdAt(options, 0)} ... ${orgIdAt(options, options.orgs - 1)}`;
   log(
-    `${orgs.length} org(s) (${orgs.length <= 3 ? orgs.join(', ') : `${orgs[0]} ... ${orgs[orgs.length - 1]}`}) x ${options.connections} connection(s), ` +
+    `${options.orgs} org(s) (${orgs}) x ${options.connections} connection(s), ` +
       `${options.rate} msg/s, ${options.durationS > 0 ? `for ${options.durationS} s` : 'until Ctrl-C'}, seed ${options.seed}, ` +
       `brokers ${settings.kafkaBrokers.join(',')}, topics ${settings.topics.calls} / ${settings.topics.validations} / ${settings.topics.connections}`,
   );
@@ -112,16 +90,40 @@ async function run(options: SimulatorOptions): Promise<number> {
     );
   }
 
-  const started = Date.now();
-  await sendSlice(
-    events,
-    producer,
-    settings.topics,
-    generator.start(started).map((envelope) => ({ kind: 'event', envelope }) as Emission),
-    tally,
+  // 1. The fleet: every connection configured, then validated, in requests of at most
+  // MAX_REQUEST_BYTES, made as they go (a million connections are never in memory at once).
+  const setupAt = Date.now();
+  const setupMessages = 2 * generator.fleetSize;
+  const failure = () =>
+    tally.failedSends > 0 ? `, not sent ${tally.failedSends} (${tally.failedBatches} request(s) failed)` : '';
+  let lastSetupProgressAt = setupAt;
+  const setupEmissions = (function* () {
+    for (const envelope of generator.start(setupAt)) yield { kind: 'event', envelope } as Emission;
+  })();
+  await sender.sendAll(setupEmissions, {
+    inFlight: SETUP_IN_FLIGHT,
+    shouldStop: () => stopping,
+    onSent: () => {
+      const now = Date.now();
+      if (now - lastSetupProgressAt < PROGRESS_EVERY_MS) return;
+      lastSetupProgressAt = now;
+      log(
+        `${clock((now - setupAt) / 1000)} configuring the fleet: sent ${tally.sent} of ${setupMessages} ` +
+          `(${((tally.sent * 1000) / (now - setupAt)).toFixed(0)}/s) in ${sender.requests} request(s)` +
+          `${tally.retries ? `, ${tally.retries} tried again` : ''}${failure()}`,
+      );
+    },
+  });
+  const setupS = (Date.now() - setupAt) / 1000;
+  const setupSent = tally.sent;
+  const setupRequests = sender.requests;
+  log(
+    `configured and validated ${generator.fleetSize} connection(s): ${setupSent} of ${setupMessages} message(s) ` +
+      `in ${setupS.toFixed(1)} s, ${setupRequests} request(s) of at most ${MAX_REQUEST_BYTES / 1024} KiB${failure()}`,
   );
-  log(`configured and validated ${generator.fleet.length} connection(s)`);
 
+  // 2. Traffic at the rate, for --duration from here.
+  const started = Date.now();
   let emitted = 0;
   let lastProgressAt = started;
   let lastProgressSent = tally.sent;
@@ -147,14 +149,14 @@ async function run(options: SimulatorOptions): Promise<number> {
       const slice: Emission[] = [];
       for (let i = 0; i < due; i++) slice.push(generator.next(elapsedS, now));
       emitted += due;
-      await sendSlice(events, producer, settings.topics, slice, tally);
+      await sender.sendAll(slice);
     }
 
     if (now - lastProgressAt >= PROGRESS_EVERY_MS) {
       const recent = ((tally.sent - lastProgressSent) * 1000) / (now - lastProgressAt);
       log(
         `${clock(elapsedS)} sent ${tally.sent} (${recent.toFixed(1)}/s), duplicates ${tally.duplicates}, bad ${tally.bad}` +
-          `${tally.failedSends ? `, failed ${tally.failedSends}` : ''} | ${describePhase(options.outages, elapsedS)}`,
+          `${tally.retries ? `, ${tally.retries} request(s) tried again` : ''}${failure()} | ${describePhase(options.outages, elapsedS)}`,
       );
       lastProgressAt = now;
       lastProgressSent = tally.sent;
@@ -164,8 +166,12 @@ async function run(options: SimulatorOptions): Promise<number> {
   }
 
   await events.disconnect();
-  const seconds = (Date.now() - started) / 1000;
-  process.stdout.write(`${tally.summary(seconds)}\n`);
+  const seconds = (Date.now() - setupAt) / 1000;
+  process.stdout.write(
+    `${tally.summary(seconds)}\n` +
+      `  ${'of which the fleet set-up'.padEnd(34)} ${setupSent} in ${setupS.toFixed(1)} s; traffic ${tally.sent - setupSent} in ${((Date.now() - started) / 1000).toFixed(1)} s\n` +
+      `  ${'requests'.padEnd(34)} ${sender.requests} sent, ${tally.failedBatches} failed\n`,
+  );
   return tally.failedSends > 0 && tally.sent === 0 ? 1 : 0;
 }
 

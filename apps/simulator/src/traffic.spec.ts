@@ -13,6 +13,7 @@ import {
 import { callCompleted, WireEnvelope } from '@psp/producer';
 import {
   buildFleet,
+  connectionAt,
   DEFECTS,
   describePhase,
   Emission,
@@ -114,7 +115,20 @@ describe('parseSimulatorArgs', () => {
     });
   });
 
+  it('takes fleets up to 1,000,000 connections (bench:scale: 200,000 orgs of 5)', () => {
+    expect(parseSimulatorArgs(['--orgs', '200000', '--connections', '5'], () => 1)).toMatchObject({
+      orgs: 200_000,
+      connections: 5,
+    });
+    expect(parseSimulatorArgs(['--orgs', '1000000', '--connections', '1'], () => 1).orgs).toBe(1_000_000);
+    expect(() => parseSimulatorArgs(['--orgs', '100001', '--connections', '10'])).toThrow(
+      new UsageError('--orgs times --connections must be at most 1,000,000'),
+    );
+  });
+
   it.each([
+    [['--orgs', '1000001', '--connections', '1']],
+    [['--connections', '1001']],
     [['--rate', '0']],
     [['--rate', 'fast']],
     [['--orgs', '1.5']],
@@ -175,7 +189,7 @@ describe('the fleet', () => {
   });
 
   it('gives 6 connections one of each provider, primary, with country and tier labels', () => {
-    const fleet = buildFleet({ orgs: 1, orgPrefix: 'org_demo', connections: 6 }, seededRandom(1));
+    const fleet = buildFleet({ orgs: 1, orgPrefix: 'org_demo', connections: 6 }, 1);
     expect(fleet.map((c) => c.provider)).toEqual([...PROVIDERS]);
     expect(fleet.map((c) => c.connectionId)).toEqual([
       'paystack_gh_primary',
@@ -189,11 +203,81 @@ describe('the fleet', () => {
   });
 
   it('keeps connection ids unique and valid for many connections and orgs', () => {
-    const fleet = buildFleet({ orgs: 4, orgPrefix: 'org_sim', connections: 20 }, seededRandom(1));
+    const fleet = buildFleet({ orgs: 4, orgPrefix: 'org_sim', connections: 20 }, 1);
     expect(fleet).toHaveLength(80);
     expect(new Set(fleet.map((c) => `${c.orgId}:${c.connectionId}`)).size).toBe(80);
     for (const c of fleet) expect(c.connectionId).toMatch(/^[a-z0-9_]{1,128}$/);
     expect(fleet.filter((c) => c.tier === 'backup').length).toBe(4 * 6);
+  });
+});
+
+describe('the fleet, computed one connection at a time', () => {
+  const big = { orgs: 200_000, orgPrefix: 'org_sim', connections: 5 };
+
+  it('computes connection i as the list would hold it, from the index and the seed alone', () => {
+    const small = { orgs: 3, orgPrefix: 'org_sim', connections: 8 };
+    const fleet = buildFleet(small, 9);
+    fleet.forEach((c, i) => expect(connectionAt(small, 9, i)).toEqual(c));
+    expect(connectionAt(small, 9, 8)).toMatchObject({ orgId: 'org_sim_2', connectionId: 'hubtel_gh_primary' });
+    expect(connectionAt(small, 10, 8).feePercentage).not.toBe(connectionAt(small, 9, 8).feePercentage);
+  });
+
+  it('names the last connection of a million-connection fleet without building the others', () => {
+    expect(connectionAt(big, 1, 999_999)).toMatchObject({ orgId: 'org_sim_200000', tier: 'primary' });
+  });
+
+  it('starts lazily: the first envelopes of 200,000 orgs come at once, configured before validated', () => {
+    const g = new TrafficGenerator(options({ ...big }), seededRandom(1), counter());
+    expect(g.fleetSize).toBe(1_000_000);
+    const it = g.start(T0);
+    const first = [it.next().value, it.next().value] as WireEnvelope[];
+    expect(first.map((e) => `${e.type} ${e.org_id} ${e.connection_id}`)).toEqual([
+      'connection.configured org_sim_1 paystack_gh_primary',
+      'connection.configured org_sim_1 hubtel_gh_primary',
+    ]);
+  });
+
+  it('holds only the connections whose config changed, and keeps them consistent', () => {
+    const g = new TrafficGenerator(options({ ...big, rate: 20_000 }), seededRandom(4), counter());
+    let changes = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const e = g.next(i / 20_000, T0 + i);
+      if (e.kind !== 'event') continue;
+      const t = e.envelope.type;
+      if (t === 'connection.labels_changed' || t === 'connection.status_changed' || t === 'connection.configured')
+        changes++;
+    }
+    // About 0.35% of the events change a config; no more connections than that are held.
+    expect(changes).toBeGreaterThan(200);
+    expect(g.changedConnections).toBeLessThanOrEqual(changes);
+  });
+
+  it("routes an org's calls to its active connections in proportion to their weights", () => {
+    const opts = options({ orgs: 1, connections: 8 });
+    const g = new TrafficGenerator(opts, seededRandom(8), counter());
+    const fleet = buildFleet(opts, opts.seed);
+    const total = fleet.reduce((sum, c) => sum + c.weight, 0);
+    const calls = new Map<string, number>();
+    const inactive = new Set<string>();
+    let n = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const e = g.next(i / 1000, T0 + i);
+      if (e.kind !== 'event') continue;
+      const env = e.envelope;
+      if (env.type === 'connection.status_changed') {
+        if (env.data.status === 'inactive') inactive.add(env.connection_id);
+        else inactive.delete(env.connection_id);
+      }
+      // Counted while every connection is active (a switched-off one changes the shares).
+      if (env.type !== 'psp.call.completed' || inactive.size > 0) continue;
+      calls.set(env.connection_id, (calls.get(env.connection_id) ?? 0) + 1);
+      n++;
+    }
+    expect(n).toBeGreaterThan(20_000);
+    for (const c of fleet) {
+      const share = (calls.get(c.connectionId) ?? 0) / n;
+      expect([c.connectionId, Math.abs(share - c.weight / total) < 0.01]).toEqual([c.connectionId, true]);
+    }
   });
 });
 
@@ -248,7 +332,7 @@ describe('provider profiles', () => {
 describe('TrafficGenerator', () => {
   it('starts by configuring and validating every connection, all accepted', () => {
     const g = new TrafficGenerator(options({ connections: 3 }), seededRandom(1), counter());
-    const start = g.start(T0);
+    const start = [...g.start(T0)];
     expect(start.map((e) => `${e.type} ${e.connection_id}`)).toEqual([
       'connection.configured paystack_gh_primary',
       'connection.configured hubtel_gh_primary',
@@ -275,7 +359,7 @@ describe('TrafficGenerator', () => {
       seededRandom(3),
       counter(),
     );
-    const seen = new Set(g.start(T0).map((e) => e.event_id));
+    const seen = new Set([...g.start(T0)].map((e) => e.event_id));
     const tally = new Tally();
     const n = 20_000;
     const problems: string[] = []; // checked by hand: expect() in a 40k loop is slow
@@ -344,7 +428,7 @@ describe('TrafficGenerator', () => {
       const state = states.get(event.connectionId) ?? initialConnectionState(event.orgId, event.connectionId);
       states.set(event.connectionId, applyEvent(state, event));
     };
-    g.start(T0).forEach((e) => apply(e, T0));
+    for (const e of g.start(T0)) apply(e, T0);
     const health = new Map<number, Record<string, { status: string; score: number }>>();
     const checkpoints = new Set([55, 90, 120, 360, 650, 700]);
     for (let i = 1; i <= 20 * 700; i++) {

@@ -209,9 +209,10 @@ export class UsageError extends Error {
 
 export const USAGE = `usage: simulator [options]
   --orgs N                  organisations (default 1)
-  --connections M           connections per organisation, providers in turn (default 6)
+  --connections M           connections per organisation, providers in turn (default 6, at most
+                            1,000; N x M at most 1,000,000)
   --rate EVENTS_PER_S       messages per second, duplicates and bad ones included (default 20)
-  --duration S              seconds to run; 0 = until Ctrl-C (default 0)
+  --duration S              seconds of traffic once the fleet is configured; 0 = until Ctrl-C (default 0)
   --org-prefix PREFIX       org ids: PREFIX alone with --orgs 1, else PREFIX_1 ... PREFIX_N (default org_sim)
   --outage P:START:DUR[:EVERY]
                             provider P fails a lot and slowly from START s for DUR s (repeating every
@@ -222,6 +223,9 @@ export const USAGE = `usage: simulator [options]
 Kafka brokers and topic names come from KAFKA_BROKERS and TOPIC_* as for the service.`;
 
 const ORG_PREFIX = /^[A-Za-z0-9_-]{1,56}$/;
+
+/** The most connections a fleet may have (--orgs times --connections): bench:scale's largest point. */
+export const MAX_FLEET = 1_000_000;
 
 function number(
   name: string,
@@ -297,9 +301,13 @@ export function parseSimulatorArgs(
   const duplicates = number('duplicates', str('duplicates'), 0, 0, 0.9, false);
   const bad = number('bad', str('bad'), 0, 0, 0.9, false);
   if (duplicates + bad > 0.9) throw new UsageError('--duplicates plus --bad must be at most 0.9');
+  const orgs = number('orgs', str('orgs'), 1, 1, MAX_FLEET, true);
+  const connections = number('connections', str('connections'), 6, 1, 1_000, true);
+  if (orgs * connections > MAX_FLEET)
+    throw new UsageError(`--orgs times --connections must be at most ${MAX_FLEET.toLocaleString('en-US')}`);
   return {
-    orgs: number('orgs', str('orgs'), 1, 1, 10_000, true),
-    connections: number('connections', str('connections'), 6, 1, 1_000, true),
+    orgs,
+    connections,
     rate: number('rate', str('rate'), 20, 0.1, 100_000, false),
     durationS: number('duration', str('duration'), 0, 0, 1e9, false),
     orgPrefix,
@@ -366,40 +374,58 @@ export interface SimConnection {
 
 const TIERS = ['primary', 'backup'];
 
-export function orgIds(options: Pick<SimulatorOptions, 'orgs' | 'orgPrefix'>): string[] {
-  if (options.orgs === 1) return [options.orgPrefix];
-  return Array.from({ length: options.orgs }, (_, i) => `${options.orgPrefix}_${i + 1}`);
+/** The org id of org number `o` (from 0). */
+export function orgIdAt(options: Pick<SimulatorOptions, 'orgs' | 'orgPrefix'>, o: number): string {
+  return options.orgs === 1 ? options.orgPrefix : `${options.orgPrefix}_${o + 1}`;
 }
 
-/** Connections of every org: providers in turn (shifted per org), the first of a provider primary, the next backup. */
+export function orgIds(options: Pick<SimulatorOptions, 'orgs' | 'orgPrefix'>): string[] {
+  return Array.from({ length: options.orgs }, (_, o) => orgIdAt(options, o));
+}
+
+/** The largest weight a connection gets (a first-round one: 0.7 to 1.3). */
+const MAX_WEIGHT = 1.3;
+
+/**
+ * Connection number `index` of the fleet (org `index / connections`, slot `index % connections`), as
+ * configured at the start: providers in turn (shifted per org), the first of a provider primary, the
+ * next backup. Computed from the index and the seed alone, so a fleet of a million connections is
+ * never held in memory: only the connections whose config changed are (see TrafficGenerator).
+ */
+export function connectionAt(
+  options: Pick<SimulatorOptions, 'orgs' | 'orgPrefix' | 'connections'>,
+  seed: number,
+  index: number,
+): SimConnection {
+  const o = Math.floor(index / options.connections);
+  const j = index % options.connections;
+  const provider = PROVIDERS[(j + o) % PROVIDERS.length];
+  const round = Math.floor(j / PROVIDERS.length);
+  const profile = PROVIDER_PROFILES[provider];
+  const country = profile.countries[(round + o) % profile.countries.length];
+  const tier = TIERS[round] ?? `pool${round + 1}`;
+  const rng = seededRandom((seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0);
+  return {
+    orgId: orgIdAt(options, o),
+    connectionId: `${provider}_${country.toLowerCase()}_${tier}`,
+    provider,
+    country,
+    tier,
+    weight: round === 0 ? 0.7 + rng() * 0.6 : 0.2 + rng() * 0.3,
+    mode: 'live',
+    status: 'active',
+    labels: [COUNTRY_LABELS[country], tier],
+    feePercentage: Math.round((1 + rng() * 2) * 100) / 100,
+    feeFixed: Math.round(rng() * 10) * 10,
+  };
+}
+
+/** The whole fleet as a list (for small fleets and tests; the generator never builds it). */
 export function buildFleet(
   options: Pick<SimulatorOptions, 'orgs' | 'orgPrefix' | 'connections'>,
-  rng: Random,
+  seed: number,
 ): SimConnection[] {
-  const fleet: SimConnection[] = [];
-  orgIds(options).forEach((orgId, o) => {
-    for (let j = 0; j < options.connections; j++) {
-      const provider = PROVIDERS[(j + o) % PROVIDERS.length];
-      const round = Math.floor(j / PROVIDERS.length);
-      const profile = PROVIDER_PROFILES[provider];
-      const country = profile.countries[(round + o) % profile.countries.length];
-      const tier = TIERS[round] ?? `pool${round + 1}`;
-      fleet.push({
-        orgId,
-        connectionId: `${provider}_${country.toLowerCase()}_${tier}`,
-        provider,
-        country,
-        tier,
-        weight: round === 0 ? 0.7 + rng() * 0.6 : 0.2 + rng() * 0.3,
-        mode: 'live',
-        status: 'active',
-        labels: [COUNTRY_LABELS[country], tier],
-        feePercentage: Math.round((1 + rng() * 2) * 100) / 100,
-        feeFixed: Math.round(rng() * 10) * 10,
-      });
-    }
-  });
-  return fleet;
+  return Array.from({ length: options.orgs * options.connections }, (_, i) => connectionAt(options, seed, i));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -487,14 +513,20 @@ export const DEFECTS: readonly Defect[] = [
 const RECENT = 256;
 
 /**
- * Decides, message after message, what the simulated platform sends. Keeps each connection's
- * config (so a re-configuration carries the current labels and status: `connection.configured`
- * replaces the whole config) and the recent envelopes (for duplicates).
+ * Decides, message after message, what the simulated platform sends. The fleet is not held: each
+ * connection is computed from its index (connectionAt) when it is needed, and only the connections
+ * whose config changed since the start (labels, status, fees) are kept, so that a re-configuration
+ * carries the current labels and status (`connection.configured` replaces the whole config). Also
+ * keeps the recent envelopes (for duplicates).
  */
 export class TrafficGenerator {
-  readonly fleet: SimConnection[];
-  private readonly byOrg = new Map<string, SimConnection[]>();
-  private readonly orgs: string[];
+  /** Connections in the fleet: orgs times connections per org. */
+  readonly fleetSize: number;
+  /** The connections whose config changed since the start, by index. */
+  private readonly changed = new Map<number, SimConnection>();
+  /** Indexes of the inactive connections, and how many each org has (by org number). */
+  private readonly inactive: number[] = [];
+  private readonly inactiveInOrg = new Map<number, number>();
   private readonly recent: WireEnvelope[] = [];
 
   constructor(
@@ -502,21 +534,28 @@ export class TrafficGenerator {
     private readonly rng: Random = seededRandom(options.seed),
     private readonly newEventId: () => string = randomUUID,
   ) {
-    this.fleet = buildFleet(options, rng);
-    for (const c of this.fleet) {
-      const list = this.byOrg.get(c.orgId);
-      if (list) list.push(c);
-      else this.byOrg.set(c.orgId, [c]);
-    }
-    this.orgs = [...this.byOrg.keys()];
+    this.fleetSize = options.orgs * options.connections;
   }
 
-  /** What a platform has said before traffic flows: every connection configured and validated. */
-  start(nowMs: number): WireEnvelope[] {
-    const out: WireEnvelope[] = [];
-    for (const c of this.fleet) out.push(this.configured(c, nowMs));
-    for (const c of this.fleet) {
-      out.push(
+  /** Connection number `index`, as it is now. */
+  connection(index: number): SimConnection {
+    return this.changed.get(index) ?? connectionAt(this.options, this.options.seed, index);
+  }
+
+  /** How many connections are held because their config changed (the rest are computed). */
+  get changedConnections(): number {
+    return this.changed.size;
+  }
+
+  /**
+   * What a platform has said before traffic flows: every connection configured, then every one
+   * validated (2 x fleetSize envelopes). Lazy: an envelope is made when it is asked for.
+   */
+  *start(nowMs: number): Generator<WireEnvelope> {
+    for (let i = 0; i < this.fleetSize; i++) yield this.remember(this.configured(this.connection(i), nowMs));
+    for (let i = 0; i < this.fleetSize; i++) {
+      const c = this.connection(i);
+      yield this.remember(
         validationCompleted({
           orgId: c.orgId,
           connectionId: c.connectionId,
@@ -526,8 +565,6 @@ export class TrafficGenerator {
         }),
       );
     }
-    for (const e of out) this.remember(e);
-    return out;
   }
 
   /** The next message, happening at `nowMs`, `elapsedS` seconds after the start. */
@@ -537,24 +574,38 @@ export class TrafficGenerator {
       return { kind: 'duplicate', envelope: pick(this.rng, this.recent) };
     }
     if (r < this.options.duplicates + this.options.bad) return this.badMessage(elapsedS, nowMs);
-    const envelope = this.freshEvent(elapsedS, nowMs);
-    this.remember(envelope);
+    const envelope = this.remember(this.freshEvent(elapsedS, nowMs));
     return { kind: 'event', envelope };
   }
 
-  private remember(envelope: WireEnvelope): void {
+  private remember(envelope: WireEnvelope): WireEnvelope {
     if (this.recent.length < RECENT) this.recent.push(envelope);
     else this.recent[Math.floor(this.rng() * RECENT)] = envelope;
+    return envelope;
+  }
+
+  private anyIndex(): number {
+    return Math.floor(this.rng() * this.fleetSize);
+  }
+
+  /** Connection `index`, kept from now on because its config is about to change. */
+  private toChange(index: number): SimConnection {
+    let c = this.changed.get(index);
+    if (!c) {
+      c = connectionAt(this.options, this.options.seed, index);
+      this.changed.set(index, c);
+    }
+    return c;
   }
 
   private freshEvent(elapsedS: number, nowMs: number): WireEnvelope {
     const down = providersDown(this.options.outages, elapsedS);
     let r = this.rng();
     if ((r -= EVENT_MIX.call) < 0) return this.call(down, nowMs);
-    if ((r -= EVENT_MIX.validation) < 0) return this.validation(pick(this.rng, this.fleet), down, nowMs);
-    if ((r -= EVENT_MIX.labels) < 0) return this.relabel(pick(this.rng, this.fleet), nowMs);
+    if ((r -= EVENT_MIX.validation) < 0) return this.validation(this.connection(this.anyIndex()), down, nowMs);
+    if ((r -= EVENT_MIX.labels) < 0) return this.relabel(this.anyIndex(), nowMs);
     if ((r -= EVENT_MIX.status) < 0) return this.toggleStatus(nowMs);
-    return this.reconfigure(pick(this.rng, this.fleet), nowMs);
+    return this.reconfigure(this.anyIndex(), nowMs);
   }
 
   private ids(c: SimConnection, nowMs: number) {
@@ -563,15 +614,34 @@ export class TrafficGenerator {
 
   /** A call of a random org, routed to one of its active connections by weight. */
   private call(down: ReadonlySet<Provider>, nowMs: number): WireEnvelope {
-    const org = pick(this.rng, this.orgs);
-    const active = this.byOrg.get(org)!.filter((c) => c.status === 'active');
+    const m = this.options.connections;
+    const o = Math.floor(this.rng() * this.options.orgs);
     // A router with every connection off would not call: put one back first.
-    if (active.length === 0) return this.setStatus(pick(this.rng, this.byOrg.get(org)!), 'active', nowMs);
-    const c = weighted(this.rng, active);
+    if ((this.inactiveInOrg.get(o) ?? 0) >= m)
+      return this.setStatus(o * m + Math.floor(this.rng() * m), 'active', nowMs);
+    const c = this.weightedActive(o);
     return callCompleted({
       ...this.ids(c, nowMs),
       ...simulateCall(this.rng, PROVIDER_PROFILES[c.provider], c.country, down.has(c.provider)),
     });
+  }
+
+  /**
+   * One of org `o`'s active connections, chosen with probability in proportion to its weight, by
+   * rejection (a connection at random, kept with probability weight / MAX_WEIGHT): a few draws,
+   * whatever the number of connections per org, and no list of them built.
+   */
+  private weightedActive(o: number): SimConnection {
+    const m = this.options.connections;
+    for (let tries = 0; tries < 64 * m; tries++) {
+      const c = this.connection(o * m + Math.floor(this.rng() * m));
+      if (c.status === 'active' && this.rng() * MAX_WEIGHT < c.weight) return c;
+    }
+    for (let j = 0; j < m; j++) {
+      const c = this.connection(o * m + j);
+      if (c.status === 'active') return c;
+    }
+    throw new Error(`org number ${o} has no active connection`);
   }
 
   private validation(c: SimConnection, down: ReadonlySet<Provider>, nowMs: number): WireEnvelope {
@@ -586,7 +656,8 @@ export class TrafficGenerator {
     return validationCompleted({ ...this.ids(c, nowMs), result: 'success' });
   }
 
-  private relabel(c: SimConnection, nowMs: number): WireEnvelope {
+  private relabel(index: number, nowMs: number): WireEnvelope {
+    const c = this.toChange(index);
     const base = [COUNTRY_LABELS[c.country], c.tier];
     const extra = ['vip', 'high_volume', 'monitoring', 'fallback'].filter(() => this.rng() < 0.3);
     c.labels = [...base, ...extra];
@@ -595,20 +666,32 @@ export class TrafficGenerator {
 
   /** Brings back an inactive connection most of the time, else switches one off (never an org's last active one). */
   private toggleStatus(nowMs: number): WireEnvelope {
-    const inactive = this.fleet.filter((c) => c.status === 'inactive');
-    if (inactive.length > 0 && this.rng() < 0.7) return this.setStatus(pick(this.rng, inactive), 'active', nowMs);
-    const c = pick(this.rng, this.fleet);
-    const othersActive = this.byOrg.get(c.orgId)!.some((o) => o !== c && o.status === 'active');
-    return this.setStatus(c, c.status === 'active' && othersActive ? 'inactive' : 'active', nowMs);
+    if (this.inactive.length > 0 && this.rng() < 0.7)
+      return this.setStatus(pick(this.rng, this.inactive), 'active', nowMs);
+    const index = this.anyIndex();
+    const o = Math.floor(index / this.options.connections);
+    const active = this.connection(index).status === 'active';
+    const othersActive = this.options.connections - (this.inactiveInOrg.get(o) ?? 0) - (active ? 1 : 0) > 0;
+    return this.setStatus(index, active && othersActive ? 'inactive' : 'active', nowMs);
   }
 
-  private setStatus(c: SimConnection, status: 'active' | 'inactive', nowMs: number): WireEnvelope {
-    c.status = status;
+  private setStatus(index: number, status: 'active' | 'inactive', nowMs: number): WireEnvelope {
+    const c = this.toChange(index);
+    if (c.status !== status) {
+      const o = Math.floor(index / this.options.connections);
+      const n = (this.inactiveInOrg.get(o) ?? 0) + (status === 'inactive' ? 1 : -1);
+      if (n > 0) this.inactiveInOrg.set(o, n);
+      else this.inactiveInOrg.delete(o);
+      if (status === 'inactive') this.inactive.push(index);
+      else this.inactive.splice(this.inactive.indexOf(index), 1);
+      c.status = status;
+    }
     return statusChanged({ ...this.ids(c, nowMs), status });
   }
 
   /** A fee change: the whole config again, with the current labels and status. */
-  private reconfigure(c: SimConnection, nowMs: number): WireEnvelope {
+  private reconfigure(index: number, nowMs: number): WireEnvelope {
+    const c = this.toChange(index);
     c.feePercentage = Math.round(Math.max(0.5, c.feePercentage + (this.rng() - 0.5) * 0.4) * 100) / 100;
     return this.configured(c, nowMs);
   }
@@ -628,7 +711,7 @@ export class TrafficGenerator {
   }
 
   private badMessage(elapsedS: number, nowMs: number): Emission {
-    const c = pick(this.rng, this.fleet);
+    const c = this.connection(this.anyIndex());
     const good = callCompleted({
       ...this.ids(c, nowMs),
       ...simulateCall(
@@ -649,13 +732,6 @@ export class TrafficGenerator {
       defect: defect.name,
     };
   }
-}
-
-function weighted(rng: Random, connections: readonly SimConnection[]): SimConnection {
-  const total = connections.reduce((s, c) => s + c.weight, 0);
-  let r = rng() * total;
-  for (const c of connections) if ((r -= c.weight) < 0) return c;
-  return connections[connections.length - 1];
 }
 
 /** One call's outcome under a provider's profile, in or out of an outage. */
@@ -726,7 +802,12 @@ export class Tally {
   readonly badByReason = new Map<DlqReason, number>();
   duplicates = 0;
   bad = 0;
+  /** Messages not sent: their request failed after its last try (or the kit refused them). */
   failedSends = 0;
+  /** Requests that failed after their last try. */
+  failedBatches = 0;
+  /** Failed tries that were tried again. */
+  retries = 0;
 
   get sent(): number {
     let n = this.duplicates + this.bad;
@@ -752,7 +833,11 @@ export class Tally {
     lines.push(`  ${'bad (for the DLQ)'.padEnd(34)} ${this.bad}`);
     for (const [reason, n] of [...this.badByReason].sort(([a], [b]) => a.localeCompare(b)))
       lines.push(`    ${reason.padEnd(32)} ${n}`);
-    if (this.failedSends > 0) lines.push(`  ${'not sent (Kafka errors)'.padEnd(34)} ${this.failedSends}`);
+    if (this.failedSends > 0)
+      lines.push(
+        `  ${'not sent (Kafka errors)'.padEnd(34)} ${this.failedSends} (${this.failedBatches} request(s) failed after their last try)`,
+      );
+    if (this.retries > 0) lines.push(`  ${'requests tried again'.padEnd(34)} ${this.retries}`);
     return lines.join('\n');
   }
 }
