@@ -5,6 +5,7 @@
 #   Redis      (:REDIS_PORT, default 6379) - started with the machine's redis-server when down
 #   Kafka      (:KAFKA_PORT, default 9092) - scripts/kafka-start.sh (real broker from Maven jars)
 #   promtool   (not a server: the tests' checker of deploy/) - scripts/promtool-install.sh
+#   chromium   (not a server: the ops console's browser test) - scripts/chromium-install.sh
 # Idempotent: whatever already answers is reused. With Docker instead: docker compose up -d --wait.
 set -euo pipefail
 
@@ -90,5 +91,8 @@ bash "$ROOT/scripts/kafka-start.sh"
 
 # promtool (checks deploy/'s Prometheus files in the tests; from Debian's prometheus package) ------
 bash "$ROOT/scripts/promtool-install.sh"
+
+# Chromium (headless; the ops console's browser test, via playwright-core; Debian's chromium package) -
+bash "$ROOT/scripts/chromium-install.sh"
 
 say "all services up in $((SECONDS - t0))s: DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 KAFKA_BROKERS=${KAFKA_HOST:-127.0.0.1}:${KAFKA_PORT:-9092}"
