@@ -3,6 +3,7 @@ import { applyEvent, HealthBucket, initialConnectionState } from './connection-s
 import { healthAt, validationCapApplies } from './health';
 import {
   healthOfWindow,
+  healthSeries,
   healthWindowAt,
   healthWindowText,
   nextStatusChange,
@@ -200,5 +201,28 @@ describe('nextStatusChange: when the status moves on by itself', () => {
       ),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('healthSeries: the score at each minute up to b (hand-computed)', () => {
+  // One bucket at M: 30 calls, 6 technical failures. At M-1 it does not count yet: (0 + 5) / (0 + 5)
+  // = 100, unknown (n < 20). At M, weight 1: (30 - 6 + 5) / (30 + 5) = 29/35 = 82.857… → 82.86,
+  // degraded. At M+1, weight 2^(-1/15) = 0.954841604: n = 28.645248, f = 5.729050,
+  // (28.645248 - 5.729050 + 5) / 33.645248 = 0.829722… → 82.97, degraded.
+  const w = { renderedAt: M, capped: false, buckets: [bucket(M, 30, 6)] };
+
+  it('evaluates each minute, oldest first', () => {
+    expect(healthSeries(w, M + 1, 3)).toEqual([
+      { score: 100, status: 'unknown' },
+      { score: 82.86, status: 'degraded' },
+      { score: 82.97, status: 'degraded' },
+    ]);
+  });
+
+  it('covers the 60 minutes of the window by default, and holds the validation cap at every minute', () => {
+    const series = healthSeries({ ...w, capped: true }, M + 1);
+    expect(series).toHaveLength(60);
+    expect(series[0]).toEqual({ score: 25, status: 'unhealthy' });
+    expect(series[59]).toEqual({ score: 25, status: 'unhealthy' });
   });
 });

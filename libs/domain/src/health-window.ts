@@ -50,6 +50,17 @@ export function healthOfWindow(window: HealthWindow, b: number | null): Health {
   return healthOf(window.buckets, window.capped, b);
 }
 
+/**
+ * The health of a stored window at each of the `minutes` minutes up to `b` (oldest first, the last
+ * one at `b`): the ops console's sparkline of a connection's score over its window. Each minute is
+ * evaluated with `healthOf` on the buckets the window holds, so a minute before the window's own
+ * start sees only the calls still in it (the older ones were dropped when it was stored): the series
+ * shows how the calls of the last hour moved the score, not a stored history.
+ */
+export function healthSeries(window: HealthWindow, b: number, minutes: number = HEALTH_WINDOW_MINUTES): Health[] {
+  return Array.from({ length: minutes }, (_, i) => healthOfWindow(window, b - (minutes - 1) + i));
+}
+
 /** When a window's health status next changes by itself, and what it changes to. */
 export interface StatusChange {
   minute: number;
