@@ -20,6 +20,10 @@
  *  replay    `ops replay` (the compiled ops command line, its own process, batch 50,000 as shipped) over
  *            phase ingest's event log: the replay's own seconds (from its "replay done" line), its peak
  *            RSS (VmHWM), its read model checked (N connections in the new generation).
+ *  projection the projectors on a backlog: a new empty generation made live over phase ingest's whole
+ *            log, then 1 (and, again from empty, 2) compiled projector processes started together;
+ *            start → every shard caught up; events/s against the writer's ingest of the same run, CPU per
+ *            event of each projector and of PostgreSQL's backends, peak RSS of each.
  *  freshness a stack of the compiled writer, projector and API (service defaults), N connections
  *            configured through Kafka and projected first; then bench:freshness's probes
  *            (bench/support/freshness-probes.ts: a probe every 100 ms, polled every 5 ms) while RATE
@@ -53,10 +57,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DataSource } from 'typeorm';
 import { ApiKeyStore } from '@psp/api-keys';
+import { createBuildingGeneration, switchLiveGeneration } from '@psp/read-model';
 import { seededRandom } from '../test/support/seed';
 import {
   args,
-  BenchChild,
   codeVersion,
   cpuSeconds,
   CpuAccount,
@@ -106,7 +110,7 @@ import { lineChartSvg, short } from './support/svg-chart';
 const CONNECTIONS_PER_ORG = 5;
 const PARTITIONS = 6;
 const REPLAY_BATCH = 50000;
-const PHASES = ['ingest', 'backlog', 'replay', 'freshness', 'query'] as const;
+const PHASES = ['ingest', 'backlog', 'replay', 'projection', 'freshness', 'query'] as const;
 type Phase = (typeof PHASES)[number];
 
 /** The CPU-table row of the service's own PostgreSQL backends (application_name psp-connections[-ops]). */
@@ -137,7 +141,9 @@ the curve and PASS/MISS per target, writes JSON + an SVG chart to --out.
                            number of events (default 200,10000,100000,1000000)
   --events N               call events per point, besides one connection.configured per connection
                            (default 1,000,000)
-  --phases LIST            any of ingest,backlog,replay,freshness,query (default all; replay needs ingest)
+  --phases LIST            any of ingest,backlog,replay,projection,freshness,query (default all; backlog,
+                           replay and projection need ingest; projection: 1 then 2 projector processes on
+                           the whole log as a backlog)
   --rate N                 freshness: call events/s spread over the connections (default 5,000)
   --freshness-seconds S    freshness load duration; 0 = until two minute boundaries have passed, +5 s
                            (65-125 s; default 0)
@@ -270,6 +276,21 @@ interface QueryResult {
   profileFile?: string;
 }
 
+interface ProjectionBacklogResult {
+  projectors: number;
+  events: number;
+  /** Projectors started → every event applied. */
+  seconds: number;
+  rate: number;
+  /** `rate` over the writer's ingest rate of the same run. */
+  ingestRatio: number | null;
+  /** CPU µs per event: each projector process, and PostgreSQL's backends on the bench database. */
+  projectorUsPerEvent: number[];
+  postgresUsPerEvent: number;
+  peakRss: number[];
+  cpu: CpuSummary;
+}
+
 interface PointResult {
   /** With --render of several files: the start of the run the point comes from. */
   run?: string;
@@ -281,6 +302,8 @@ interface PointResult {
   ingest?: IngestResult;
   backlog?: BacklogResult;
   replay?: ReplayResult;
+  /** The projectors on a backlog: the ingest phase's whole log, 1 and then 2 projector processes. */
+  projection?: ProjectionBacklogResult[];
   freshness?: FreshnessResult;
   query?: QueryResult;
   errors: { phase: string; message: string }[];
@@ -407,8 +430,11 @@ function parseOptions(a: ReturnType<typeof args>): Options {
     .split(',')
     .map((p) => p.trim()) as Phase[];
   for (const p of phases) if (!PHASES.includes(p)) throw new Error(`--phases: unknown phase ${p}`);
-  if ((phases.includes('backlog') || phases.includes('replay')) && !phases.includes('ingest'))
-    throw new Error('--phases: backlog and replay run on what ingest produced; add ingest');
+  if (
+    (phases.includes('backlog') || phases.includes('replay') || phases.includes('projection')) &&
+    !phases.includes('ingest')
+  )
+    throw new Error('--phases: backlog, replay and projection run on what ingest produced; add ingest');
   const svg = a.str('svg', '');
   return {
     points,
@@ -756,9 +782,93 @@ async function ingestPoint(
             top: 10,
           });
       });
+    // ---- projection: the projectors on a backlog (the ingest phase's whole log), 1 then 2 processes.
+    if (o.phases.includes('projection'))
+      await guarded(point, 'projection', save, async () => {
+        point.projection = [];
+        for (const k of [1, 2]) {
+          point.projection.push(await projectionBacklog(run, db, point, k, total));
+          save();
+        }
+      });
   } finally {
     await run.cleanup();
   }
+}
+
+/**
+ * The backlog a projector meets after an outage: a new empty generation made live over the whole
+ * log (as if every event arrived while no projector ran), then `k` compiled projector processes
+ * started together; events/s from their start until every shard has caught up, and the CPU per event
+ * of each process and of PostgreSQL.
+ */
+async function projectionBacklog(
+  run: IsolatedRun,
+  db: DataSource,
+  point: PointResult,
+  k: number,
+  total: number,
+): Promise<ProjectionBacklogResult> {
+  const generation = await createBuildingGeneration(db);
+  await switchLiveGeneration(db, generation);
+  await db.query('VACUUM ANALYZE event_log');
+  const cpu = new CpuAccount(db, run.databaseName);
+  await cpu.start();
+  const started = performance.now();
+  const projectors = Array.from({ length: k }, (_, i) =>
+    run.startCompiled(`projector ${i + 1} of ${k}`, 'apps/projector/src/main.js', {
+      env: { METRICS_PORT: '0', PROJECTOR_REBALANCE_MS: '200' },
+    }),
+  );
+  projectors.forEach((p, i) => cpu.track(`projector ${i + 1} of ${k} (node, compiled)`, p.pid));
+  const rss = projectors.map((p) => new PeakMemory(p.pid));
+  let applied = 0;
+  const ticker = new Ticker(() => {
+    const t = (performance.now() - started) / 1000;
+    return `projection backlog ${fmtInt(point.connections)}, ${k} projector(s): ${fmt(t, 1)} s, applied ${fmtInt(applied)}/${fmtInt(total)} (${fmtInt(applied / Math.max(t, 0.001))}/s), RSS ${projectors.map((p) => fmtMb(memoryBytes(p.pid, 'VmRSS') ?? 0)).join(' + ')}`;
+  }).start();
+  run.onCleanup('stop the progress line', async () => ticker.stop());
+  try {
+    for (;;) {
+      const rows: { n: string }[] = await db.query(
+        `SELECT events_applied::text AS n FROM projection_progress WHERE generation = $1`,
+        [generation],
+      );
+      applied = Number(rows[0].n);
+      if (applied >= total) break;
+      for (const p of projectors)
+        if (p.exited) throw new Error(`a projector exited with code ${p.exitCode}:\n${p.tail()}`);
+      await sleep(50);
+    }
+  } finally {
+    ticker.stop();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await cpu.stop();
+  const peakRss = rss.map((r) => r.stop());
+  await Promise.all(projectors.map((p) => p.stop()));
+  const rows = cpu.rows('bench: poller');
+  const cpuOfRow = (prefix: string) =>
+    rows.filter((r) => r[0].startsWith(prefix)).reduce((a, r) => a + Number(r[1].replace(/,/g, '')), 0);
+  const result: ProjectionBacklogResult = {
+    projectors: k,
+    events: total,
+    seconds,
+    rate: total / seconds,
+    ingestRatio: point.ingest ? total / seconds / point.ingest.rate : null,
+    projectorUsPerEvent: projectors.map((_, i) => (cpuOfRow(`projector ${i + 1} of ${k}`) / total) * 1e6),
+    postgresUsPerEvent: (cpuOfRow('PostgreSQL backends on the bench db') / total) * 1e6,
+    peakRss,
+    cpu: cpuSummary(cpu, 'bench: poller'),
+  };
+  say();
+  say(
+    `projection backlog at ${fmtInt(point.connections)} connections, ${k} projector(s): ${fmtInt(total)} events in ${fmt(seconds, 1)} s = ${fmtInt(result.rate)} events/s` +
+      (result.ingestRatio === null ? '' : ` (${fmt(result.ingestRatio, 2)}x the writer's ingest of this run)`) +
+      `; CPU per event: projector(s) ${result.projectorUsPerEvent.map((u) => `${fmt(u, 0)} µs`).join(' + ')}, PostgreSQL ${fmt(result.postgresUsPerEvent, 0)} µs; peak RSS ${peakRss.map(fmtMb).join(' + ')}`,
+  );
+  table(result.cpu.rows);
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1103,7 +1213,7 @@ async function stackPoint(
 
 async function eventsApplied(db: DataSource): Promise<number> {
   const r: { n: string }[] = await db.query(
-    `SELECT events_applied::text AS n FROM projection_generation WHERE status = 'live'`,
+    `SELECT events_applied::text AS n FROM projection_progress WHERE status = 'live'`,
   );
   return Number(r[0].n);
 }
@@ -1289,6 +1399,36 @@ function report(results: ScaleResults, extraSvg: string[], svgFile: string): voi
         .join(' / '),
     ]),
   ]);
+  if (pts.some((p) => p.projection)) {
+    say();
+    say(
+      'projectors on a backlog (the whole log, a new live generation; 1 then 2 projector processes; 16 shards shared through PostgreSQL)',
+    );
+    table([
+      [
+        'connections',
+        'projectors',
+        'events/s',
+        '× ingest',
+        'projector CPU µs/event (each)',
+        'PostgreSQL µs/event',
+        'peak RSS',
+        'other load (cores)',
+      ],
+      ...pts.flatMap((p) =>
+        (p.projection ?? []).map((r) => [
+          fmtInt(p.connections),
+          String(r.projectors),
+          fmtInt(r.rate),
+          r.ingestRatio === null ? '–' : fmt(r.ingestRatio, 2),
+          r.projectorUsPerEvent.map((u) => fmt(u, 0)).join(' + '),
+          fmt(r.postgresUsPerEvent, 0),
+          r.peakRss.map(fmtMb).join(' + '),
+          fmt(r.cpu.otherCores, 2),
+        ]),
+      ),
+    ]);
+  }
   say();
   say(
     'CPU per event, µs (CPU seconds of the process and of its PostgreSQL backends over the events it handled; what the other load on the machine does not change)',

@@ -71,6 +71,7 @@ export async function auditHealthChanges(
   );
   const first = new Map<string, { key: string | null; value: string }>();
   const chains = new Map<string, HealthChanged[]>();
+  const where = new Map<HealthChanged, string>();
   let duplicates = 0;
   for (const c of copies) {
     let m: HealthChanged;
@@ -92,10 +93,11 @@ export async function auditHealthChanges(
     if (c.key !== `${m.org_id}:${m.connection_id}`) breaks.push(`${m.event_id} keyed ${c.key}`);
     if (m.type !== 'connection.health_changed') breaks.push(`${m.event_id} has type ${m.type}`);
     chains.set(id, [...(chains.get(id) ?? []), m]);
+    where.set(m, `partition ${c.partition} offset ${c.offset}`);
   }
   for (const [id, chain] of chains) {
     chain.forEach((m, i) => {
-      const at = `${id} #${i + 1}`;
+      const at = `${id} #${i + 1} (${where.get(m)})`;
       if (m.data.sequence !== i + 1) breaks.push(`${at}: sequence ${m.data.sequence}`);
       if (m.event_id !== `${m.org_id}:${m.connection_id}:${m.data.sequence}`)
         breaks.push(`${at}: event_id ${m.event_id}`);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { expectedConnections, WireEvent } from './expected-model';
 import { auditHealthChanges, HealthAudit, healthChangesWritten, healthOutboxSize } from './health-audit';
 import { poisonStorm } from './poison-storm';
+import { PROJECTOR_FAULTS } from './projector-faults';
 import { ChaosStack } from './stack';
 import { DEFAULT_TRAFFIC, generateTraffic, Sent, TrafficOptions } from './traffic';
 
@@ -108,6 +109,7 @@ export const SCENARIOS: Scenario[] = [
   poisonStorm,
   { name: 'every event twice', traffic: { duplicateFraction: 1 } },
   { name: 'shuffled across topics', traffic: { shuffleTopics: true, duplicateFraction: 0.2 } },
+  ...PROJECTOR_FAULTS,
   {
     name: 'Kafka broker restart',
     disruptive: true,

@@ -73,7 +73,7 @@ describe('the API over many orgs at once (batched reads)', () => {
       events.push(configured(org(i), `o${i}.a`, t0), configured(org(i), `o${i}.b`, t0 + 1000));
     }
     await seedLog(db, events);
-    await projectAll(withRedis, db);
+    await projectAll(withRedis);
     ({ app, url } = await startService(ApiModule, settings));
     const store = new ApiKeyStore(db);
     for (let i = 0; i < ORGS; i++) keys.push((await store.create(org(i), ['connections:read'], 'test')).key);
@@ -118,10 +118,10 @@ describe('the API over many orgs at once (batched reads)', () => {
       db,
       Array.from({ length: 10 }, (_, i) => configured(org(i), `o${i}.c`, t0 + 2000)),
     );
-    await projectAll(withRedis, db);
+    await projectAll(withRedis);
     await seedLog(db, [configured(org(10), 'o10.c', t0 + 2000)]);
     const committedAt = Date.now();
-    await projectAll(withoutRedis, db);
+    await projectAll(withoutRedis);
     const seen = await eventually(
       () => readAllAtOnce(1),
       (byOrg) => [...Array(11).keys()].every((i) => byOrg.get(i)![0].length === 3),

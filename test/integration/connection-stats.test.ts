@@ -58,7 +58,7 @@ describe('connection stats', () => {
       validationEvent('v-failed', T0 + 5000, { result: 'failure', error: 'invalid key' }, where('v')),
     ];
     await seedLog(db, events);
-    await projectAll(projection, db);
+    await projectAll(projection);
     ({ app, url } = await startService(ApiModule, settings));
     key = (await new ApiKeyStore(db).create(ORG, ['connections:read'], 'test')).key;
   });
@@ -174,7 +174,7 @@ describe('connection stats', () => {
   it('moves with stream time, and answers the same bytes after a replay', async () => {
     // Another connection's event 59 minutes after T0: minute T0 is b-59, still in the window.
     await seedLog(db, [configuredEvent('cfg-b', T0 + 59 * MINUTE + 1, {}, where('b'))]);
-    await projectAll(projection, db);
+    await projectAll(projection);
     const moved = await eventually(
       async () => JSON.parse((await get('/v1/connections/a/stats')).body),
       (s) => s.stream_time === '2026-11-24T10:59:00.001Z',
@@ -197,7 +197,7 @@ describe('connection stats', () => {
     // One more minute: the calls of minute T0 leave the window.
     await seedLog(db, [configuredEvent('cfg-c', T0 + 60 * MINUTE, {}, where('c'))]);
     const live = (await db.query(`SELECT generation FROM projection_generation WHERE status = 'live'`))[0].generation;
-    await projectAll(new Projection(db, live, null, 1000), db);
+    await projectAll(new Projection(db, live, null, 1000));
     const after = await eventually(
       async () => JSON.parse((await get('/v1/connections/a/stats')).body),
       (s) => s.stream_time === '2026-11-24T11:00:00.000Z',

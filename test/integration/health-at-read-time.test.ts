@@ -67,7 +67,7 @@ describe('health evaluated at read time', () => {
         ),
       );
     await seedLog(db, [...a, configuredEvent('b-cfg', T0, {}, where('b'))]);
-    await projectAll(projection, db);
+    await projectAll(projection);
 
     const at = async (connectionId: string) => JSON.parse((await get(`/v1/connections/${connectionId}`)).body);
     await eventually(
@@ -81,7 +81,7 @@ describe('health evaluated at read time', () => {
 
     // Only connection c gets an event, 30 minutes later: stream time moves to M + 30.
     await seedLog(db, [configuredEvent('c-cfg', T0 + 30 * MINUTE, {}, where('c'))]);
-    await projectAll(projection, db);
+    await projectAll(projection);
     expect(await renderedAt('a')).toBe(M); // a was not re-rendered
     expect(await renderedAt('c')).toBe(M + 30);
     // a at M + 30: weight 1/4: N 10, F 2.5: 12.5 / 15 = 83.33, N < 20: unknown.

@@ -151,7 +151,7 @@ describe('health changes (CONTRACT 2.5) through the projection', () => {
       const slice = 700;
       for (let i = 0; i < orders[order].length; i += slice) {
         await seedLog(db, orders[order].slice(i, i + slice));
-        await projectAll(projection, db);
+        await projectAll(projection);
       }
       const messages = await outbox(db);
       const served = await servedStatuses(db, 1);
@@ -189,7 +189,7 @@ describe('health changes (CONTRACT 2.5) through the projection', () => {
     const projection = new Projection(db, 1, null, 97, 4096);
     for (let i = 0; i < events.length; i += 700) {
       await seedLog(db, events.slice(i, i + 700));
-      await projectAll(projection, db);
+      await projectAll(projection);
     }
     // The same chains (the order between connections within one step is not part of the contract).
     const byChain = (messages: HealthChanged[]): HealthChanged[] =>
@@ -231,7 +231,7 @@ describe('health changes (CONTRACT 2.5) through the projection', () => {
       await db.query(`SELECT count(*)::int AS n FROM health_change_outbox WHERE generation = $1`, [outcome.generation])
     )[0].n;
     expect(duringBuild).toBe(0); // the switch only marks connections due; the live steps write the messages
-    await projectAll(new Projection(db, outcome.generation, null, 500), db);
+    await projectAll(new Projection(db, outcome.generation, null, 500));
     const after = await outbox(db);
     const catchUp = after.slice(before);
     expect(catchUp.map((m) => [m.connection_id, m.data.from, m.data.to])).toEqual([['c1', pretend, c1Reported]]);
@@ -325,7 +325,7 @@ describe('health changes on Kafka through a kill -9 of the relaying projector', 
           (
             await db.query(
               `SELECT (SELECT count(*) FROM health_change_outbox)::int AS waiting,
-                      (SELECT events_applied FROM projection_generation WHERE status = 'live')::int AS applied`,
+                      (SELECT events_applied FROM projection_progress WHERE status = 'live')::int AS applied`,
             )
           )[0] as { waiting: number; applied: number },
         (s) => s.waiting === 0 && s.applied === events.length,

@@ -66,7 +66,7 @@ describe('archiving the event log', () => {
     db = await openDatabase(settings);
     await ensureLogPartitions(db, { widthDays: 1, aheadDays: 3 }, { from: today - 4 * DAY });
     for (const d of days) await appendAt(db, d.rows, d.recordedAt);
-    await projectAll(new Projection(db, 1, null, 1000), db);
+    await projectAll(new Projection(db, 1, null, 1000));
   });
 
   afterAll(async () => {
@@ -158,7 +158,7 @@ describe('archiving the event log', () => {
     );
     expect(await live()).toBe(fromSummaries.generation + 1);
     const [{ events_applied }] = await db.query(
-      `SELECT events_applied::int AS events_applied FROM projection_generation WHERE status = 'live'`,
+      `SELECT events_applied::int AS events_applied FROM projection_progress WHERE status = 'live'`,
     );
     expect(events_applied).toBe(6002);
     await new Promise((r) => setTimeout(r, 1100)); // the API re-reads the live generation every second
@@ -211,7 +211,7 @@ describe('archiving the event log', () => {
     try {
       await ensureLogPartitions(other, { widthDays: 1, aheadDays: 3 }, { from: today - 4 * DAY });
       for (const d of days) await appendAt(other, d.rows, d.recordedAt);
-      await projectAll(new Projection(other, 1, null, 1000), other);
+      await projectAll(new Projection(other, 1, null, 1000));
       const writer = new LogMaintenance(other, retain);
       await writer.tick();
       const gone = (await readLogPartitions(other)).filter((p) => p.table === 'dropped');

@@ -105,7 +105,7 @@ describe('compacting the event log into summaries', () => {
   });
 
   it('folds closed partitions into summaries, resumes an interrupted fold, detaches and drops them', async () => {
-    await projectAll(new Projection(comp.db, 1, null, 1000), comp.db);
+    await projectAll(new Projection(comp.db, 1, null, 1000));
     const first = await compactLog(comp.db, { before: today - 3 * DAY, drop: false });
     expect(first.compacted).toEqual([{ name: partitionOf(today - 4 * DAY), rows: 1200 }]);
     expect(first.summaries).toMatchObject({ events: 1200, partitions: [partitionOf(today - 4 * DAY)] });
@@ -186,7 +186,7 @@ describe('compacting the event log into summaries', () => {
       const outcome = await new ConnectionStreams(side.db, side.settings).record(late);
       expect(outcome).toMatchObject({ appended: 3, duplicates: 2 });
     }
-    await projectAll(new Projection(comp.db, 1, null, 1000), comp.db);
+    await projectAll(new Projection(comp.db, 1, null, 1000));
     const lines: string[] = [];
     const rebuilt = await replay(comp.db, null, { batchSize: 700, shouldStop: () => false, log: (l) => lines.push(l) });
     expect(lines[0]).toContain('from the summaries of 3 compacted partition(s) (3600 events');
@@ -206,7 +206,7 @@ describe('compacting the event log into summaries', () => {
     expect(await answers(comp)).toEqual(expected);
     const [a, b] = await Promise.all(
       [full, comp].map((s) =>
-        s.db.query(`SELECT stream_time, events_applied FROM projection_generation WHERE status = 'live'`),
+        s.db.query(`SELECT stream_time, events_applied FROM projection_progress WHERE status = 'live'`),
       ),
     );
     expect(b).toEqual(a);
@@ -244,7 +244,7 @@ describe('compacting the event log into summaries', () => {
     try {
       await ensureLogPartitions(db, { widthDays: 1, aheadDays: 3 }, { from: today - 4 * DAY });
       for (const d of days) await appendAt(db, d.rows, d.recordedAt);
-      await projectAll(new Projection(db, 1, null, 1000), db);
+      await projectAll(new Projection(db, 1, null, 1000));
       const writers = [new LogMaintenance(db, settings), new LogMaintenance(db, settings)];
       await Promise.all(writers.map((w) => w.tick()));
       const states = (await readLogPartitions(db)).filter((p) => p.to <= today);

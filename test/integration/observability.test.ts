@@ -216,7 +216,7 @@ describe('metrics and logs (issue 13)', () => {
         const ours = [...typed].filter((n) => n.startsWith('psp_'));
         expect(ours.length).toBeGreaterThan(5);
         for (const name of ours)
-          expect(name).toMatch(/_(total|seconds|messages|events|ratio|generation|in_progress|streams)$/);
+          expect(name).toMatch(/_(total|seconds|messages|events|ratio|generation|in_progress|streams|shards)$/);
         expect(typed.has('process_cpu_seconds_total')).toBe(true);
         expect(typed.has('nodejs_eventloop_lag_seconds')).toBe(true);
       }

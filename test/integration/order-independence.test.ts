@@ -82,10 +82,10 @@ describe('order independence through the log', () => {
       expect(appended).toBe(events.length);
       expect(duplicates).toBe(delivered.length - events.length);
       // Projected while the log grows would be the same; here: in small batches, then a rebuild.
-      await projectAll(new Projection(db, 1, null, 97), db);
+      await projectAll(new Projection(db, 1, null, 97));
       const live = await documents(db, 1);
       await db.query(`INSERT INTO projection_generation (generation, status) VALUES (2, 'building')`);
-      await projectAll(new Projection(db, 2, null, 5000), db);
+      await projectAll(new Projection(db, 2, null, 5000));
       expect(await documents(db, 2)).toBe(live);
       results.push(live);
     }

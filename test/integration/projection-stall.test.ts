@@ -62,7 +62,7 @@ describe('a projection stuck on an event', () => {
         '/readyz to report the stuck projection',
       );
       const checkpoint = await db.query(
-        `SELECT events_applied::int AS n FROM projection_generation WHERE status = 'live'`,
+        `SELECT events_applied::int AS n FROM projection_progress WHERE status = 'live'`,
       );
       expect(checkpoint[0].n).toBe(1 + before.length);
       expect(stuck.body.status).toBe('not_ready');
@@ -84,7 +84,9 @@ describe('a projection stuck on an event', () => {
       );
 
       const logged = projector.output.join('');
-      expect(logged).toMatch(/projection of generation 1 stuck on event the-unappliable-one \(log position \d+\/\d+\)/);
+      expect(logged).toMatch(
+        /projection of generation 1 stuck on event the-unappliable-one \(log position \d+\/\d+, shard \d+\)/,
+      );
 
       // A fix (here by hand, in the test database) lets it go on without a restart.
       await db.query(`ALTER TABLE event_log DISABLE TRIGGER event_log_append_only`);
@@ -95,7 +97,7 @@ describe('a projection stuck on an event', () => {
       await eventually(readyz, (r) => r.status === 200, 30000, '/readyz ready again');
       await eventually(
         async () =>
-          (await db.query(`SELECT events_applied::int AS n FROM projection_generation WHERE status = 'live'`))[0].n,
+          (await db.query(`SELECT events_applied::int AS n FROM projection_progress WHERE status = 'live'`))[0].n,
         (n) => n === 1 + before.length + 1 + after.length,
         30000,
         'every event applied',

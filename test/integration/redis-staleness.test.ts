@@ -46,7 +46,7 @@ describe('Redis never keeps serving an older version', () => {
     await seedLog(db, [configured('first', t0)]);
     // No Redis for this projection: as if Redis had been unreachable when it committed.
     const projection = new Projection(db, 1, null, 100);
-    await projectAll(projection, db);
+    await projectAll(projection);
     expect(await ids()).toEqual(['first']);
     expect(app.get(ConnectionReads).lastSource).toBe('postgres'); // and Redis is now filled at that version
 
@@ -56,7 +56,7 @@ describe('Redis never keeps serving an older version', () => {
        VALUES ($1, 'org_s', 'second', 1, 'connection.configured', $2, $3, 'seed', 0, 1)`,
       [more.eventId, new Date(more.occurredAt).toISOString(), JSON.stringify(more.data)],
     );
-    await projectAll(projection, db); // committed in PostgreSQL; Redis still holds the older version
+    await projectAll(projection); // committed in PostgreSQL; Redis still holds the older version
     const seen = await eventually(ids, (list) => list.length === 2, 5000, 'the committed connection');
     expect(seen).toEqual(['second', 'first']);
   });

@@ -47,7 +47,7 @@ describe('replay of the read model', () => {
       db,
       mixedEvents({ orgs: ORGS, connections: 25, events: 6000, seed: 42, start: Date.UTC(2026, 10, 24, 8, 0, 0) }),
     );
-    await projectAll(new Projection(db, 1, null, 1000), db);
+    await projectAll(new Projection(db, 1, null, 1000));
     ({ app, url } = await startService(ApiModule, settings));
     const store = new ApiKeyStore(db);
     for (let o = 0; o < ORGS; o++)

@@ -5,7 +5,7 @@ import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Settings } from '@psp/config';
 import { ApiKeyStore } from '@psp/api-keys';
 import { ConnectionEvent, PROVIDERS, validateMessage } from '@psp/domain';
-import { Projection } from '@psp/read-model';
+import { Projection, readShardHolders } from '@psp/read-model';
 import { ApiModule } from '../../apps/api/src/api.module';
 import {
   dropIsolated,
@@ -309,7 +309,7 @@ describe('two writers, two projectors and two APIs on one stack', () => {
         })
         .reverse();
       await seedLog(refDb, events);
-      expect(await projectAll(new Projection(refDb, 1, null, 2000), refDb)).toBe(UNIQUE_EVENTS);
+      expect(await projectAll(new Projection(refDb, 1, null, 2000))).toBe(UNIQUE_EVENTS);
       await apisUp;
       ({ app: refApp, url: refUrl } = await startService(ApiModule, refSettings));
     })();
@@ -343,6 +343,21 @@ describe('two writers, two projectors and two APIs on one stack', () => {
       'both writers to have appended',
     );
 
+    // The two projectors share the 16 projection shards (PostgreSQL advisory locks), 8 each, and both
+    // have applied events of their shards before the kill.
+    const holders = async () => [...(await readShardHolders(db)).entries()];
+    await eventually(
+      holders,
+      (h) => h.length === 16 && new Set(h.map(([, p]) => p)).size === 2,
+      30000,
+      'the two projectors to hold 8 shards each',
+    );
+    const byHolder = new Map<string, number>();
+    for (const [, p] of await holders()) byHolder.set(p, (byHolder.get(p) ?? 0) + 1);
+    expect([...byHolder.values()]).toEqual([8, 8]);
+    const killedHolder = `:${projector1.pid}`;
+    expect([...byHolder.keys()].some((h) => h.endsWith(killedHolder))).toBe(true);
+
     // The rest of the traffic flows while writer 1 (and projector 1) are killed with SIGKILL.
     const rest = (async () => {
       for (const chunk of chunks.slice(CHUNKS_BEFORE_KILL)) {
@@ -354,6 +369,15 @@ describe('two writers, two projectors and two APIs on one stack', () => {
     const atKill = await logCount();
     await Promise.all([stopProcess(writer1, 'SIGKILL'), stopProcess(projector1, 'SIGKILL')]);
     expect(atKill).toBeLessThan(UNIQUE_EVENTS);
+    // The survivor takes the killed projector's shards within 15 s.
+    const killedAt = Date.now();
+    await eventually(
+      holders,
+      (h) => h.length === 16 && h.every(([, p]) => !p.endsWith(killedHolder)),
+      15000,
+      "the surviving projector to take the killed one's shards",
+    );
+    process.stdout.write(`two-of-each: the killed projector's shards moved in ${Date.now() - killedAt} ms\n`);
     await rest;
 
     // The survivor takes writer 1's partitions over and everything ends up in the log exactly once.
@@ -386,7 +410,7 @@ describe('two writers, two projectors and two APIs on one stack', () => {
     // The surviving projector catches up, and no event was applied twice: events_applied = log rows.
     const applied = async (): Promise<{ generation: number; status: string; applied: number }[]> =>
       db.query(
-        `SELECT generation, status, events_applied::int AS applied FROM projection_generation ORDER BY generation`,
+        `SELECT generation, status, events_applied::int AS applied FROM projection_progress ORDER BY generation`,
       );
     await eventually(applied, (g) => g[0]?.applied >= UNIQUE_EVENTS, 60000, 'the projection to catch up');
     await new Promise((r) => setTimeout(r, 1500)); // also: every API instance re-checks PostgreSQL's versions each second

@@ -6,6 +6,9 @@ export interface DlqCopy {
   key: string | null;
   value: string | null;
   headers: Record<string, string>;
+  /** Where it was read: partition and offset. */
+  partition: number;
+  offset: string;
 }
 
 /**
@@ -39,7 +42,13 @@ export async function readTopicToEnd(kafka: Kafka, topic: string, groupPrefix: s
           if (end === undefined || BigInt(message.offset) >= end) return;
           const headers: Record<string, string> = {};
           for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-          copies.push({ key: message.key?.toString() ?? null, value: message.value?.toString() ?? null, headers });
+          copies.push({
+            key: message.key?.toString() ?? null,
+            value: message.value?.toString() ?? null,
+            headers,
+            partition,
+            offset: message.offset,
+          });
           if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
           if (remaining.size === 0) resolve();
         },

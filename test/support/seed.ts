@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { ConnectionEvent, PROVIDERS } from '@psp/domain';
-import { appendEvents, EventToAppend, logLagAfter, readStreamVersions } from '@psp/storage';
+import { appendEvents, EventToAppend, readStreamVersions } from '@psp/storage';
 import { Projection } from '@psp/read-model';
 
 import { seededRandom } from '../../apps/simulator/src/traffic';
@@ -108,13 +108,13 @@ export async function seedLog(db: DataSource, events: ConnectionEvent[], chunk =
  * Steps a projection until it has read every committed event. (An empty step alone does not prove
  * that: a transaction open anywhere in the cluster holds back the xmin the log is read below.)
  */
-export async function projectAll(projection: Projection, db: DataSource): Promise<number> {
+export async function projectAll(projection: Projection): Promise<number> {
   let applied = 0;
   for (;;) {
     const step = await projection.step();
     applied += step.applied;
     if (step.applied === 0) {
-      if ((await logLagAfter(db, step.checkpoint.at)).events === 0) return applied;
+      if ((await projection.lag()) === 0) return applied;
       await new Promise((r) => setTimeout(r, 20));
     }
   }

@@ -3,8 +3,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { FastifyReply } from 'fastify';
 import { Admin, Kafka } from 'kafkajs';
 import { DataSource } from 'typeorm';
-import { isStuck, liveGeneration, readCheckpoint, readProjectionStall } from '@psp/read-model';
-import { logLagAfter } from '@psp/storage';
+import { generationLag, isStuck, liveGeneration, readCheckpoint, readProjectionStall } from '@psp/read-model';
 import { JSON_CONTENT_TYPE } from './api-error';
 import { ConnectionReads } from './connection-reads';
 import { FreshFor } from './single-flight';
@@ -122,7 +121,7 @@ export class HealthController implements OnModuleDestroy {
       readCheckpoint(this.db, generation),
       readProjectionStall(this.db, generation),
     ]);
-    const lag = await within(logLagAfter(this.db, checkpoint.at), CHECK_TIMEOUT_MS);
+    const lag = await within(generationLag(this.db, generation), CHECK_TIMEOUT_MS);
     return {
       generation,
       lag_events: lag.events,

@@ -1,8 +1,13 @@
 import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { DataSource } from 'typeorm';
-import { buildingGeneration, liveGeneration, readCheckpoint, readProjectionStall } from '@psp/read-model';
-import { logLagAfter } from '@psp/storage';
+import {
+  buildingGeneration,
+  generationLag,
+  liveGeneration,
+  readCheckpoint,
+  readProjectionStall,
+} from '@psp/read-model';
 import { oncePerProcess, readingFailures, ScrapeTimeReading } from '@psp/observability';
 
 /** What the projector's gauges show, read from PostgreSQL at scrape time. */
@@ -15,6 +20,8 @@ export interface ProjectionReading {
   streamTime: number | null;
   /** How long the live projection has been failing on one event (0: it is not). */
   stalledSeconds: number;
+  /** Each shard of the live generation: events behind the log. */
+  shards: { shard: number; behindEvents: number }[];
   /** The generation a replay is building, if any: its events applied, out of the log's events. */
   replay: { generation: number; eventsApplied: number; eventsTotal: number } | null;
 }
@@ -29,11 +36,16 @@ export interface ProjectionReading {
 export class ProjectorMetrics {
   readonly eventsApplied: Counter;
   readonly stepFailures: Counter;
+  /** Projection shards this process holds now. */
+  readonly shardsHeld: Gauge;
+  readonly shardLagEvents: Gauge;
   /** Reads the projection's state (set by ProjectorMetricsCollector; null when it could not). */
   reading: (() => Promise<ProjectionReading | null>) | null = null;
 
   constructor(registry: Registry) {
     const registers = [registry];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
     this.eventsApplied = new Counter({
       name: 'psp_projector_events_applied_total',
       help: 'Events this projector applied to the live read model (committed)',
@@ -44,9 +56,23 @@ export class ProjectorMetrics {
       help: 'Projection steps that failed and were retried (PostgreSQL unreachable, an event that cannot be applied)',
       registers,
     });
+    this.shardsHeld = new Gauge({
+      name: 'psp_projector_held_shards',
+      help: 'Projection shards this projector process holds now (of 16; PostgreSQL advisory locks)',
+      registers,
+    });
+    this.shardLagEvents = new Gauge({
+      name: 'psp_projector_shard_lag_events',
+      help: 'Events of one projection shard committed to the log that the live read model has not applied yet',
+      labelNames: ['shard'],
+      registers,
+      collect: async function (this: Gauge) {
+        const reading = await self.reading?.();
+        if (!reading) return;
+        for (const s of reading.shards) this.set({ shard: String(s.shard) }, s.behindEvents);
+      },
+    });
     const failures = readingFailures();
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const self = this;
     const gauge = (name: string, help: string, value: (r: ProjectionReading) => number | null, countFailure = false) =>
       new Gauge({
         name,
@@ -129,7 +155,7 @@ export class ProjectorMetricsCollector implements OnModuleInit, OnApplicationShu
   private async read(): Promise<ProjectionReading> {
     const generation = await liveGeneration(this.db);
     const checkpoint = await readCheckpoint(this.db, generation);
-    const lag = await logLagAfter(this.db, checkpoint.at);
+    const lag = await generationLag(this.db, generation);
     const stall = await readProjectionStall(this.db, generation);
     const building = await buildingGeneration(this.db);
     // The log's events: those the live generation applied and those after its checkpoint.
@@ -147,6 +173,7 @@ export class ProjectorMetricsCollector implements OnModuleInit, OnApplicationShu
       eventsApplied: checkpoint.eventsApplied,
       lagEvents: lag.events,
       lagSeconds: lag.seconds,
+      shards: lag.shards.map((s) => ({ shard: s.shard, behindEvents: s.behindEvents })),
       streamTime: checkpoint.streamTime,
       stalledSeconds: stall ? stall.stuckForMs / 1000 : 0,
       replay,

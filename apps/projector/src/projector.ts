@@ -1,40 +1,66 @@
+import { hostname } from 'node:os';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
 import {
   clearProjectionStall,
+  generationLag,
   liveGeneration,
-  Projection,
   ProjectionStep,
   recordProjectionStall,
   RedisReadModel,
+  ShardLeaseLost,
+  ShardLeases,
+  ShardProjection,
+  StateCache,
   STUCK_AFTER_MS,
 } from '@psp/read-model';
-import { logLagAfter } from '@psp/storage';
 import { projectorMetrics } from './metrics';
 
+/** How a shard's steps go: the step size after failures, and whether it named a stall. */
+interface ShardRun {
+  projection: ShardProjection;
+  limit: number;
+  failures: number;
+  stalled: boolean;
+  saidStuck: boolean;
+}
+
 /**
- * Keeps the live read-model generation up to date with the event log: steps the projection while
- * there are events, polls when caught up, and follows a replay's switch to a new generation.
+ * Keeps the live read-model generation up to date with the event log, for the shards this process
+ * holds (docs/read-model.md, "Sharded projection"): PostgreSQL decides who holds which shard
+ * (ShardLeases: advisory locks, fair shares, fencing by lease); this process steps each of its shards
+ * in turn while they have events, polls when all have caught up, and follows a replay's switch to a
+ * new generation. Several projector processes share the shards; one alone holds them all.
  */
 @Injectable()
 export class Projector implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('Projector');
-  private projection?: Projection;
+  private readonly leases: ShardLeases;
+  private readonly cache: StateCache;
+  private readonly runs = new Map<number, ShardRun>();
+  private generation: number | null = null;
   private running = false;
   private loop?: Promise<void>;
   private reporter?: NodeJS.Timeout;
   private applied = 0;
   private reportedApplied = 0;
+  private lastRebalance = 0;
   lastStep?: ProjectionStep;
-  /** Whether the current stall was logged as stuck already. */
-  private saidStuck = false;
 
   constructor(
     @Inject(DataSource) private readonly db: DataSource,
     @Inject(SETTINGS) private readonly settings: Settings,
     @Inject(RedisReadModel) private readonly readModel: RedisReadModel,
-  ) {}
+  ) {
+    this.leases = new ShardLeases(settings.databaseUrl, `${hostname()}:${process.pid}`);
+    this.cache = new StateCache(settings.projectorStateCacheBytes);
+  }
+
+  /** The shards this process holds now (for ops, metrics and tests). */
+  get shards(): number[] {
+    return [...this.leases.leases.keys()].sort((a, b) => a - b);
+  }
 
   onApplicationBootstrap(): void {
     this.running = true;
@@ -43,96 +69,176 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
     this.reporter.unref();
   }
 
-  /**
-   * Steps the projection for as long as the process runs. A failed step is retried, never skipped.
-   * After a failure the step size halves with each further failure, down to one event, and doubles
-   * back with each success: the projection closes in on the event it cannot get past in a few
-   * attempts, applies everything before it, and then fails on exactly that one event, which it names
-   * in projection_stall (for /readyz and `ops lag`, which call it stuck after STUCK_AFTER_MS) and in
-   * the log. The first step past it clears the stall.
-   */
   private async run(): Promise<void> {
-    const fullStep = this.settings.projectorBatchSize;
-    let limit = fullStep;
     let failures = 0;
-    let stalled = false;
     while (this.running) {
-      let projection: Projection | undefined;
       try {
         const generation = await liveGeneration(this.db);
-        if (!this.projection || this.projection.generation !== generation) {
-          this.logger.log(`projecting read-model generation ${generation}`);
-          this.projection = new Projection(
-            this.db,
-            generation,
-            this.readModel,
-            fullStep,
-            this.settings.projectorStateCacheBytes,
-          );
-        }
-        projection = this.projection;
-        const step = await projection.step(limit);
-        this.lastStep = step;
-        this.applied += step.applied;
-        projectorMetrics().eventsApplied.inc(step.applied);
-        if (stalled) {
-          stalled = false;
-          this.saidStuck = false;
-          await clearProjectionStall(this.db, projection.generation);
-          this.logger.log(`projection of generation ${projection.generation} got past the event it failed on`);
-        }
+        if (this.generation !== generation) await this.follow(generation);
+        if (Date.now() - this.lastRebalance >= this.settings.projectorRebalanceMs) await this.rebalance();
         failures = 0;
-        limit = step.applied === 0 ? fullStep : Math.min(fullStep, limit * 2);
-        if (step.applied === 0) await sleep(this.settings.projectorIdleMs);
       } catch (error) {
         failures += 1;
-        projectorMetrics().stepFailures.inc();
-        const message = (error as Error)?.message ?? String(error);
-        const event = projection?.firstAttempted ?? null;
-        if (projection && event && limit === 1) {
-          // Failing on exactly one event: name it where ops look.
-          const stall = await recordProjectionStall(this.db, projection.generation, {
-            eventId: event.event.eventId,
-            at: event.at,
-            error: message,
-          }).catch(() => null);
-          if (stall) stalled = true;
-          const stuck = stall !== null && stall.stuckForMs >= STUCK_AFTER_MS;
-          if (stall?.attempts === 1 || (stuck && !this.saidStuck) || failures % 50 === 0) {
-            if (stuck) this.saidStuck = true;
-            this.logger.error(
-              `projection of generation ${projection.generation} ${stuck ? 'stuck' : 'failing'} on event ${event.event.eventId} (log position ${event.at.transactionId}/${event.at.position})` +
-                (stall ? ` for ${(stall.stuckForMs / 1000).toFixed(1)} s, attempt ${stall.attempts}` : '') +
-                `: ${message}`,
-            );
-          }
-        } else if (failures === 1 || failures % 50 === 0) {
-          this.logger.error(`projection step failed (${failures}x), retrying with smaller steps: ${message}`);
-        }
-        limit = Math.max(1, Math.floor(limit / 2));
+        if (failures === 1 || failures % 50 === 0)
+          this.logger.error(`projector cannot reach PostgreSQL (${failures}x), retrying: ${(error as Error).message}`);
         await sleep(Math.min(1000, 20 * failures));
+        continue;
       }
+      let applied = 0;
+      for (const shard of this.shards) {
+        if (!this.running) break;
+        applied += await this.stepShard(shard);
+      }
+      if (applied === 0) await sleep(this.settings.projectorIdleMs);
+    }
+  }
+
+  /** A replay switched the live generation: the shards held go on in the new one. */
+  private async follow(generation: number): Promise<void> {
+    await Promise.all([...this.runs.values()].map((r) => r.projection.settled()));
+    this.runs.clear();
+    this.cache.clear();
+    this.generation = generation;
+    this.logger.log(`projecting read-model generation ${generation}`);
+  }
+
+  private async rebalance(): Promise<void> {
+    this.lastRebalance = Date.now();
+    const change = await this.leases.rebalance();
+    for (const shard of [...change.released, ...change.lost]) await this.dropShard(shard);
+    if (change.taken.length > 0 || change.released.length > 0 || change.lost.length > 0)
+      this.logger.log(
+        `shards: ${change.members} projector(s); took ${list(change.taken)}, released ${list(change.released)}` +
+          (change.lost.length > 0 ? `, lost ${list(change.lost)} (connection to PostgreSQL broken)` : '') +
+          `; holding ${list(this.shards)}`,
+      );
+    projectorMetrics().shardsHeld.set(this.shards.length);
+  }
+
+  private async dropShard(shard: number): Promise<void> {
+    const run = this.runs.get(shard);
+    this.runs.delete(shard);
+    await run?.projection.settled();
+  }
+
+  private runOf(shard: number): ShardRun {
+    let run = this.runs.get(shard);
+    if (!run) {
+      run = {
+        projection: new ShardProjection(
+          this.db,
+          this.generation!,
+          shard,
+          this.readModel,
+          this.settings.projectorBatchSize,
+          {
+            cache: this.cache,
+          },
+        ),
+        limit: this.settings.projectorBatchSize,
+        failures: 0,
+        stalled: false,
+        saidStuck: false,
+      };
+      this.runs.set(shard, run);
+    }
+    run.projection.lease = this.leases.leases.get(shard) ?? null;
+    return run;
+  }
+
+  /**
+   * One step of one shard; returns the events it applied. A failed step is retried, never skipped.
+   * After a failure the shard's step size halves with each further failure, down to one event, and
+   * doubles back with each success: the projection closes in on the event it cannot get past in a few
+   * attempts, applies everything before it, and then fails on exactly that one event, which it names
+   * in projection_stall (for /readyz and `ops lag`, which call it stuck after STUCK_AFTER_MS) and in
+   * the log. The first step past it clears the stall. Other shards go on meanwhile.
+   */
+  private async stepShard(shard: number): Promise<number> {
+    const run = this.runOf(shard);
+    const full = this.settings.projectorBatchSize;
+    const projection = run.projection;
+    try {
+      const step = await projection.step(run.limit);
+      this.lastStep = step;
+      this.applied += step.applied;
+      projectorMetrics().eventsApplied.inc(step.applied);
+      if (run.stalled) {
+        run.stalled = false;
+        run.saidStuck = false;
+        await clearProjectionStall(this.db, projection.generation);
+        this.logger.log(
+          `projection of generation ${projection.generation} shard ${shard} got past the event it failed on`,
+        );
+      }
+      run.failures = 0;
+      run.limit = step.applied === 0 ? full : Math.min(full, run.limit * 2);
+      return step.applied;
+    } catch (error) {
+      if (error instanceof ShardLeaseLost) {
+        // Another projector took the shard: nothing of the step was committed; let it go.
+        this.logger.warn(error.message);
+        await this.leases.releaseShard(shard).catch(() => undefined);
+        await this.dropShard(shard);
+        return 0;
+      }
+      run.failures += 1;
+      projectorMetrics().stepFailures.inc();
+      const message = (error as Error)?.message ?? String(error);
+      const event = projection.firstAttempted;
+      if (event && run.limit === 1) {
+        // Failing on exactly one event: name it where ops look.
+        const stall = await recordProjectionStall(this.db, projection.generation, {
+          eventId: event.event.eventId,
+          at: event.at,
+          error: `shard ${shard}: ${message}`,
+        }).catch(() => null);
+        if (stall) run.stalled = true;
+        const stuck = stall !== null && stall.stuckForMs >= STUCK_AFTER_MS;
+        if (stall?.attempts === 1 || (stuck && !run.saidStuck) || run.failures % 50 === 0) {
+          if (stuck) run.saidStuck = true;
+          this.logger.error(
+            `projection of generation ${projection.generation} ${stuck ? 'stuck' : 'failing'} on event ${event.event.eventId} (log position ${event.at.transactionId}/${event.at.position}, shard ${shard})` +
+              (stall ? ` for ${(stall.stuckForMs / 1000).toFixed(1)} s, attempt ${stall.attempts}` : '') +
+              `: ${message}`,
+          );
+        }
+      } else if (run.failures === 1 || run.failures % 50 === 0) {
+        this.logger.error(
+          `projection step of shard ${shard} failed (${run.failures}x), retrying with smaller steps: ${message}`,
+        );
+      }
+      run.limit = Math.max(1, Math.floor(run.limit / 2));
+      await sleep(Math.min(1000, 20 * run.failures));
+      return 0;
     }
   }
 
   private async report(): Promise<void> {
-    if (!this.projection || this.applied === this.reportedApplied) return;
+    if (this.generation === null || this.applied === this.reportedApplied) return;
     this.reportedApplied = this.applied;
-    const at = this.lastStep?.checkpoint.at;
-    const lag = at ? await logLagAfter(this.db, at).catch(() => null) : null;
+    const lag = await generationLag(this.db, this.generation).catch(() => null);
+    const mine = new Set(this.shards);
+    const behind = lag ? lag.shards.filter((s) => mine.has(s.shard)).reduce((n, s) => n + s.behindEvents, 0) : null;
     this.logger.log(
-      `generation ${this.projection.generation}: applied ${this.applied} events this run` +
-        (lag ? `; behind the log by ${lag.events} events, ${lag.seconds.toFixed(1)} s` : ''),
+      `generation ${this.generation}, shards ${list(this.shards)}: applied ${this.applied} events this run` +
+        (behind !== null ? `; these shards are behind the log by ${behind} events` : ''),
     );
   }
 
-  /** Stops stepping before any client it uses is closed (those close in onApplicationShutdown). */
+  /** Stops stepping, leaves the shards to the other projectors, before any client it uses is closed. */
   async beforeApplicationShutdown(): Promise<void> {
     this.running = false;
     if (this.reporter) clearInterval(this.reporter);
     await this.loop;
-    await this.projection?.settled(); // the last step's Redis update, before Redis is closed
+    // The last steps' Redis updates, before Redis is closed.
+    await Promise.all([...this.runs.values()].map((r) => r.projection.settled()));
+    await this.leases.leave();
   }
+}
+
+function list(shards: number[]): string {
+  return shards.length === 0 ? 'none' : shards.join(',');
 }
 
 function sleep(ms: number): Promise<void> {

@@ -9,3 +9,4 @@ export * from './health-window';
 export * from './connection-stats';
 export * from './success-rate';
 export * from './state-codec';
+export * from './projection-shard';

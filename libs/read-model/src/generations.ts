@@ -1,6 +1,8 @@
 import { DataSource } from 'typeorm';
 import { LogPosition, Sql, StreamKey } from '@psp/storage';
+import { allShards } from '@psp/domain';
 import { continueHealthChains } from './health-changes';
+import { shardLockKey } from './shard-lock';
 
 /**
  * The read model's generations (table projection_generation): one `live` generation that the API
@@ -25,8 +27,8 @@ export async function createBuildingGeneration(sql: Sql): Promise<number> {
 }
 
 /**
- * Makes `generation` the live one and retires the one before it, in one transaction. It waits for a
- * step of the retired generation in flight (its advisory lock), and the new generation continues
+ * Makes `generation` the live one and retires the one before it, in one transaction. It waits for the
+ * steps of the retired generation in flight (every shard's advisory lock), and the new generation continues
  * every connection's chain of health changes where the retired one left it (CONTRACT 2.5).
  */
 export async function switchLiveGeneration(db: DataSource, generation: number): Promise<void> {
@@ -35,7 +37,11 @@ export async function switchLiveGeneration(db: DataSource, generation: number): 
       `SELECT generation FROM projection_generation WHERE status = 'live'`,
     );
     const previous = live[0].generation;
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [previous]);
+    // Every shard's step lock of the retired generation: no step of it is in flight past this point.
+    for (const shard of allShards())
+      await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [
+        shardLockKey(previous, shard),
+      ]);
     await tx.query(
       `UPDATE projection_generation SET status = 'retired', updated_at = clock_timestamp() WHERE status = 'live'`,
     );

@@ -45,13 +45,14 @@ export function healthChangedMessage(change: HealthChangedInput): string {
 export const SWEEP_LIMIT = 10_000;
 
 /**
- * Evaluates the generation's due connections at `streamTimeMs` and writes their health changes to
+ * Evaluates the due connections of one shard of the generation at `streamTimeMs` and writes their health changes to
  * the outbox. Returns the number of messages written. Only for the live generation (a generation
  * being rebuilt produces nothing; its connections are all due at the switch).
  */
 export async function sweepHealthChanges(
   sql: Sql,
   generation: number,
+  shard: number,
   streamTimeMs: number,
   limit = SWEEP_LIMIT,
   /** Told each chain the sweep moved, so a caller holding chains in memory stays right. */
@@ -68,9 +69,9 @@ export async function sweepHealthChanges(
   }[] = await sql.query(
     `SELECT org_id, connection_id, listed, document, health_reported, health_sequence
        FROM connection_read_model
-      WHERE generation = $1 AND health_next_change <= $2
+      WHERE generation = $1 AND psp_shard(org_id) = $4 AND health_next_change <= $2
       ORDER BY health_next_change LIMIT $3`,
-    [generation, b, limit],
+    [generation, b, limit, shard],
   );
   if (due.length === 0) return 0;
   const rows = {

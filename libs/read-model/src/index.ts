@@ -12,3 +12,7 @@ export * from './summary-seed';
 export * from './org-reads';
 export * from './archive-replay';
 export * from './stream-fold';
+export * from './shard-checkpoints';
+export * from './shard-leases';
+export * from './shard-assignment';
+export * from './shard-lock';

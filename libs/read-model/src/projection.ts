@@ -18,6 +18,11 @@ import {
 } from '@psp/domain';
 import { storedDocument } from './stored-document';
 import { LOG_START, LoggedEvent, LogPosition, readLogAfter, Sql } from '@psp/storage';
+import { allShards } from '@psp/domain';
+import { generationLag, readShardCheckpoint, ShardCheckpoint, writeShardCheckpoint } from './shard-checkpoints';
+import { currentShardLease } from './shard-leases';
+import { leaseStillHeld } from './shard-assignment';
+import { shardLockKey } from './shard-lock';
 import { LRUCache } from 'lru-cache';
 import { HealthChangedInput, sweepHealthChanges, writeHealthChanges } from './health-changes';
 import { OrgChange, RedisReadModel } from './redis-read-model';
@@ -81,40 +86,89 @@ function key(orgId: string, connectionId: string): string {
 }
 
 /**
- * Projects the event log into one generation of the read model. Each step reads the next events in
- * the log's global order and, in ONE PostgreSQL transaction, writes the connections they change and
- * the generation's checkpoint (exactly-once: a crash rolls both back). Redis is written after the
- * commit, version-guarded. A step writes only the connections its events touch: when stream time
- * enters a new minute nothing else is re-rendered, since each stored document carries its health
- * window and readers evaluate it at the stream time they serve. The states of recently touched
- * connections stay in memory, least recently used forgotten first, bounded in bytes.
+ * The connection states a projector process keeps in memory, shared by the shards it projects: each
+ * state as its stored JSON in bytes, least recently used forgotten first, bounded in bytes; and the
+ * health-change chain tail of each connection whose state is held (kept exactly as long as its state).
  */
-export class Projection {
-  private readonly states: LRUCache<string, Buffer>;
+export class StateCache {
+  readonly states: LRUCache<string, Buffer>;
+  readonly chains = new Map<string, HealthChain>();
+
+  constructor(readonly maxBytes = DEFAULT_STATE_CACHE_BYTES) {
+    this.states = new LRUCache<string, Buffer>({
+      maxSize: maxBytes,
+      sizeCalculation: (bytes, k) => bytes.length + CACHED_STATE_OVERHEAD_BYTES + 2 * k.length,
+      dispose: (_state, k, reason) => {
+        if (reason !== 'set') this.chains.delete(k);
+      },
+    });
+  }
+
+  clear(): void {
+    this.states.clear();
+    this.chains.clear();
+  }
+}
+
+/** A step's commit was refused: another process took the shard (its lease moved on). */
+export class ShardLeaseLost extends Error {
+  constructor(
+    readonly shard: number,
+    readonly taken: string | null,
+    readonly current: string,
+  ) {
+    super(`shard ${shard} was taken by another projector (lease ${current}, this process took ${taken ?? 'none'})`);
+    this.name = 'ShardLeaseLost';
+  }
+}
+
+function later(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.max(a, b);
+}
+
+/**
+ * Projects one shard of the event log (the events of the orgs `psp_shard(org_id)` puts in it) into
+ * one generation of the read model. Each step reads the shard's next events in the log's order and,
+ * in ONE PostgreSQL transaction, writes the connections they change and the shard's checkpoint
+ * (exactly-once: a crash rolls both back). Redis is written after the commit, version-guarded. A step
+ * writes only the connections its events touch, rendered at the generation's stream time (the
+ * greatest of all shards'; readers evaluate each stored health window at the stream time they serve).
+ *
+ * A step holds the shard's transaction-level advisory lock (one step of a shard at a time, whoever
+ * runs it) and, when the process took the shard under a lease (`lease`), commits only while that
+ * lease is current (ShardLeases: fencing).
+ */
+export class ShardProjection {
+  private readonly cache: StateCache;
   private cachedAt: LogPosition | null = null;
   /** Orgs whose last update did not reach Redis. */
   private readonly staleInRedis = new Set<string>();
   /** The Redis update of the latest step (updateRedis never rejects). */
   private redisInFlight: Promise<void> = Promise.resolve();
+  /** The lease this process holds the shard under (null: no fencing, e.g. a replay's own steps). */
+  lease: string | null = null;
 
   constructor(
     private readonly db: DataSource,
     readonly generation: number,
+    readonly shard: number,
     private readonly redis: RedisReadModel | null,
     private readonly batchSize: number,
-    stateCacheBytes = DEFAULT_STATE_CACHE_BYTES,
-    options: { deferWrites?: boolean } = {},
+    options: { deferWrites?: boolean; cache?: StateCache; stateCacheBytes?: number } = {},
   ) {
     this.deferWrites = options.deferWrites ?? false;
-    this.flushBytes = Math.floor(stateCacheBytes / 2);
-    this.states = new LRUCache<string, Buffer>({
-      maxSize: stateCacheBytes,
-      sizeCalculation: (bytes, k) => bytes.length + CACHED_STATE_OVERHEAD_BYTES + 2 * k.length,
-      // A chain's tail is kept exactly as long as its state.
-      dispose: (_state, k, reason) => {
-        if (reason !== 'set') this.chains.delete(k);
-      },
-    });
+    this.cache = options.cache ?? new StateCache(options.stateCacheBytes ?? DEFAULT_STATE_CACHE_BYTES);
+    this.flushBytes = Math.floor(this.cache.maxBytes / 2);
+  }
+
+  private get states(): LRUCache<string, Buffer> {
+    return this.cache.states;
+  }
+
+  private get chains(): Map<string, HealthChain> {
+    return this.cache.chains;
   }
 
   /**
@@ -131,8 +185,6 @@ export class Projection {
    * interruption resumes from the last write, exactly once as before.
    */
   private readonly deferWrites: boolean;
-  /** The health-change chain tail of each connection whose state is in memory (see HealthChains). */
-  private readonly chains = new Map<string, HealthChain>();
   /** The chains of the connections the current step loaded (kept even if the cache let them go). */
   private stepChains = new Map<string, HealthChain>();
   private readonly flushBytes: number;
@@ -145,8 +197,8 @@ export class Projection {
   } | null = null;
 
   /**
-   * Projects up to one batch (`limit` events, the batch size by default); `applied` is 0 when the
-   * projection has caught up with the log.
+   * Projects up to one batch of the shard (`limit` events, the batch size by default); `applied` is 0
+   * when the shard has caught up with the log.
    */
   async step(limit = this.batchSize): Promise<ProjectionStep> {
     this.firstAttempted = null;
@@ -154,29 +206,31 @@ export class Projection {
     let result!: ProjectionStep;
     try {
       result = await this.db.transaction(async (tx) => {
-        // One projector per generation at a time; without taking a transaction id (no row lock), so
-        // this transaction never holds back the log's xmin.
-        await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [this.generation]);
-        const checkpoint = await readCheckpoint(tx, this.generation);
+        // One step of this shard of this generation at a time; without taking a transaction id (no
+        // row lock), so this transaction does not hold back the log's xmin while it reads.
+        await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [
+          shardLockKey(this.generation, this.shard),
+        ]);
+        const checkpoint = await readShardCheckpoint(tx, this.generation, this.shard);
         if (
           !this.cachedAt ||
           this.cachedAt.transactionId !== checkpoint.at.transactionId ||
           this.cachedAt.position !== checkpoint.at.position
         ) {
-          this.states.clear(); // someone else advanced this generation: what we hold may be stale
-          this.chains.clear();
+          // Someone else advanced this shard: what we hold of it may be stale.
+          this.cache.clear();
         }
         this.cachedAt = null;
         const pending = this.pending;
-        const logged = await readLogAfter(tx, pending?.at ?? checkpoint.at, limit);
+        const logged = await readLogAfter(tx, pending?.at ?? checkpoint.at, limit, this.shard);
         this.firstAttempted = logged[0] ?? null;
         if (checkpoint.status === 'retired') {
           // A replay switched past this generation while this step waited for the lock: nothing more.
-          return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges: 0, checkpoint };
+          return this.nothing(checkpoint);
         }
         if (logged.length === 0 && pending) {
           // Read to the end: write what was kept back.
-          const written = await this.writeDeferred(tx, pending, checkpoint.status);
+          const written = await this.writeDeferred(tx, pending, checkpoint);
           return { applied: 0, ...written };
         }
         if (logged.length === 0) {
@@ -187,14 +241,16 @@ export class Projection {
             checkpoint.status === 'live' && checkpoint.streamTime !== null
               ? await this.sweep(tx, checkpoint.streamTime)
               : 0;
-          return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges, checkpoint };
+          if (healthChanges > 0) await this.checkLease(tx);
+          return { ...this.nothing(checkpoint), healthChanges };
         }
 
         const touched = await this.loadStates(
           tx,
           logged.map((l) => l.event),
         );
-        let streamTime = pending ? pending.streamTime : checkpoint.streamTime;
+        // The generation's stream time: the greatest of every shard's, this step's events included.
+        let streamTime = later(pending ? pending.streamTime : null, checkpoint.streamTime);
         for (const { event } of logged) {
           applyEvent(touched.get(key(event.orgId, event.connectionId))!, event);
           streamTime = advanceStreamTime(streamTime, event.occurredAt);
@@ -226,7 +282,7 @@ export class Projection {
               checkpoint: { at: kept.at, streamTime, eventsApplied: kept.eventsApplied, status: checkpoint.status },
             };
           }
-          const written = await this.writeDeferred(tx, kept, checkpoint.status);
+          const written = await this.writeDeferred(tx, kept, checkpoint);
           return { applied: logged.length, ...written };
         }
         // Health changes of the live read model, in this same transaction (CONTRACT 2.5: exactly once):
@@ -236,19 +292,13 @@ export class Projection {
         const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime, chains);
         await writeHealthChanges(tx, this.generation, seen);
         const healthChanges = seen.length + (live && streamTime !== null ? await this.sweep(tx, streamTime) : 0);
-        const versions: { org_id: string; version: string }[] = await tx.query(
-          `INSERT INTO org_read_model (generation, org_id, version)
-           SELECT $1, o, 1 FROM unnest($2::text[]) AS o
-           ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1
-           RETURNING org_id, version::text AS version`,
-          [this.generation, [...new Set(written.map((w) => w.orgId))]],
-        );
+        const versions = await bumpOrgVersions(tx, this.generation, written);
         const last = logged[logged.length - 1].at;
         const eventsApplied = checkpoint.eventsApplied + logged.length;
-        await writeCheckpoint(tx, this.generation, { at: last, streamTime, eventsApplied });
+        await writeShardCheckpoint(tx, this.generation, this.shard, { at: last, streamTime, eventsApplied });
+        await this.checkLease(tx);
         const byOrg = new Map<string, OrgChange>();
-        for (const v of versions)
-          byOrg.set(v.org_id, { orgId: v.org_id, version: Number(v.version), upserts: [], removals: [] });
+        for (const v of versions) byOrg.set(v.orgId, { orgId: v.orgId, version: v.version, upserts: [], removals: [] });
         for (const w of written) {
           const change = byOrg.get(w.orgId)!;
           if (w.document === null) change.removals.push(w.connectionId);
@@ -267,8 +317,7 @@ export class Projection {
         };
       });
     } catch (error) {
-      this.states.clear();
-      this.chains.clear();
+      this.cache.clear();
       this.cachedAt = null;
       this.pending = null;
       throw error;
@@ -289,6 +338,21 @@ export class Projection {
     return this.redisInFlight;
   }
 
+  private nothing(checkpoint: ShardCheckpoint): ProjectionStep {
+    return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges: 0, checkpoint };
+  }
+
+  /**
+   * Fencing: the shard's lease, read FOR SHARE as the transaction's last statement, must still be the
+   * one this process took (a claim by another process waits for this commit, or moved the lease
+   * already: then nothing of this step is committed).
+   */
+  private async checkLease(tx: Sql): Promise<void> {
+    if (this.lease === null) return;
+    const current = await currentShardLease(tx, this.shard);
+    if (!leaseStillHeld(this.lease, current)) throw new ShardLeaseLost(this.shard, this.lease, current);
+  }
+
   /** The chains of the connections in memory for writeConnections; `changes` collects the messages. */
   private chainBook(emit: boolean): { chains: HealthChains; changes: HealthChangedInput[] } {
     const changes: HealthChangedInput[] = [];
@@ -306,9 +370,9 @@ export class Projection {
     return { chains, changes };
   }
 
-  /** The sweep of connections due by the clock, keeping the chains held in memory right. */
+  /** The sweep of the shard's connections due by the clock, keeping the chains held in memory right. */
   private sweep(tx: Sql, streamTime: number): Promise<number> {
-    return sweepHealthChanges(tx, this.generation, streamTime, undefined, (orgId, connectionId, chain) => {
+    return sweepHealthChanges(tx, this.generation, this.shard, streamTime, undefined, (orgId, connectionId, chain) => {
       const k = key(orgId, connectionId);
       if (this.chains.has(k)) this.chains.set(k, chain);
     });
@@ -317,13 +381,15 @@ export class Projection {
   /** Writes the connections kept back and the checkpoint they reach (deferred writes, see `pending`). */
   private async writeDeferred(
     tx: Sql,
-    kept: NonNullable<Projection['pending']>,
-    status: Checkpoint['status'],
+    kept: NonNullable<ShardProjection['pending']>,
+    checkpoint: ShardCheckpoint,
   ): Promise<Omit<ProjectionStep, 'applied'>> {
     const states = [...kept.dirty.values()];
-    const written = await writeConnections(tx, this.generation, states, kept.streamTime, this.chainBook(false).chains);
+    const streamTime = later(kept.streamTime, checkpoint.streamTime);
+    const written = await writeConnections(tx, this.generation, states, streamTime, this.chainBook(false).chains);
     await bumpOrgVersions(tx, this.generation, written);
-    await writeCheckpoint(tx, this.generation, kept);
+    await writeShardCheckpoint(tx, this.generation, this.shard, { ...kept, streamTime });
+    await this.checkLease(tx);
     for (const w of written) this.states.set(key(w.orgId, w.connectionId), cachedState(w.stateJson));
     this.pending = null;
     this.cachedAt = kept.at;
@@ -331,7 +397,7 @@ export class Projection {
       connectionsWritten: written.length,
       orgsChanged: new Set(written.map((w) => w.orgId)).size,
       healthChanges: 0,
-      checkpoint: { at: kept.at, streamTime: kept.streamTime, eventsApplied: kept.eventsApplied, status },
+      checkpoint: { at: kept.at, streamTime, eventsApplied: kept.eventsApplied, status: checkpoint.status },
     };
   }
 
@@ -387,14 +453,83 @@ export class Projection {
   }
 }
 
-/** A new version of each org of `written` (a generation being built: nobody reads the versions yet). */
-export async function bumpOrgVersions(sql: Sql, generation: number, written: { orgId: string }[]): Promise<void> {
-  await sql.query(
+/**
+ * Projects a set of shards of one generation (all of them by default) in one process: each `step`
+ * steps every shard once. What tests, benches and a replay's catch-up use; the projector process
+ * steps the shards it holds one by one (apps/projector).
+ */
+export class Projection {
+  readonly shards: ShardProjection[];
+
+  constructor(
+    private readonly db: DataSource,
+    readonly generation: number,
+    redis: RedisReadModel | null,
+    batchSize: number,
+    stateCacheBytes = DEFAULT_STATE_CACHE_BYTES,
+    options: { deferWrites?: boolean; shards?: number[] } = {},
+  ) {
+    const cache = new StateCache(stateCacheBytes);
+    this.shards = (options.shards ?? allShards()).map(
+      (shard) =>
+        new ShardProjection(db, generation, shard, redis, batchSize, { deferWrites: options.deferWrites, cache }),
+    );
+  }
+
+  /**
+   * Steps each shard once (up to `limit` events each). `applied` is 0 when every shard had caught
+   * up; the checkpoint is the generation's (events applied by all shards, its stream time).
+   */
+  async step(limit?: number): Promise<ProjectionStep> {
+    let applied = 0;
+    let connectionsWritten = 0;
+    let orgsChanged = 0;
+    let healthChanges = 0;
+    let last: ProjectionStep | null = null;
+    for (const shard of this.shards) {
+      const step = await shard.step(limit);
+      applied += step.applied;
+      connectionsWritten += step.connectionsWritten;
+      orgsChanged += step.orgsChanged;
+      healthChanges += step.healthChanges;
+      last = step;
+    }
+    const progress = await readCheckpoint(this.db, this.generation);
+    return {
+      applied,
+      connectionsWritten,
+      orgsChanged,
+      healthChanges,
+      checkpoint: { ...progress, at: last?.checkpoint.at ?? progress.at },
+    };
+  }
+
+  /** Events of its shards' orgs in the log after each shard's checkpoint. */
+  async lag(): Promise<number> {
+    const lag = await generationLag(this.db, this.generation);
+    const mine = new Set(this.shards.map((s) => s.shard));
+    return lag.shards.filter((s) => mine.has(s.shard)).reduce((n, s) => n + s.behindEvents, 0);
+  }
+
+  settled(): Promise<void> {
+    return Promise.all(this.shards.map((s) => s.settled())).then(() => undefined);
+  }
+}
+
+/** A new version of each org of `written`, in the step's transaction; returns each org's new version. */
+export async function bumpOrgVersions(
+  sql: Sql,
+  generation: number,
+  written: { orgId: string }[],
+): Promise<{ orgId: string; version: number }[]> {
+  const rows: { org_id: string; version: string }[] = await sql.query(
     `INSERT INTO org_read_model (generation, org_id, version)
      SELECT $1, o, 1 FROM unnest($2::text[]) AS o
-     ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1`,
+     ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1
+     RETURNING org_id, version::text AS version`,
     [generation, [...new Set(written.map((w) => w.orgId))]],
   );
+  return rows.map((r) => ({ orgId: r.org_id, version: Number(r.version) }));
 }
 
 /** Whether the generation holds a connection after `after` in (org, connection) order (any, when null). */
@@ -439,27 +574,12 @@ export async function readStoredStates(
   return found;
 }
 
-/** Moves the generation's checkpoint (in the transaction that wrote what it reaches). */
-export async function writeCheckpoint(
-  sql: Sql,
-  generation: number,
-  checkpoint: Pick<Checkpoint, 'at' | 'streamTime' | 'eventsApplied'>,
-): Promise<void> {
-  await sql.query(
-    `UPDATE projection_generation
-        SET checkpoint_transaction_id = $2::xid8, checkpoint_position = $3, stream_time = $4,
-            events_applied = $5, updated_at = clock_timestamp()
-      WHERE generation = $1`,
-    [
-      generation,
-      checkpoint.at.transactionId,
-      checkpoint.at.position,
-      checkpoint.streamTime === null ? null : new Date(checkpoint.streamTime).toISOString(),
-      checkpoint.eventsApplied,
-    ],
-  );
-}
-
+/**
+ * A generation as a whole: its base checkpoint (where a replay's fold ended, or the log's start: every
+ * shard without a row of its own stands there), its stream time (the greatest of its shards'), the
+ * events it holds (the base's and every shard's since) and its status. How far each shard is behind:
+ * generationLag (shard-checkpoints.ts).
+ */
 export async function readCheckpoint(sql: Sql, generation: number): Promise<Checkpoint> {
   const rows: {
     tx: string;
@@ -468,8 +588,10 @@ export async function readCheckpoint(sql: Sql, generation: number): Promise<Chec
     events_applied: string;
     status: Checkpoint['status'];
   }[] = await sql.query(
-    `SELECT checkpoint_transaction_id::text AS tx, checkpoint_position::text AS pos, stream_time, events_applied::text AS events_applied, status
-       FROM projection_generation WHERE generation = $1`,
+    `SELECT g.checkpoint_transaction_id::text AS tx, g.checkpoint_position::text AS pos, g.stream_time,
+            (g.events_applied + coalesce((SELECT sum(s.events_applied) FROM projection_shard s WHERE s.generation = g.generation), 0))::text AS events_applied,
+            g.status
+       FROM projection_generation g WHERE g.generation = $1`,
     [generation],
   );
   if (rows.length === 0) throw new Error(`read-model generation ${generation} does not exist`);

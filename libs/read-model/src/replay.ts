@@ -1,5 +1,4 @@
 import { DataSource } from 'typeorm';
-import { logLagAfter } from '@psp/storage';
 import { buildingGeneration, dropRetiredGenerations, switchLiveGeneration } from './generations';
 import { DEFAULT_STATE_CACHE_BYTES, Projection, readCheckpoint } from './projection';
 import { liveGeneration } from './postgres-read-model';
@@ -103,8 +102,8 @@ export async function replay(
   );
   const start = await readCheckpoint(db, generation);
   let applied = start.eventsApplied;
-  // What it holds (the events it was seeded with included) and what the log holds after its checkpoint.
-  let total = applied + (await logLagAfter(db, start.at)).events;
+  // What it holds (the events it was seeded with included) and what the log holds after its shards' checkpoints.
+  let total = applied + (await projection.lag());
   let lastWaitNote = 0;
   for (;;) {
     if (options.shouldStop()) return interrupted(applied);
@@ -115,13 +114,11 @@ export async function replay(
     if (step.applied === 0) {
       // Caught up only when no committed event is left after the checkpoint: a transaction still
       // open elsewhere in the cluster holds back the xmin the log is read below, so wait for it.
-      const left = await logLagAfter(db, step.checkpoint.at);
-      if (left.events === 0) break;
+      const left = await projection.lag();
+      if (left === 0) break;
       if (Date.now() - lastWaitNote > 5000) {
         lastWaitNote = Date.now();
-        options.log(
-          `waiting: ${left.events} events are committed but an older transaction is still open in the cluster`,
-        );
+        options.log(`waiting: ${left} events are committed but an older transaction is still open in the cluster`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }

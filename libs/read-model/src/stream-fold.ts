@@ -8,6 +8,7 @@ import {
   GenerationFold,
   readGenerationFold,
 } from './generations';
+import { hasShardProgress } from './shard-checkpoints';
 import { bumpOrgVersions, hasRowsAfter, readCheckpoint, readStoredStates, writeConnections } from './projection';
 
 /**
@@ -58,6 +59,9 @@ export async function foldLogByStream(
 ): Promise<StreamFoldOutcome> {
   const checkpoint = await readCheckpoint(db, generation);
   let fold = await readGenerationFold(db, generation);
+  // Shards stepped past the fold's end already (a replay interrupted while catching up): the steps
+  // go on from each shard's checkpoint; a new fold would apply their events twice.
+  if (fold === null && (await hasShardProgress(db, generation))) return { folded: 0, connections: 0, finished: true };
   if (fold === null) {
     const range = await planLogRange(db, checkpoint.at);
     if (range === null) return { folded: 0, connections: 0, finished: true };

@@ -9,6 +9,7 @@ import { HealthChanges1732400000006 } from './migrations/1732400000006-HealthCha
 import { LogSummaries1732400000007 } from './migrations/1732400000007-LogSummaries';
 import { ReplayByStream1732400000009 } from './migrations/1732400000009-ReplayByStream';
 import { CheaperReadModelWrites1732400000010 } from './migrations/1732400000010-CheaperReadModelWrites';
+import { ShardedProjection1732400000011 } from './migrations/1732400000011-ShardedProjection';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
@@ -21,6 +22,7 @@ export const MIGRATIONS = [
   LogSummaries1732400000007,
   ReplayByStream1732400000009,
   CheaperReadModelWrites1732400000010,
+  ShardedProjection1732400000011,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */

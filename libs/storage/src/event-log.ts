@@ -220,9 +220,15 @@ async function readStreamVersionsOnce(
 /**
  * Up to `limit` events after `after` in the log's global order, never skipping one that commits late:
  * only rows written by transactions older than every transaction still running (the snapshot's xmin)
- * are read, so no row can later appear before the returned ones. See docs/event-log.md.
+ * are read, so no row can later appear before the returned ones. See docs/event-log.md. With `shard`,
+ * only the events of that projection shard's orgs (`psp_shard(org_id)`, index event_log_shard_tail).
  */
-export async function readLogAfter(sql: Sql, after: LogPosition, limit: number): Promise<LoggedEvent[]> {
+export async function readLogAfter(
+  sql: Sql,
+  after: LogPosition,
+  limit: number,
+  shard: number | null = null,
+): Promise<LoggedEvent[]> {
   // The text copy of the transaction id must not be named `transaction_id`: ORDER BY would then
   // sort by that text ('10000' < '9999') and skip events, and could not use the index.
   const rows: (EventRow & { tx: string; position: string })[] = await sql.query(
@@ -230,9 +236,10 @@ export async function readLogAfter(sql: Sql, after: LogPosition, limit: number):
        FROM event_log e
       WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
         AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY e.transaction_id, e.position
+        ${shard === null ? '' : 'AND psp_shard(e.org_id) = $4'}
+      ORDER BY ${shard === null ? '' : 'psp_shard(e.org_id), '}e.transaction_id, e.position
       LIMIT $3`,
-    [after.transactionId, after.position, limit],
+    shard === null ? [after.transactionId, after.position, limit] : [after.transactionId, after.position, limit, shard],
   );
   return rows.map((r) => ({
     at: { transactionId: r.tx, position: String(r.position) },
@@ -246,12 +253,20 @@ export async function countLoggedEvents(sql: Sql): Promise<number> {
   return Number(rows[0].n);
 }
 
-/** How far a reader at `after` is behind the log: events not yet read, and the age of the oldest. */
-export async function logLagAfter(sql: Sql, after: LogPosition): Promise<{ events: number; seconds: number }> {
+/**
+ * How far a reader at `after` is behind the log: events not yet read, and the age of the oldest. With
+ * `shard`, a reader of that projection shard only.
+ */
+export async function logLagAfter(
+  sql: Sql,
+  after: LogPosition,
+  shard: number | null = null,
+): Promise<{ events: number; seconds: number }> {
   const rows: { events: string; seconds: number | null }[] = await sql.query(
     `SELECT count(*)::text AS events, EXTRACT(EPOCH FROM clock_timestamp() - min(recorded_at))::float8 AS seconds
-       FROM event_log WHERE (transaction_id, position) > ($1::xid8, $2::bigint)`,
-    [after.transactionId, after.position],
+       FROM event_log WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+       ${shard === null ? '' : 'AND psp_shard(org_id) = $3'}`,
+    shard === null ? [after.transactionId, after.position] : [after.transactionId, after.position, shard],
   );
   return { events: Number(rows[0].events), seconds: rows[0].seconds === null ? 0 : Math.max(0, rows[0].seconds) };
 }

@@ -199,7 +199,8 @@ async function foldPartition(
 
 /**
  * The commit point of a partition's compaction: one transaction swaps its summaries in, marks it
- * compacted and detaches it, unless a live or building generation has not read past its rows yet
+ * compacted and detaches it, unless a live or building generation has not read past its rows yet:
+ * each row against its projection shard's checkpoint (docs/read-model.md, "Sharded projection")
  * (then nothing changes; returns those generations).
  */
 async function finishCompaction(db: DataSource, partition: LogPartition): Promise<number[]> {
@@ -209,7 +210,10 @@ async function finishCompaction(db: DataSource, partition: LogPartition): Promis
       `SELECT g.generation FROM projection_generation g
         WHERE g.status IN ('live', 'building')
           AND EXISTS (SELECT 1 FROM "${partition.name}" e
-                       WHERE (e.transaction_id, e.position) > (g.checkpoint_transaction_id, g.checkpoint_position))
+                        LEFT JOIN projection_shard s ON s.generation = g.generation AND s.shard = psp_shard(e.org_id)
+                       WHERE (e.transaction_id, e.position) >
+                             (coalesce(s.checkpoint_transaction_id, g.checkpoint_transaction_id),
+                              coalesce(s.checkpoint_position, g.checkpoint_position)))
         ORDER BY g.generation`,
     );
     if (behind.length > 0) return behind.map((b) => b.generation);

@@ -1,7 +1,14 @@
 import { Settings } from '@psp/config';
 import { createKafka, intakeTopics } from '@psp/messaging';
-import { isStuck, listGenerations, liveGeneration, readCheckpoint, readProjectionStall } from '@psp/read-model';
-import { logLagAfter } from '@psp/storage';
+import {
+  generationLag,
+  isStuck,
+  listGenerations,
+  liveGeneration,
+  readCheckpoint,
+  readProjectionStall,
+  readShardHolders,
+} from '@psp/read-model';
 import { withDb } from '../context';
 import { EXIT, say, sayJson } from '../output';
 
@@ -29,8 +36,18 @@ interface GenerationLag {
   served: boolean;
   events_applied: number;
   stream_time: string | null;
-  behind_events: number;
-  behind_seconds: number;
+  /** null for a retired generation: nothing projects it any more, so it is not "behind". */
+  behind_events: number | null;
+  behind_seconds: number | null;
+  /** Each shard (live and building generations): where it stands, what is left, who holds it. */
+  shards: {
+    shard: number;
+    events_applied: number;
+    stream_time: string | null;
+    behind_events: number;
+    behind_seconds: number;
+    holder: string | null;
+  }[];
   /** Set while the projection fails on one event (stuck once it has lasted 5 s): see docs/read-model.md. */
   stall: {
     stuck: boolean;
@@ -92,9 +109,10 @@ async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
     const generations = await listGenerations(db);
     const live = await liveGeneration(db);
     const out: GenerationLag[] = [];
+    const holders = await readShardHolders(db);
     for (const g of generations) {
       const cp = await readCheckpoint(db, g.generation);
-      const behind = await logLagAfter(db, cp.at);
+      const behind = g.status === 'retired' ? null : await generationLag(db, g.generation);
       const stall = await readProjectionStall(db, g.generation);
       out.push({
         generation: g.generation,
@@ -102,8 +120,16 @@ async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
         served: g.generation === live,
         events_applied: cp.eventsApplied,
         stream_time: cp.streamTime === null ? null : new Date(cp.streamTime).toISOString(),
-        behind_events: behind.events,
-        behind_seconds: Math.round(behind.seconds * 10) / 10,
+        behind_events: behind?.events ?? null,
+        behind_seconds: behind ? Math.round(behind.seconds * 10) / 10 : null,
+        shards: (behind?.shards ?? []).map((s) => ({
+          shard: s.shard,
+          events_applied: s.eventsApplied,
+          stream_time: s.streamTime === null ? null : new Date(s.streamTime).toISOString(),
+          behind_events: s.behindEvents,
+          behind_seconds: Math.round(s.behindSeconds * 10) / 10,
+          holder: g.generation === live ? (holders.get(s.shard) ?? null) : null,
+        })),
         stall:
           stall === null
             ? null
@@ -151,8 +177,16 @@ export async function lag(settings: Settings, options: { json?: boolean }): Prom
   for (const g of generations) {
     say(
       `  generation ${g.generation} (${g.status}${g.served ? ', served' : ''}): ${g.events_applied} events applied, ` +
-        `stream time ${g.stream_time ?? 'none'}, behind by ${g.behind_events} events / ${g.behind_seconds.toFixed(1)} s`,
+        `stream time ${g.stream_time ?? 'none'}` +
+        (g.behind_events === null
+          ? ' (retired: not projected any more)'
+          : `, behind by ${g.behind_events} events / ${g.behind_seconds!.toFixed(1)} s`),
     );
+    for (const s of g.shards)
+      say(
+        `    shard ${String(s.shard).padStart(2)}: ${s.events_applied} events, behind by ${s.behind_events} / ${s.behind_seconds.toFixed(1)} s` +
+          (g.served ? `, held by ${s.holder ?? 'nobody (no projector running?)'}` : ''),
+      );
     if (g.stall)
       say(
         `    ${g.stall.stuck ? 'stuck' : 'failing'} on event ${g.stall.event_id} (log position ${g.stall.log_position}) ` +
