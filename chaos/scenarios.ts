@@ -1,6 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expectedConnections, WireEvent } from './expected-model';
+import { HISTORY_FAULTS } from './history-faults';
 import { auditHealthChanges, HealthAudit, healthChangesWritten, healthOutboxSize } from './health-audit';
 import { poisonStorm } from './poison-storm';
 import { PROJECTOR_FAULTS } from './projector-faults';
@@ -110,6 +111,7 @@ export const SCENARIOS: Scenario[] = [
   { name: 'every event twice', traffic: { duplicateFraction: 1 } },
   { name: 'shuffled across topics', traffic: { shuffleTopics: true, duplicateFraction: 0.2 } },
   ...PROJECTOR_FAULTS,
+  ...HISTORY_FAULTS,
   {
     name: 'Kafka broker restart',
     disruptive: true,
