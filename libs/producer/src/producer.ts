@@ -1,3 +1,4 @@
+import { context, Span, SpanKind, SpanStatusCode, trace, TraceFlags } from '@opentelemetry/api';
 import { CompressionTypes, Message, Producer, RecordMetadata } from 'kafkajs';
 import { ConnectionEvent, DlqReason, validateMessage } from '@psp/domain';
 import { recommendedKey, WireEnvelope } from './envelope';
@@ -93,16 +94,22 @@ export class ConnectionEventProducer {
     return { topic, message: { key: recommendedKey(envelope), value }, event };
   }
 
-  /** Sends one envelope. */
+  /**
+   * Sends one envelope. When the caller has an active span (OpenTelemetry), the send is a `send`
+   * span of kind PRODUCER under it, and the message carries that span's W3C trace context in its
+   * `traceparent` (and `tracestate`) headers: the service links its spans to it.
+   */
   async send(envelope: WireEnvelope): Promise<RecordMetadata[]> {
     const { topic, message } = this.toMessage(envelope);
-    return this.producer.send({
-      topic,
-      messages: [message],
-      acks: this.options.acks ?? -1,
-      timeout: this.options.timeout,
-      compression: this.options.compression,
-    });
+    return traced([topic], 1, [message], () =>
+      this.producer.send({
+        topic,
+        messages: [message],
+        acks: this.options.acks ?? -1,
+        timeout: this.options.timeout,
+        compression: this.options.compression,
+      }),
+    );
   }
 
   /**
@@ -119,11 +126,65 @@ export class ConnectionEventProducer {
       if (messages) messages.push(message);
       else byTopic.set(topic, [message]);
     });
-    return this.producer.sendBatch({
-      topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-      acks: this.options.acks ?? -1,
-      timeout: this.options.timeout,
-      compression: this.options.compression,
-    });
+    const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    return traced(
+      [...byTopic.keys()],
+      envelopes.length,
+      topicMessages.flatMap((t) => t.messages),
+      () =>
+        this.producer.sendBatch({
+          topicMessages,
+          acks: this.options.acks ?? -1,
+          timeout: this.options.timeout,
+          compression: this.options.compression,
+        }),
+    );
   }
+}
+
+/** The tracer of the kit (a no-op one unless the caller's process registered an OpenTelemetry SDK). */
+const TRACER_NAME = '@psp/producer';
+
+/**
+ * Runs a send in a PRODUCER span when the caller has an active span, and puts that span's context
+ * in each message's headers as W3C trace context (CONTRACT: `traceparent`, `tracestate`). Without
+ * an active span, the send runs as is: no span, no header.
+ */
+async function traced<T>(topics: string[], count: number, messages: Message[], send: () => Promise<T>): Promise<T> {
+  const active = context.active();
+  if (trace.getSpan(active) === undefined) return send();
+  const span = trace.getTracer(TRACER_NAME).startSpan(
+    `send ${topics.length === 1 ? topics[0] : 'psp'}`,
+    {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        'messaging.system': 'kafka',
+        'messaging.operation.type': 'send',
+        'messaging.operation.name': 'send',
+        ...(topics.length === 1 ? { 'messaging.destination.name': topics[0] } : {}),
+        ...(count > 1 ? { 'messaging.batch.message_count': count } : {}),
+      },
+    },
+    active,
+  );
+  const headers = traceContextHeaders(span);
+  for (const message of messages) message.headers = { ...message.headers, ...headers };
+  try {
+    return await context.with(trace.setSpan(active, span), send);
+  } catch (error) {
+    span.recordException(error as Error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+    throw error;
+  } finally {
+    span.end();
+  }
+}
+
+/** W3C trace context headers of a span (https://www.w3.org/TR/trace-context/). */
+export function traceContextHeaders(span: Span): { traceparent: string; tracestate?: string } {
+  const c = span.spanContext();
+  const flags = (c.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED ? '01' : '00';
+  const traceparent = `00-${c.traceId}-${c.spanId}-${flags}`;
+  const state = c.traceState?.serialize();
+  return state ? { traceparent, tracestate: state } : { traceparent };
 }
