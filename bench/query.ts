@@ -1,5 +1,5 @@
 /**
- * npm run bench:query [-- --duration 10] [--clients 50] [--rounds 2] [--limits 50,200] [--routes list,stats] [--connections 200] [--events 20000] [--profile] [--rate-limit N] [--log-level log]
+ * npm run bench:query [-- --duration 10] [--clients 50] [--rounds 2] [--limits 50,200] [--routes list,stats] [--connections 200] [--events 20000] [--profile] [--rate-limit N] [--log-level log] [--api-env NAME=value,...]
  *
  * Query API speed. In one isolated run (own database, Redis prefix):
  *   1. one org with `connections` connections in the read model: mixedEvents (deletions left out, so all
@@ -87,11 +87,20 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   // `--rate-limit 0` and `--log-level debug` measure what each feature costs (the defaults are what is shipped).
   const rateLimit = a.num('rate-limit', RATE_LIMIT_NEVER_REFUSING);
   const logLevel = a.str('log-level', 'log');
+  // `--api-env NAME=value,...`: settings of the API alone, e.g. API_RESPONSE_CACHE_BYTES=0 to measure a cache layer.
+  const apiEnv = Object.fromEntries(
+    a
+      .str('api-env', '')
+      .split(',')
+      .filter((kv) => kv !== '')
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  );
   const run = new IsolatedRun('benchquery', {
     API_KEY_CACHE_MS: '2000',
     HTTP_HOST: '127.0.0.1',
     HTTP_PORT: String(await freePort()),
     RATE_LIMIT_PER_MINUTE: String(rateLimit),
+    RATE_LIMIT_FAILED_AUTH_PER_MINUTE: '60', // the default (the isolated runs turn it off)
     LOG_LEVEL: logLevel,
   });
   register(run);
@@ -102,6 +111,14 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   );
   say();
   table([['machine', ''], ...(await machine(db, s.redisUrl))], { alignNumbers: false });
+  say();
+  say(
+    `API settings: RATE_LIMIT_PER_MINUTE=${rateLimit}, RATE_LIMIT_FAILED_AUTH_PER_MINUTE=${s.rateLimitFailedAuthPerMinute}, LOG_LEVEL=${logLevel}${Object.entries(
+      apiEnv,
+    )
+      .map(([k, v]) => `, ${k}=${v}`)
+      .join('')}`,
+  );
   say();
 
   // 1. The read model.
@@ -138,7 +155,7 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   const timingFile = join(outDir, 'api-timing.json');
   const hooks = ['timing-hook', ...(profile ? ['cpu-profile-hook'] : [])];
   const api = run.startCompiled('api', 'apps/api/src/main.js', {
-    env: { BENCH_TIMING: timingFile, ...(profile ? { BENCH_CPU_PROFILE: profileFile } : {}) },
+    env: { BENCH_TIMING: timingFile, ...(profile ? { BENCH_CPU_PROFILE: profileFile } : {}), ...apiEnv },
     nodeArgs: hooks.flatMap((h) => ['-r', join(ROOT, 'dist', 'bench', 'support', `${h}.js`)]),
   });
   const apiUrl = `http://127.0.0.1:${s.httpPort}`;
