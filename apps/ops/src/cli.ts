@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ApiKeyError } from '@psp/api-keys';
 import { migrate } from '@psp/storage';
+import { CONSOLE_PORT, opsConsole } from './commands/console';
 import { createKey, listKeys, revokeKey } from './commands/keys';
 import { DLQ_LIST_LIMIT, listDlq, redriveDlq } from './commands/dlq';
 import { health } from './commands/health';
@@ -67,6 +68,14 @@ every row in (transaction_id, position) order with every column as stored. DIR/m
 the files with their rows and SHA-256. A file is written aside and renamed once complete. Format:
 docs/event-log.md, "Archive format". With LOG_ARCHIVE_DIR set, log compact --drop and the writer's
 retention archive each partition there before dropping it.`;
+
+const CONSOLE_HELP = `
+Serves a page on 127.0.0.1 only (open the printed URL; nothing listens on other addresses), reading
+what the other commands read: the live read model (an org's connections, health now and its score at
+each minute of the window), the health topic (TOPIC_HEALTH) followed live and pushed to the page as
+server-sent events, each read-model generation's lag per shard (a building one is a replay: its
+progress), and the DLQ tallied by reason. Kafka is read with consumer groups of the console's own,
+deleted when it stops: no other reader's offsets move. Ctrl-C stops it.`;
 
 /** The ops command line. Actions leave their exit code in `result`. */
 export function buildProgram(result: { code: number }): Command {
@@ -142,6 +151,18 @@ export function buildProgram(result: { code: number }): Command {
     .option('--json', 'one JSON object on stdout')
     .action(async (opts: { json?: boolean }) => {
       result.code = await lag(settingsFromEnv(), opts);
+    });
+
+  program
+    .command('console')
+    .description(
+      'a web page on 127.0.0.1: connections of an org with their health, the live feed of health changes, lag per shard, the DLQ, a replay',
+    )
+    .option('--port <n>', "the port on 127.0.0.1 (never the API's HTTP_PORT)", positiveInteger('--port'), CONSOLE_PORT)
+    .option('--org <org>', 'the org the page opens on (the page can switch)')
+    .addHelpText('after', CONSOLE_HELP)
+    .action(async (opts: { port: number; org?: string }) => {
+      result.code = await opsConsole(settingsFromEnv(), opts);
     });
 
   const dlq = program
