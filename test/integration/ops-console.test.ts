@@ -308,13 +308,27 @@ withChromium(`ops console in a browser${'path' in browser ? '' : ' (SKIPPED: no 
     // A replay: a building generation is listed with its progress, a labelled progress bar.
     const building = await createBuildingGeneration(stack.db);
     await waitFor(page, `.generation[data-generation="${building}"] label`, { includes: 'Replay' }, 30000);
-    const label = ((await page.textContent(`.generation[data-generation="${building}"] label`)) ?? '').trim();
-    expect(label).toMatch(
+    // Label and bar read together (the page redraws every 5 s).
+    const replay = await page.evaluate((g) => {
+      const doc = (globalThis as unknown as { document: PageDocument }).document;
+      const bar = doc.querySelector(`progress#replay-${g}`) as unknown as { value: number; max: number } | null;
+      const label = doc.querySelector(`.generation[data-generation="${g}"] label`) as unknown as {
+        textContent: string | null;
+        htmlFor: string;
+      } | null;
+      return {
+        label: (label?.textContent ?? '').trim(),
+        labelFor: label?.htmlFor ?? null,
+        value: bar?.value ?? null,
+        max: bar?.max ?? null,
+      };
+    }, building);
+    expect(replay.label).toMatch(
       new RegExp(`^Replay into generation ${building}: [\\d.]+% \\(\\d+ of ${events.length} events\\)$`),
     );
-    const bar = page.locator(`progress#replay-${building}`);
-    expect(Number(await bar.getAttribute('value'))).toBe(Number(/: ([\d.]+)%/.exec(label)![1]));
-    expect(await bar.getAttribute('max')).toBe('100');
+    expect(replay.value).toBe(Number(/: ([\d.]+)%/.exec(replay.label)![1]));
+    expect(replay.max).toBe(100);
+    expect(replay.labelFor).toBe(`replay-${building}`);
 
     // A health change on the topic reaches the page over server-sent events, without a reload.
     await waitFor(page, '#feed-state[data-state="following"]', { count: 1 }, 30000);

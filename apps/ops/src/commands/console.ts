@@ -245,10 +245,18 @@ export async function startConsole(settings: Settings, options: ConsoleOptions):
     });
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, '127.0.0.1', () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, '127.0.0.1', () => resolve());
+    });
+  } catch (error) {
+    await Promise.all([health.stop(), dlqFollower.stop()]);
+    await db.destroy();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE')
+      throw new Error(`127.0.0.1:${options.port} is in use: choose another port with --port`);
+    throw error;
+  }
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/${options.org ? `?org=${encodeURIComponent(options.org)}` : ''}`,
@@ -354,6 +362,7 @@ export async function opsConsole(settings: Settings, options: ConsoleOptions): P
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  process.stderr.write('ops console: stopping (leaving its consumer groups)\n');
   await server.close();
   return EXIT.ok;
 }
