@@ -1,6 +1,7 @@
 // ops console: plain JS, no framework. Reads /api/* of the console server (apps/ops/src/commands/console.ts)
 // and the live feed of health changes (/api/feed, server-sent events). Data is put in the page as text
 // (textContent), never as HTML.
+/* global document, location, history, fetch, EventSource, Node, URLSearchParams, setTimeout, clearTimeout, setInterval, clearInterval */
 'use strict';
 
 (function () {
