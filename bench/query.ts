@@ -22,7 +22,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiKeyStore } from '@psp/api-keys';
 import { createRedis, Projection, RedisReadModel } from '@psp/read-model';
-import { logLagAfter } from '@psp/storage';
 import { mixedEvents, seedLog } from '../test/support/seed';
 import {
   args,
@@ -135,10 +134,10 @@ async function queryBench(register: (run: IsolatedRun) => void): Promise<void> {
   run.onCleanup('disconnect redis', async () => redis.disconnect());
   const projection = new Projection(db, 1, new RedisReadModel(redis, s.redisKeyPrefix), 5000);
   for (;;) {
-    // Caught up only when nothing committed is left after the checkpoint (an open transaction elsewhere in
-    // the cluster holds back the xmin below which the projection reads).
+    // Caught up only when no shard has anything committed left after its checkpoint (an open transaction
+    // elsewhere in the cluster holds back the xmin below which the projection reads).
     const step = await projection.step();
-    if (step.applied === 0 && (await logLagAfter(db, step.checkpoint.at)).events === 0) break;
+    if (step.applied === 0 && (await projection.lag()) === 0) break;
     if (step.applied === 0) await sleep(20);
   }
   const listed: { n: string }[] = await db.query(
