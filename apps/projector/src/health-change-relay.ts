@@ -1,9 +1,20 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import { Kafka, Partitioners, Producer } from 'kafkajs';
+import { Span } from '@opentelemetry/api';
+import { Kafka, Message, Partitioners, Producer } from 'kafkajs';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
 import { ensureTopics } from '@psp/messaging';
-import { deleteHealthOutbox, readHealthOutbox, takeRelayTurn } from '@psp/read-model';
+import {
+  contextOf,
+  linksTo,
+  MESSAGING,
+  serviceTracer,
+  SpanKind,
+  traceContextText,
+  traceHeaders,
+  tracingOn,
+} from '@psp/observability';
+import { deleteHealthOutbox, OutboxMessage, readHealthOutbox, takeRelayTurn } from '@psp/read-model';
 
 /** Messages produced per round trip to Kafka. */
 const RELAY_BATCH = 500;
@@ -71,11 +82,13 @@ export class HealthChangeRelay implements OnApplicationBootstrap, BeforeApplicat
       if (!(await takeRelayTurn(tx))) return 0;
       const batch = await readHealthOutbox(tx, RELAY_BATCH);
       if (batch.length === 0) return 0;
-      await this.producer.send({
-        topic: this.settings.topics.health,
-        acks: -1,
-        messages: batch.map((m) => ({ key: `${m.orgId}:${m.connectionId}`, value: m.message })),
-      });
+      const spans: Span[] = [];
+      const messages = batch.map((m) => this.toMessage(m, spans));
+      try {
+        await this.producer.send({ topic: this.settings.topics.health, acks: -1, messages });
+      } finally {
+        for (const span of spans) span.end();
+      }
       await deleteHealthOutbox(
         tx,
         batch.map((m) => m.id),
@@ -83,6 +96,40 @@ export class HealthChangeRelay implements OnApplicationBootstrap, BeforeApplicat
       this.produced += batch.length;
       return batch.length;
     });
+  }
+
+  /**
+   * The Kafka message of an outbox row. A row written by a traced step carries its trace context:
+   * with tracing on, the message is sent in a PRODUCER span, child of that step, linked to the call
+   * events behind the change, and carries the span's context in its headers; with tracing off, it
+   * carries the step's context as stored.
+   */
+  private toMessage(m: OutboxMessage, spans: Span[]): Message {
+    const message: Message = { key: `${m.orgId}:${m.connectionId}`, value: m.message };
+    if (m.traceContext === null) return message;
+    const [step, ...calls] = m.traceContext.split('\n');
+    if (!tracingOn()) {
+      message.headers = traceHeaders(step);
+      return message;
+    }
+    const span = serviceTracer().startSpan(
+      `send ${this.settings.topics.health}`,
+      {
+        kind: SpanKind.PRODUCER,
+        links: linksTo(calls, { 'psp.link': 'call' }),
+        attributes: {
+          [MESSAGING.system]: 'kafka',
+          [MESSAGING.operationType]: 'send',
+          [MESSAGING.operationName]: 'send',
+          [MESSAGING.destination]: this.settings.topics.health,
+          'psp.health_change.event_id': JSON.parse(m.message).event_id,
+        },
+      },
+      contextOf(step),
+    );
+    spans.push(span);
+    message.headers = traceHeaders(traceContextText(span.spanContext()));
+    return message;
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -27,6 +27,8 @@ export interface SourcedEvent {
   source: EventSource;
   /** The message itself (key, value, headers), for the DLQ should the log refuse to store it. */
   message?: Pick<SourceMessage, 'key' | 'value' | 'headers' | 'timestamp'>;
+  /** The W3C trace context its message carried (`traceparent[ tracestate]`), kept with the event. */
+  traceContext?: string | null;
 }
 
 /** An event that the log refused to store because of what it holds (CONTRACT 2.4 `unstorable`). */
@@ -176,11 +178,11 @@ export class ConnectionStreams {
       // Each event gets its stream version as the COPY stream takes it, so PostgreSQL inserts the
       // first rows while the later ones are built.
       const rows = (function* (): Generator<EventToAppend> {
-        for (const { event, source } of fresh) {
+        for (const { event, source, traceContext } of fresh) {
           const key = streamKey(event.orgId, event.connectionId);
           const streamVersion = versions.get(key)! + 1;
           versions.set(key, streamVersion);
-          yield { event, source, streamVersion };
+          yield { event, source, streamVersion, traceContext };
         }
       })();
       await this.db.transaction(async (tx) => {

@@ -4,6 +4,15 @@ import { Consumer, ConsumerRunConfig, EachBatchPayload, IHeaders, Kafka, KafkaMe
 import { validateMessage } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
 import { ensureTopics, intakeTopics, toDlqMessage } from '@psp/messaging';
+import {
+  inSpan,
+  linksTo,
+  MESSAGING,
+  serviceTracer,
+  SpanKind,
+  traceContextOfHeaders,
+  tracingOn,
+} from '@psp/observability';
 import { ConnectionStreams, RecordOutcome, SourcedEvent } from './connection-streams';
 import { DeadLetters } from './dead-letters';
 import { HeapPressure } from './heap-pressure';
@@ -75,7 +84,9 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     this.appends = new IntakeAppends({
       maxWaiting: MAX_WAITING,
       record: (events) =>
-        writerMetrics().timeAppend(events.length, () => this.commands.execute(new RecordConnectionEvents(events))),
+        writerMetrics().timeAppend(events.length, () =>
+          tracingOn() ? this.tracedAppend(events) : this.commands.execute(new RecordConnectionEvents(events)),
+        ),
       commit: (offsets) => this.consumer!.commitOffsets(offsets),
       onAppended: (outcome) => {
         this.count(outcome);
@@ -156,6 +167,7 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
           event: result.event,
           source,
           message: detached(message),
+          traceContext: traceContextOfHeaders(message.headers),
         });
         acceptedBytes += message.value!.length;
       } else
@@ -185,6 +197,38 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
     this.totals.consumed += batch.messages.length;
     writerMetrics().consumed.inc({ topic: writerMetrics().topic(batch.topic) }, batch.messages.length);
     this.totals.rejected += rejected.length;
+  }
+
+  /**
+   * The group append in a span (messaging conventions for a batch consumer: a `process` span with a
+   * link to each message's creation context, at most MAX_LINKS); PostgreSQL's statements (pg
+   * instrumentation) are its children.
+   */
+  private tracedAppend(events: SourcedEvent[]): Promise<RecordOutcome> {
+    const span = serviceTracer().startSpan('process event_log append', {
+      kind: SpanKind.CONSUMER,
+      root: true,
+      links: linksTo(
+        events.map((e) => e.traceContext),
+        { [MESSAGING.system]: 'kafka' },
+      ),
+      attributes: {
+        [MESSAGING.system]: 'kafka',
+        [MESSAGING.operationType]: 'process',
+        [MESSAGING.operationName]: 'append',
+        [MESSAGING.batchCount]: events.length,
+        [MESSAGING.consumerGroup]: this.settings.writerGroupId,
+      },
+    });
+    return inSpan(span, async () => {
+      const outcome: RecordOutcome = await this.commands.execute(new RecordConnectionEvents(events));
+      span.setAttributes({
+        'psp.events.appended': outcome.appended,
+        'psp.events.duplicates': outcome.duplicates,
+        'psp.events.unstorable': outcome.unstorable.length,
+      });
+      return outcome;
+    });
   }
 
   private count(outcome: RecordOutcome): void {

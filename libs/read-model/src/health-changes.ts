@@ -57,6 +57,8 @@ export async function sweepHealthChanges(
   limit = SWEEP_LIMIT,
   /** Told each chain the sweep moved, so a caller holding chains in memory stays right. */
   onChain?: (orgId: string, connectionId: string, chain: { reported: string | null; sequence: number }) => void,
+  /** The trace context of the step, kept with each message written (tracing on). */
+  traceContext: string | null = null,
 ): Promise<number> {
   const b = minuteBucket(streamTimeMs);
   const due: {
@@ -122,31 +124,57 @@ export async function sweepHealthChanges(
       WHERE c.generation = $1 AND c.org_id = u.org_id AND c.connection_id = u.connection_id`,
     [generation, rows.org, rows.conn, rows.reported, rows.seq, rows.next],
   );
-  await insertOutbox(sql, generation, outbox);
+  await insertOutbox(
+    sql,
+    generation,
+    outbox,
+    traceContext === null ? undefined : outbox.message.map(() => traceContext),
+  );
   return outbox.message.length;
 }
 
-/** Writes changes seen by a projection step to the outbox (in the step's transaction). */
-export async function writeHealthChanges(sql: Sql, generation: number, changes: HealthChangedInput[]): Promise<void> {
-  await insertOutbox(sql, generation, {
-    org: changes.map((c) => c.orgId),
-    conn: changes.map((c) => c.connectionId),
-    seq: changes.map((c) => c.sequence),
-    message: changes.map(healthChangedMessage),
-  });
+/**
+ * Writes changes seen by a projection step to the outbox (in the step's transaction); with
+ * `traceContexts` (tracing on), each row keeps its own (see StepTrace.outboxContexts).
+ */
+export async function writeHealthChanges(
+  sql: Sql,
+  generation: number,
+  changes: HealthChangedInput[],
+  traceContexts?: string[],
+): Promise<void> {
+  await insertOutbox(
+    sql,
+    generation,
+    {
+      org: changes.map((c) => c.orgId),
+      conn: changes.map((c) => c.connectionId),
+      seq: changes.map((c) => c.sequence),
+      message: changes.map(healthChangedMessage),
+    },
+    traceContexts,
+  );
 }
 
 async function insertOutbox(
   sql: Sql,
   generation: number,
   rows: { org: string[]; conn: string[]; seq: number[]; message: string[] },
+  traceContexts?: (string | null)[],
 ): Promise<void> {
   if (rows.message.length === 0) return;
-  await sql.query(
-    `INSERT INTO health_change_outbox (generation, org_id, connection_id, sequence, message)
-     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[])`,
-    [generation, rows.org, rows.conn, rows.seq, rows.message],
-  );
+  if (traceContexts === undefined)
+    await sql.query(
+      `INSERT INTO health_change_outbox (generation, org_id, connection_id, sequence, message)
+       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[])`,
+      [generation, rows.org, rows.conn, rows.seq, rows.message],
+    );
+  else
+    await sql.query(
+      `INSERT INTO health_change_outbox (generation, org_id, connection_id, sequence, message, trace_context)
+       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[])`,
+      [generation, rows.org, rows.conn, rows.seq, rows.message, traceContexts],
+    );
 }
 
 /**
@@ -173,6 +201,8 @@ export interface OutboxMessage {
   orgId: string;
   connectionId: string;
   message: string;
+  /** The step's trace context, then those of the call events behind the change, one a line (or null). */
+  traceContext: string | null;
 }
 
 /**
@@ -188,11 +218,19 @@ export async function takeRelayTurn(sql: Sql): Promise<boolean> {
 
 /** The oldest messages of the outbox, in the order they were written. */
 export async function readHealthOutbox(sql: Sql, limit: number): Promise<OutboxMessage[]> {
-  const rows: { id: string; org_id: string; connection_id: string; message: string }[] = await sql.query(
-    `SELECT id::text AS id, org_id, connection_id, message FROM health_change_outbox ORDER BY id LIMIT $1`,
-    [limit],
-  );
-  return rows.map((r) => ({ id: r.id, orgId: r.org_id, connectionId: r.connection_id, message: r.message }));
+  const rows: { id: string; org_id: string; connection_id: string; message: string; trace_context: string | null }[] =
+    await sql.query(
+      `SELECT id::text AS id, org_id, connection_id, message, trace_context
+         FROM health_change_outbox ORDER BY id LIMIT $1`,
+      [limit],
+    );
+  return rows.map((r) => ({
+    id: r.id,
+    orgId: r.org_id,
+    connectionId: r.connection_id,
+    message: r.message,
+    traceContext: r.trace_context,
+  }));
 }
 
 export async function deleteHealthOutbox(sql: Sql, ids: string[]): Promise<void> {

@@ -25,6 +25,8 @@ import { leaseStillHeld } from './shard-assignment';
 import { shardLockKey } from './shard-lock';
 import { LRUCache } from 'lru-cache';
 import { HealthChangedInput, sweepHealthChanges, writeHealthChanges } from './health-changes';
+import { tracingOn } from '@psp/observability';
+import { StepTrace } from './step-tracing';
 import { OrgChange, RedisReadModel } from './redis-read-model';
 
 /** A generation's checkpoint: where in the log it stands, and its stream time. */
@@ -204,6 +206,8 @@ export class ShardProjection {
     this.firstAttempted = null;
     let changes: OrgChange[] = [];
     let result!: ProjectionStep;
+    const startedAt = tracingOn() ? Date.now() : 0;
+    let stepTrace = null as StepTrace | null; // set in the transaction (when tracing is on)
     try {
       result = await this.db.transaction(async (tx) => {
         // One step of this shard of this generation at a time; without taking a transaction id (no
@@ -245,6 +249,7 @@ export class ShardProjection {
           return { ...this.nothing(checkpoint), healthChanges };
         }
 
+        if (startedAt) stepTrace = new StepTrace(startedAt, this.generation, this.shard, logged);
         const touched = await this.loadStates(
           tx,
           logged.map((l) => l.event),
@@ -290,8 +295,9 @@ export class ShardProjection {
         const live = checkpoint.status === 'live';
         const { chains, changes: seen } = this.chainBook(live);
         const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime, chains);
-        await writeHealthChanges(tx, this.generation, seen);
-        const healthChanges = seen.length + (live && streamTime !== null ? await this.sweep(tx, streamTime) : 0);
+        await writeHealthChanges(tx, this.generation, seen, stepTrace?.outboxContexts(seen));
+        const healthChanges =
+          seen.length + (live && streamTime !== null ? await this.sweep(tx, streamTime, stepTrace?.context) : 0);
         const versions = await bumpOrgVersions(tx, this.generation, written);
         const last = logged[logged.length - 1].at;
         const eventsApplied = checkpoint.eventsApplied + logged.length;
@@ -317,11 +323,13 @@ export class ShardProjection {
         };
       });
     } catch (error) {
+      stepTrace?.end(null, error);
       this.cache.clear();
       this.cachedAt = null;
       this.pending = null;
       throw error;
     }
+    stepTrace?.end(result);
     if (this.redis) {
       // Redis is updated while the next step reads and writes PostgreSQL: one update in flight at a
       // time, in step order (each is version-guarded anyway). A step that finds nothing new returns
@@ -371,11 +379,19 @@ export class ShardProjection {
   }
 
   /** The sweep of the shard's connections due by the clock, keeping the chains held in memory right. */
-  private sweep(tx: Sql, streamTime: number): Promise<number> {
-    return sweepHealthChanges(tx, this.generation, this.shard, streamTime, undefined, (orgId, connectionId, chain) => {
-      const k = key(orgId, connectionId);
-      if (this.chains.has(k)) this.chains.set(k, chain);
-    });
+  private sweep(tx: Sql, streamTime: number, traceContext?: string): Promise<number> {
+    return sweepHealthChanges(
+      tx,
+      this.generation,
+      this.shard,
+      streamTime,
+      undefined,
+      (orgId, connectionId, chain) => {
+        const k = key(orgId, connectionId);
+        if (this.chains.has(k)) this.chains.set(k, chain);
+      },
+      traceContext,
+    );
   }
 
   /** Writes the connections kept back and the checkpoint they reach (deferred writes, see `pending`). */

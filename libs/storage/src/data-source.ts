@@ -10,6 +10,7 @@ import { LogSummaries1732400000007 } from './migrations/1732400000007-LogSummari
 import { ReplayByStream1732400000009 } from './migrations/1732400000009-ReplayByStream';
 import { CheaperReadModelWrites1732400000010 } from './migrations/1732400000010-CheaperReadModelWrites';
 import { ShardedProjection1732400000011 } from './migrations/1732400000011-ShardedProjection';
+import { TraceContext1732400000012 } from './migrations/1732400000012-TraceContext';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
@@ -23,6 +24,7 @@ export const MIGRATIONS = [
   ReplayByStream1732400000009,
   CheaperReadModelWrites1732400000010,
   ShardedProjection1732400000011,
+  TraceContext1732400000012,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */

@@ -21,6 +21,8 @@ export interface EventToAppend {
   event: ConnectionEvent;
   streamVersion: number;
   source: EventSource;
+  /** The W3C trace context its Kafka message carried (`traceparent[ tracestate]`), if any. */
+  traceContext?: string | null;
 }
 
 /** The position of an event in the log's global order: (writing transaction id, position). */
@@ -35,6 +37,8 @@ export const LOG_START: LogPosition = { transactionId: '0', position: '0' };
 export interface LoggedEvent {
   at: LogPosition;
   event: ConnectionEvent;
+  /** The W3C trace context stored with it (null: its message carried none). */
+  traceContext?: string | null;
 }
 
 interface EventRow {
@@ -77,8 +81,8 @@ export async function findLoggedEventIds(sql: Sql, eventIds: string[]): Promise<
  */
 export async function appendEvents(sql: Sql, events: EventToAppend[]): Promise<void> {
   if (events.length === 0) return;
-  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], []];
-  for (const { event, streamVersion, source } of events) {
+  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], []];
+  for (const { event, streamVersion, source, traceContext } of events) {
     cols[0].push(event.eventId);
     cols[1].push(event.orgId);
     cols[2].push(event.connectionId);
@@ -89,12 +93,13 @@ export async function appendEvents(sql: Sql, events: EventToAppend[]): Promise<v
     cols[7].push(source.topic);
     cols[8].push(source.partition);
     cols[9].push(source.offset);
+    cols[10].push(traceContext ?? null);
   }
   await sql.query(
     `INSERT INTO event_log (event_id, org_id, connection_id, stream_version, type, occurred_at, data,
-                            source_topic, source_partition, source_offset)
+                            source_topic, source_partition, source_offset, trace_context)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[],
-                          $7::json[], $8::text[], $9::int[], $10::bigint[])`,
+                          $7::json[], $8::text[], $9::int[], $10::bigint[], $11::text[])`,
     cols,
   );
 }
@@ -151,7 +156,7 @@ export async function copyEvents(client: CopyClient, events: Iterable<EventToApp
   const stream = client.query(
     copyFrom(
       `COPY event_log (event_id, org_id, connection_id, stream_version, type, occurred_at, data,
-                       source_topic, source_partition, source_offset) FROM STDIN`,
+                       source_topic, source_partition, source_offset, trace_context) FROM STDIN`,
     ),
   );
   await pipeline(Readable.from(copyChunks(events), { objectMode: false }), stream);
@@ -160,11 +165,12 @@ export async function copyEvents(client: CopyClient, events: Iterable<EventToApp
 function* copyChunks(events: Iterable<EventToAppend>): Generator<string> {
   let chunk = '';
   let rows = 0;
-  for (const { event, streamVersion, source } of events) {
+  for (const { event, streamVersion, source, traceContext } of events) {
     chunk +=
       `${copyField(event.eventId)}\t${copyField(event.orgId)}\t${copyField(event.connectionId)}\t${streamVersion}\t` +
       `${copyField(event.type)}\t${isoTimestamp(event.occurredAt)}\t${copyField(JSON.stringify(event.data))}\t` +
-      `${copyField(source.topic)}\t${source.partition}\t${copyField(source.offset)}\n`;
+      `${copyField(source.topic)}\t${source.partition}\t${copyField(source.offset)}\t` +
+      `${traceContext ? copyField(traceContext) : '\\N'}\n`;
     if (++rows === COPY_CHUNK_ROWS) {
       yield chunk;
       chunk = '';
@@ -231,8 +237,9 @@ export async function readLogAfter(
 ): Promise<LoggedEvent[]> {
   // The text copy of the transaction id must not be named `transaction_id`: ORDER BY would then
   // sort by that text ('10000' < '9999') and skip events, and could not use the index.
-  const rows: (EventRow & { tx: string; position: string })[] = await sql.query(
-    `SELECT e.transaction_id::text AS tx, e.position, e.event_id, e.org_id, e.connection_id, e.type, e.occurred_at, e.data
+  const rows: (EventRow & { tx: string; position: string; trace_context: string | null })[] = await sql.query(
+    `SELECT e.transaction_id::text AS tx, e.position, e.event_id, e.org_id, e.connection_id, e.type, e.occurred_at, e.data,
+            e.trace_context
        FROM event_log e
       WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
         AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -244,6 +251,7 @@ export async function readLogAfter(
   return rows.map((r) => ({
     at: { transactionId: r.tx, position: String(r.position) },
     event: eventFromRow(r),
+    traceContext: r.trace_context,
   }));
 }
 
