@@ -2,16 +2,19 @@ import { hostname } from 'node:os';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
+import { minuteBucket } from '@psp/domain';
 import {
   clearProjectionStall,
   generationLag,
   liveGeneration,
+  readCheckpoint,
   ProjectionStep,
   recordProjectionStall,
   RedisReadModel,
   ShardLeaseLost,
   ShardLeases,
   ShardProjection,
+  shardsWithEvents,
   StateCache,
   STUCK_AFTER_MS,
 } from '@psp/read-model';
@@ -24,6 +27,8 @@ interface ShardRun {
   failures: number;
   stalled: boolean;
   saidStuck: boolean;
+  /** The minute of stream time its latest step swept due connections at (null: not yet). */
+  sweptMinute: number | null;
 }
 
 /**
@@ -71,6 +76,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
 
   private async run(): Promise<void> {
     let failures = 0;
+    let idle = false;
     while (this.running) {
       try {
         const generation = await liveGeneration(this.db);
@@ -85,11 +91,37 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         continue;
       }
       let applied = 0;
-      for (const shard of this.shards) {
+      for (const shard of await this.shardsToStep(idle)) {
         if (!this.running) break;
         applied += await this.stepShard(shard);
       }
-      if (applied === 0) await sleep(this.settings.projectorIdleMs);
+      idle = applied === 0;
+      if (idle) await sleep(this.settings.projectorIdleMs);
+    }
+  }
+
+  /**
+   * The shards to step now. After a cycle that applied events: all it holds. After an idle one, only
+   * those with events waiting and those whose due connections were not swept at the generation's
+   * current minute of stream time yet (two statements, not a transaction per shard).
+   */
+  private async shardsToStep(afterIdle: boolean): Promise<number[]> {
+    const held = this.shards;
+    if (!afterIdle || this.generation === null) return held;
+    try {
+      const [withEvents, progress] = await Promise.all([
+        shardsWithEvents(this.db, this.generation, held),
+        readCheckpoint(this.db, this.generation),
+      ]);
+      const minute = progress.streamTime === null ? null : minuteBucket(progress.streamTime);
+      const busy = new Set(withEvents);
+      return held.filter((shard) => {
+        if (busy.has(shard)) return true;
+        const run = this.runs.get(shard);
+        return !run || run.failures > 0 || (minute !== null && run.sweptMinute !== minute);
+      });
+    } catch {
+      return held; // the steps report what is wrong
     }
   }
 
@@ -139,6 +171,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         failures: 0,
         stalled: false,
         saidStuck: false,
+        sweptMinute: null,
       };
       this.runs.set(shard, run);
     }
@@ -173,6 +206,12 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
       }
       run.failures = 0;
       run.limit = step.applied === 0 ? full : Math.min(full, run.limit * 2);
+      // Swept at this minute for good only when the step found nothing to do: a sweep that changed
+      // health may have stopped at its limit (SWEEP_LIMIT due connections), so look again.
+      run.sweptMinute =
+        step.applied > 0 || step.healthChanges > 0 || step.checkpoint.streamTime === null
+          ? null
+          : minuteBucket(step.checkpoint.streamTime);
       return step.applied;
     } catch (error) {
       if (error instanceof ShardLeaseLost) {

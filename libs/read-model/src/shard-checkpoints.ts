@@ -150,3 +150,27 @@ export async function generationLag(
     shards,
   };
 }
+
+/**
+ * Which of `shards` have events of their orgs in the log after their checkpoint (committed below the
+ * snapshot's xmin, as a step reads them): one statement, an index probe per shard, so that a projector
+ * whose shards have all caught up polls with one query instead of a transaction per shard.
+ */
+export async function shardsWithEvents(sql: Sql, generation: number, shards: number[]): Promise<number[]> {
+  if (shards.length === 0) return [];
+  const rows: { shard: number }[] = await sql.query(
+    `SELECT s.shard
+       FROM unnest($2::int[]) AS s(shard)
+       JOIN projection_generation g ON g.generation = $1
+       LEFT JOIN projection_shard p ON p.generation = g.generation AND p.shard = s.shard
+      WHERE EXISTS (
+        SELECT 1 FROM event_log e
+         WHERE psp_shard(e.org_id) = s.shard
+           AND (e.transaction_id, e.position) >
+               (coalesce(p.checkpoint_transaction_id, g.checkpoint_transaction_id),
+                coalesce(p.checkpoint_position, g.checkpoint_position))
+           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))`,
+    [generation, shards],
+  );
+  return rows.map((r) => r.shard);
+}
