@@ -1,7 +1,7 @@
 /**
  * npm run bench:history [-- --connections 10000] [--days 30] [--events 3000000] [--keep-days 2]
  *                          [--bursts 5] [--burst-ms 1000] [--pause-ms 9000] [--ingest-batch 1000]
- *                          [--batch 50000] [--quick]
+ *                          [--batch 50000] [--profile] [--quick]
  *
  * History, measured (issue 19, item 6): a log of EVENTS events spread over DAYS days of event time
  * across CONNECTIONS connections (orgs of 10), one partition a day, compacted but for the last
@@ -26,14 +26,17 @@
  *      the KEEP-DAYS partitions still in the log (with what steps 2 and 4 appended), timed; its
  *      events_applied must be every event seeded and ingested (nothing lost, nothing twice);
  *   7. ingest without compaction again (BURSTS bursts); the baseline is the mean of steps 2 and 7.
- * --quick: 1,000 connections, 7 days, 200,000 events, 3 bursts and bursts 1 s apart (each option can
+ * --quick: 1,000 connections, 7 days, 200,000 events, 3 bursts of 500 ms 1 s apart (each option can
  * still be given).
+ * Both replays are timed by statement (pg Client#query wall time, bench/support/timing-hook); --profile
+ * also records their V8 CPU profiles and prints the breakdowns.
  * Prints the results against the targets (replay ≥ 10× faster after compaction, ingest during
  * compaction ≥ 0.7× of without, bytes after ≤ 1/5 of before). Cleans up at the end.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -57,6 +60,7 @@ import { mixedEvents, seededRandom } from '../test/support/seed';
 import {
   args,
   codeVersion,
+  CpuAccount,
   fmt,
   fmtInt,
   fmtMb,
@@ -71,6 +75,9 @@ import {
   Ticker,
   useServers,
 } from './support/harness';
+import { installTiming } from './support/timing-hook';
+import { timingRows } from './support/timing';
+import { CpuProfile, profileSelf, summariseProfile } from './support/profile';
 
 const DAY = 86_400_000;
 const PER_ORG = 10;
@@ -85,10 +92,13 @@ runBench('bench:history', async (register) => {
   const events = a.num('events', quick ? 200_000 : 3_000_000);
   const keepDays = Math.min(days - 1, Math.max(1, Math.floor(a.num('keep-days', 2))));
   const bursts = Math.max(1, Math.floor(a.num('bursts', quick ? 3 : 5)));
-  const burstMs = Math.max(100, a.num('burst-ms', 1000));
+  const burstMs = Math.max(100, a.num('burst-ms', quick ? 500 : 1000));
   const pauseMs = a.num('pause-ms', quick ? 1000 : 9000);
   const ingestBatch = Math.max(1, a.num('ingest-batch', 1000));
   const batchSize = a.num('batch', 50000);
+  const profile = a.flag('profile');
+  const profileDir = profile ? mkdtempSync(join(tmpdir(), 'psp-bench-history-')) : '';
+  const timing = installTiming();
   const orgs = Math.ceil(connections / PER_ORG);
   const benchStarted = performance.now();
 
@@ -163,7 +173,10 @@ runBench('bench:history', async (register) => {
   }).initialize();
   run.onCleanup('close ingest pool', () => ingestDb.destroy());
   const ingest = new Ingest(new ConnectionStreams(ingestDb, s), orgs, ingestBatch);
+  const cpuBefore = new CpuAccount(db, run.databaseName);
+  await cpuBefore.start();
   const before = await ingest.bursts('ingest without compaction (before)', burstMs, pauseMs, (n) => n >= bursts);
+  await cpuBefore.stop();
   await waitForXmin(db);
 
   // 3. Replay from the raw log, as `npm run ops -- replay` (its own pool of 3).
@@ -172,7 +185,7 @@ runBench('bench:history', async (register) => {
     applicationName: 'psp-connections-ops',
   }).initialize();
   run.onCleanup('close replay pool', () => replayDb.destroy());
-  const raw = await timedReplay(replayDb, 'replay from the raw log', batchSize);
+  const raw = await timedReplay(replayDb, 'replay from the raw log', batchSize, timing, profileDir);
   if (raw.outcome.eventsApplied !== seeded + ingest.total)
     throw new Error(
       `the raw replay applied ${raw.outcome.eventsApplied} events, ${seeded + ingest.total} were logged (seeded and ingested)`,
@@ -187,7 +200,11 @@ runBench('bench:history', async (register) => {
   const cutoff = new Date(compactBefore).toISOString().slice(0, 10);
   note(`ops log compact --before ${cutoff} --drop (${toCompact.length} partitions), with ingest bursts beside it`);
   const jiffiesAt = machineJiffies();
-  const compaction = runCompaction(run.env, cutoff);
+  const compactor = runCompaction(run.env, cutoff);
+  const cpuDuring = new CpuAccount(db, run.databaseName);
+  cpuDuring.track('ops log compact (its Node.js process)', compactor.pid);
+  await cpuDuring.start();
+  const compaction = compactor.done;
   let compactionDone = false;
   void compaction.finally(() => (compactionDone = true));
   let folded = 0;
@@ -206,6 +223,7 @@ runBench('bench:history', async (register) => {
   );
   clearInterval(poll);
   const compacted = await compaction;
+  await cpuDuring.stop();
   const jiffies = machineJiffies();
   const busyCores = ((jiffies.busy - jiffiesAt.busy) / Math.max(1, jiffies.total - jiffiesAt.total)) * nproc();
   if (compacted.code !== 0)
@@ -217,11 +235,18 @@ runBench('bench:history', async (register) => {
   // What autovacuum would leave of the summaries: the fold rewrites each summary once per batch.
   await db.query(`VACUUM log_summary, log_summary_set`);
   const summariesVacuumed = (await logBytes(db)).summaries;
+  const [{ live }]: { live: string }[] = await db.query(
+    `SELECT coalesce(sum(pg_column_size(m.*)), 0)::text AS live FROM log_summary m`,
+  );
+  // What-if (not what the app does): the summaries' table rewritten, as a compaction that left no dead rows would leave it.
+  await db.query(`VACUUM FULL log_summary`);
+  const summariesRewritten = (await logBytes(db)).summaries;
 
   // 6. Replay from the summaries and the partitions left.
   await waitForXmin(db);
-  const fromSummaries = await timedReplay(replayDb, 'replay from the summaries', batchSize);
-  const expected = seeded + ingest.total;
+  const fromSummaries = await timedReplay(replayDb, 'replay from the summaries', batchSize, timing, profileDir);
+  const ingestedBefore = ingest.total;
+  const expected = seeded + ingestedBefore;
   if (fromSummaries.outcome.eventsApplied !== expected)
     throw new Error(
       `the replay from the summaries applied ${fromSummaries.outcome.eventsApplied} events, ${expected} were logged (seeded and ingested)`,
@@ -238,6 +263,7 @@ runBench('bench:history', async (register) => {
   const speedup = raw.seconds / fromSummaries.seconds;
   const ratio = during.rate / baseline;
   const bytesRatio = historyAfter / bytesBefore.total;
+  const rewrittenAfter = historyAfter - bytesAfter.summaries + summariesRewritten;
   say();
   say(
     `results (${fmtInt(seeded)} events, ${days} days, ${fmtInt(orgs * PER_ORG)} connections, ${toCompact.length} partitions compacted; code ${codeVersion()})`,
@@ -309,7 +335,7 @@ runBench('bench:history', async (register) => {
     ['detail', 'value'],
     [
       'summaries',
-      `${fmtInt(foldedEvents)} events in ${fmtInt(summaries?.connections ?? 0)} connection summaries; ${fmtMb(summariesVacuumed)} after VACUUM (${fmtInt(summariesVacuumed / Math.max(1, summaries?.connections ?? 0))} B per connection)`,
+      `${fmtInt(foldedEvents)} events in ${fmtInt(summaries?.connections ?? 0)} connection summaries; ${fmtMb(summariesVacuumed)} after VACUUM (${fmtInt(summariesVacuumed / Math.max(1, summaries?.connections ?? 0))} B per connection), of which live rows ${fmtMb(Number(live))} (${fmtInt(Number(live) / Math.max(1, summaries?.connections ?? 0))} B per connection); WHAT-IF after VACUUM FULL log_summary: ${fmtMb(summariesRewritten)}`,
     ],
     [
       'read model after the second replay',
@@ -317,7 +343,7 @@ runBench('bench:history', async (register) => {
     ],
     [
       'events applied by the second replay',
-      `${fmtInt(expected)} = ${fmtInt(seeded)} seeded + ${fmtInt(ingest.total)} ingested (checked)`,
+      `${fmtInt(expected)} = ${fmtInt(seeded)} seeded + ${fmtInt(ingestedBefore)} ingested before and during the compaction (checked)`,
     ],
     ['whole bench (seed included)', `${fmt((performance.now() - benchStarted) / 1000, 0)} s`],
     ['machine busy during the compaction', `${fmt(busyCores, 2)} of ${nproc()} cores (everything, all users)`],
@@ -337,10 +363,25 @@ runBench('bench:history', async (register) => {
     ],
     [
       'bytes after ≤ 1/5 of before',
-      `${fmt(bytesRatio, 3)} (${fmtMb(bytesBefore.total)} → ${fmtMb(historyAfter)}); without event_log_ids ${fmt((historyAfter - bytesBefore.ids) / (bytesBefore.total - bytesBefore.ids), 3)}`,
+      `${fmt(bytesRatio, 3)} (${fmtMb(bytesBefore.total)} → ${fmtMb(historyAfter)}); without event_log_ids ${fmt((historyAfter - bytesBefore.ids) / (bytesBefore.total - bytesBefore.ids), 3)}; WHAT-IF summaries without dead rows ${fmt(rewrittenAfter / bytesBefore.total, 3)}, and without event_log_ids ${fmt((rewrittenAfter - bytesBefore.ids) / (bytesBefore.total - bytesBefore.ids), 3)}`,
       bytesRatio <= TARGETS.bytesRatio ? 'PASS' : 'MISS',
     ],
   ]);
+  say();
+  say(`ingest without compaction (before): CPU (${fmt(cpuBefore.seconds, 1)} s wall, pauses included):`);
+  table(cpuBefore.rows('bench: ingest through ConnectionStreams'));
+  say();
+  say(`during the compaction: CPU (${fmt(cpuDuring.seconds, 1)} s wall):`);
+  table(cpuDuring.rows('bench: ingest through ConnectionStreams'));
+  for (const [label, r] of [
+    ['replay from the raw log', raw],
+    ['replay from the summaries', fromSummaries],
+  ] as const) {
+    say();
+    say(`${label}: where the wall time goes (pg Client#query wall time by statement, ${fmt(r.seconds, 1)} s):`);
+    table(timingRows(r.stats));
+    if (r.cpuProfile) summariseProfile(r.cpuProfile, { title: `${label}: CPU profile (${r.profileFile})`, top: 12 });
+  }
 });
 
 /**
@@ -392,7 +433,18 @@ async function timedReplay(
   db: DataSource,
   label: string,
   batchSize: number,
-): Promise<{ seconds: number; outcome: ReplayOutcome }> {
+  timing: ReturnType<typeof installTiming>,
+  profileDir: string,
+): Promise<{
+  seconds: number;
+  outcome: ReplayOutcome;
+  stats: ReturnType<ReturnType<typeof installTiming>['snapshot']>;
+  cpuProfile: CpuProfile | null;
+  profileFile: string;
+}> {
+  const profileFile = profileDir === '' ? '' : join(profileDir, `${label.replace(/\W+/g, '-')}.cpuprofile`);
+  const stopProfile = profileFile === '' ? null : await profileSelf(profileFile);
+  timing.reset();
   const started = performance.now();
   const outcome = await replay(db, null, {
     batchSize,
@@ -401,8 +453,10 @@ async function timedReplay(
     progress: new Progress(label),
   });
   const seconds = (performance.now() - started) / 1000;
+  const stats = timing.snapshot();
+  const cpuProfile = stopProfile ? await stopProfile() : null;
   if (!outcome.switched) throw new Error(`${label} did not finish: ${JSON.stringify(outcome)}`);
-  return { seconds, outcome };
+  return { seconds, outcome, stats, cpuProfile, profileFile };
 }
 
 interface LogBytes {
@@ -434,7 +488,7 @@ async function logBytes(db: DataSource): Promise<LogBytes> {
 function runCompaction(
   env: Record<string, string>,
   before: string,
-): Promise<{ code: number | null; seconds: number; output: string }> {
+): { pid: number; done: Promise<{ code: number | null; seconds: number; output: string }> } {
   const started = performance.now();
   const child = spawn(
     process.execPath,
@@ -453,9 +507,12 @@ function runCompaction(
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  return new Promise((resolve) =>
-    child.once('exit', (code) => resolve({ code, seconds: (performance.now() - started) / 1000, output })),
-  );
+  return {
+    pid: child.pid!,
+    done: new Promise((resolve) =>
+      child.once('exit', (code) => resolve({ code, seconds: (performance.now() - started) / 1000, output })),
+    ),
+  };
 }
 
 /**
