@@ -36,6 +36,8 @@ export interface ProjectionReading {
 export class ProjectorMetrics {
   readonly eventsApplied: Counter;
   readonly stepFailures: Counter;
+  /** Times the state cache was halved because resident memory passed PROJECTOR_RSS_SHED_BYTES. */
+  readonly memorySheds: Counter;
   /** Projection shards this process holds now. */
   readonly shardsHeld: Gauge;
   readonly shardLagEvents: Gauge;
@@ -54,6 +56,11 @@ export class ProjectorMetrics {
     this.stepFailures = new Counter({
       name: 'psp_projector_step_failures_total',
       help: 'Projection steps that failed and were retried (PostgreSQL unreachable, an event that cannot be applied)',
+      registers,
+    });
+    this.memorySheds = new Counter({
+      name: 'psp_projector_memory_sheds_total',
+      help: 'Times the projector let go of the least recently used half of its state cache because its resident memory passed PROJECTOR_RSS_SHED_BYTES',
       registers,
     });
     this.shardsHeld = new Gauge({

@@ -51,6 +51,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
   private applied = 0;
   private reportedApplied = 0;
   private lastRebalance = 0;
+  private lastShedLog = 0;
   lastStep?: ProjectionStep;
 
   constructor(
@@ -96,6 +97,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         applied += await this.stepShard(shard);
       }
       idle = applied === 0;
+      this.shedUnderPressure();
       if (idle) await sleep(this.settings.projectorIdleMs);
     }
   }
@@ -122,6 +124,25 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
       });
     } catch {
       return held; // the steps report what is wrong
+    }
+  }
+
+  /**
+   * Memory bounded by the process, not only by the cache's own bound: when resident memory passes
+   * PROJECTOR_RSS_SHED_BYTES after a cycle, the state cache lets its least recently used half go (a
+   * state let go is read back from the read model when its connection changes next).
+   */
+  private shedUnderPressure(): void {
+    if (process.memoryUsage.rss() <= this.settings.projectorRssShedBytes) return;
+    const bytes = this.cache.shed(0.5);
+    if (bytes === 0) return;
+    projectorMetrics().memorySheds.inc();
+    const now = Date.now();
+    if (now - this.lastShedLog > 60_000) {
+      this.lastShedLog = now;
+      this.logger.warn(
+        `resident memory above PROJECTOR_RSS_SHED_BYTES (${Math.round(this.settings.projectorRssShedBytes / 1048576)} MiB): let ${Math.round(bytes / 1048576)} MiB of cached connection states go`,
+      );
     }
   }
 

@@ -52,6 +52,8 @@ export interface Settings {
   projectorIdleMs: number;
   /** Bytes of connection states the projector keeps in memory (least recently used ones go first). */
   projectorStateCacheBytes: number;
+  /** Resident memory above which the projector sheds the least recently used half of its state cache. */
+  projectorRssShedBytes: number;
   /** How often a projector counts the projectors and takes or releases shards toward its fair share. */
   projectorRebalanceMs: number;
   /** Bytes of stream versions the writer keeps in memory (least recently used ones go first). */
@@ -194,6 +196,7 @@ export function loadSettings(env: Env = process.env): Settings {
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
     projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 256 * MiB, 64 * KiB, 64 * 1024 * MiB),
     projectorRebalanceMs: integer(env, 'PROJECTOR_REBALANCE_MS', 1000, 50, 60000),
+    projectorRssShedBytes: integer(env, 'PROJECTOR_RSS_SHED_BYTES', 448 * MiB, 64 * MiB, 64 * 1024 * MiB),
     writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 16 * MiB, 16, 4096 * MiB),
     writerHeapShedPercent: integer(env, 'WRITER_HEAP_SHED_PERCENT', 60, 1, 100),
     logPartitionDays: integer(env, 'LOG_PARTITION_DAYS', 1, 1, 366),

@@ -110,6 +110,17 @@ export class StateCache {
     this.states.clear();
     this.chains.clear();
   }
+
+  /**
+   * Lets the least recently used states go until the cache holds at most `fraction` of what it held
+   * (memory pressure: the process's resident memory passed its budget). Returns the bytes let go.
+   */
+  shed(fraction = 0.5): number {
+    const before = this.states.calculatedSize;
+    const target = before * fraction;
+    while (this.states.calculatedSize > target && this.states.size > 0) this.states.pop();
+    return before - this.states.calculatedSize;
+  }
 }
 
 /** A step's commit was refused: another process took the shard (its lease moved on). */
