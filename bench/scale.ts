@@ -146,6 +146,7 @@ the curve and PASS/MISS per target, writes JSON + an SVG chart to --out.
                            the whole log as a backlog)
   --rate N                 freshness: call events/s spread over the connections (default 5,000)
   --freshness-seconds S    freshness load duration; 0 = until two minute boundaries have passed, +5 s
+  --projectors N           projector processes on the freshness/query stack, sharing the 16 shards (default 1)
                            (65-125 s; default 0)
   --query-orgs N           query: spread requests over this many orgs, each its own key (default 20,000;
                            fewer when the point has fewer orgs)
@@ -325,6 +326,8 @@ interface Options {
   phases: Phase[];
   rate: number;
   freshnessSeconds: number;
+  /** Projector processes on the freshness/query stack (they share the 16 shards). */
+  projectors: number;
   queryOrgs: number;
   queryDuration: number;
   queryRounds: number;
@@ -441,6 +444,7 @@ function parseOptions(a: ReturnType<typeof args>): Options {
     phases,
     rate: a.num('rate', 5000),
     freshnessSeconds: a.num('freshness-seconds', 0),
+    projectors: a.num('projectors', 1),
     queryOrgs: a.num('query-orgs', TARGETS.apiOrgs),
     queryDuration: a.num('query-duration', 10),
     queryRounds: Math.max(1, a.num('query-rounds', 2)),
@@ -917,6 +921,10 @@ async function stackPoint(
       },
       nodeArgs: hooks(profileProjector ? ['timing-hook', 'cpu-profile-hook'] : ['timing-hook']),
     });
+    // More projectors share the shards (PostgreSQL advisory locks); the first one carries the hooks.
+    const moreProjectors = Array.from({ length: Math.max(0, o.projectors - 1) }, (_, i) =>
+      run.startCompiled(`projector ${i + 2}`, 'apps/projector/src/main.js', { env: {} }),
+    );
     const profileApi = o.profile && o.phases.includes('query');
     const api = run.startCompiled('api', 'apps/api/src/main.js', {
       env: {
@@ -1010,6 +1018,7 @@ async function stackPoint(
       const cpu = new CpuAccount(db, run.databaseName);
       cpu.track('writer', writer.pid);
       cpu.track('projector', projector.pid);
+      moreProjectors.forEach((p, i) => cpu.track(`projector ${i + 2}`, p.pid));
       cpu.track('API', api.pid);
       cpu.track('Kafka broker (JVM)', kafkaBrokerPid());
       cpu.track('Redis server', await redisServerPid(s.redisUrl));
@@ -1089,7 +1098,7 @@ async function stackPoint(
         latencyRow('under load, the others', f.awayFromBoundary),
       ]);
       say(
-        `projector: ${fmtInt(f.projectorRate)} events/s applied during the load (${fmtInt(f.sentRate)}/s produced), ${fmtInt(f.lagAtLoadEnd)} events behind when the load ended, caught up ${fmt(f.catchUpSeconds, 1)} s after it; writer peak RSS ${fmtMb(f.writerRss)}, projector ${fmtMb(f.projectorRss)}; setup (configure + project ${fmtInt(expected)} connections) ${fmt(projectSeconds, 1)} s`,
+        `${o.projectors === 1 ? 'projector' : `${o.projectors} projectors`}: ${fmtInt(f.projectorRate)} events/s applied during the load (${fmtInt(f.sentRate)}/s produced), ${fmtInt(f.lagAtLoadEnd)} events behind when the load ended, caught up ${fmt(f.catchUpSeconds, 1)} s after it; writer peak RSS ${fmtMb(f.writerRss)}, projector ${fmtMb(f.projectorRss)}; setup (configure + project ${fmtInt(expected)} connections) ${fmt(projectSeconds, 1)} s`,
       );
       table(f.cpu.rows);
       say();
