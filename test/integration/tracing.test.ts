@@ -1,3 +1,4 @@
+import { createServer, Server } from 'node:http';
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, ReadableSpan } from '@opentelemetry/sdk-trace-node';
 import { Test, TestingModule } from '@nestjs/testing';
@@ -8,6 +9,7 @@ import { ProjectorModule } from '../../apps/projector/src/projector.module';
 import { WriterModule } from '../../apps/writer/src/writer.module';
 import { DlqCopy, readTopicToEnd } from '../support/dlq-reader';
 import { eventually, IsolatedStack, openIsolatedStack } from '../support/isolated-stack';
+import { startProcess, stopProcess } from '../support/processes';
 
 const ORG = 'org_traced';
 const CONNECTION = 'paystack_gh_primary';
@@ -117,5 +119,84 @@ describe('tracing: one call to the health change it caused', () => {
     expect(firstStep.name).toBe('process projection step');
     expect(firstStep.links).toEqual([]);
     expect(firstRelay.links).toEqual([]);
+  });
+});
+
+/** A span as OTLP/JSON over HTTP carries it (the ids as hex). */
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  links?: { traceId: string; spanId: string }[];
+}
+
+/**
+ * The standard variables in a real process: a writer started with OTEL_EXPORTER_OTLP_ENDPOINT sends
+ * its spans as OTLP over HTTP to a receiver of the test's own, with the pg instrumentation's spans as
+ * children of the append.
+ */
+describe('tracing: a writer process exports OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set', () => {
+  const exporter = new InMemorySpanExporter();
+  const received: OtlpSpan[] = [];
+  let receiver: Server;
+  let stack: IsolatedStack;
+
+  beforeAll(async () => {
+    startTestTracing(exporter);
+    receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (req.url === '/v1/traces') {
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+            resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[];
+          };
+          for (const r of body.resourceSpans) for (const s of r.scopeSpans) received.push(...s.spans);
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    stack = await openIsolatedStack('tracingotlp');
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+    await new Promise((resolve) => receiver?.close(resolve));
+    await stopTracing();
+  });
+
+  it('exports the append span, linked to the producer, with its statements as children', async () => {
+    const port = (receiver.address() as { port: number }).port;
+    const writer = startProcess('writer', {
+      ...stack.env,
+      METRICS_PORT: '0',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+      OTEL_TRACES_SAMPLER: 'always_on',
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    });
+    try {
+      const events = new ConnectionEventProducer(stack.producer, { topics: stack.settings.topics });
+      const caller = trace.getTracer('router').startSpan('configure');
+      await context.with(trace.setSpan(context.active(), caller), () =>
+        events.send(connectionConfigured({ orgId: ORG, connectionId: CONNECTION, provider: 'paystack' })),
+      );
+      caller.end();
+      const traceId = caller.spanContext().traceId;
+      const spans = await eventually(
+        async () => received,
+        (r) => r.some((s) => s.name === 'process event_log append' && s.links?.some((l) => l.traceId === traceId)),
+        45_000,
+        `the writer's append span (writer output: ${writer.output.join('').slice(-500)})`,
+      );
+      const append = spans.find(
+        (s) => s.name === 'process event_log append' && s.links?.some((l) => l.traceId === traceId),
+      )!;
+      expect(append.parentSpanId ?? '').toBe('');
+      expect(spans.filter((s) => s.parentSpanId === append.spanId).length).toBeGreaterThan(0);
+    } finally {
+      await stopProcess(writer);
+    }
   });
 });

@@ -14,6 +14,7 @@ import {
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -29,7 +30,9 @@ import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 /**
  * OpenTelemetry tracing (docs/operations.md, "Traces"). Off unless the process starts it: a process
  * calls `startTracing` first thing, and it starts the SDK only when `OTEL_EXPORTER_OTLP_ENDPOINT`
- * (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, exporting OTLP over HTTP there; the sampler comes
+ * (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, exporting OTLP over HTTP there, with the http
+ * (API requests), pg and ioredis instrumentations (their spans only under a span of ours or of an
+ * HTTP request); the sampler comes
  * from the standard `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (the SDK's default:
  * parentbased_always_on). Off, `tracingOn()` is false and the service's code creates no span and
  * computes no link: the only cost left is a branch.
@@ -70,8 +73,9 @@ export function serviceTracer(): Tracer {
  * Call it before the modules it instruments (pg, ioredis) are loaded, i.e. at the top of main.
  * Returns whether tracing was started.
  */
-export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): boolean {
+export function startTracing(serviceName: string): boolean {
   if (provider) return true;
+  const env = process.env;
   if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return false;
   // The exporter reads the endpoint, headers and timeout from the standard variables itself; the
   // sampler (no `sampler` given) likewise.
@@ -79,6 +83,12 @@ export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = proce
   registerInstrumentations({
     tracerProvider: provider,
     instrumentations: [
+      // Server spans of the API's requests (not of /metrics scrapes nor /healthz, /readyz probes); no
+      // client spans (the service makes no HTTP calls but the exporter's).
+      new HttpInstrumentation({
+        ignoreIncomingRequestHook: (request) => /^\/(metrics|healthz|readyz)/.test(request.url ?? ''),
+        ignoreOutgoingRequestHook: () => true,
+      }),
       new PgInstrumentation({ requireParentSpan: true }),
       new IORedisInstrumentation({ requireParentSpan: true }),
     ],
