@@ -28,7 +28,7 @@ import {
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 
 /**
- * OpenTelemetry tracing (docs/operations.md, "Traces"). Off unless the process starts it: a process
+ * OpenTelemetry tracing (README, "Traces"). Off unless the process starts it: a process
  * calls `startTracing` first thing, and it starts the SDK only when `OTEL_EXPORTER_OTLP_ENDPOINT`
  * (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, exporting OTLP over HTTP there, with the http
  * (API requests), pg and ioredis instrumentations (their spans only under a span of ours or of an

@@ -1,7 +1,7 @@
 import { MigrationInterface, QueryRunner } from 'typeorm';
 
 /**
- * OpenTelemetry trace context (docs/operations.md, "Traces"), additive: each event keeps the W3C
+ * OpenTelemetry trace context (README, "Traces"), additive: each event keeps the W3C
  * trace context its Kafka message carried (`traceparent`, then ` tracestate` when there is one), so
  * that the projection step that applies it can link to the producer's span; each outbox row keeps
  * the context of the step that wrote it and those of the call events behind the change, for the
