@@ -9,20 +9,10 @@ import { Settings } from '@psp/config';
 import { healthOfWindow, healthSeries, HEALTH_WINDOW_MINUTES, minuteBucket } from '@psp/domain';
 import { createKafka, readDlqHeaders } from '@psp/messaging';
 import { HealthChange, HealthChangeSequencer } from '@psp/producer';
-import {
-  generationLag,
-  isStuck,
-  listGenerations,
-  liveGeneration,
-  liveReadModel,
-  parseStoredDocument,
-  readCheckpoint,
-  readOrgsFromPostgres,
-  readProjectionStall,
-  readShardHolders,
-} from '@psp/read-model';
+import { liveReadModel, parseStoredDocument, readOrgsFromPostgres } from '@psp/read-model';
 import { createDataSource, migrate } from '@psp/storage';
 import { EXIT, say, UsageError } from '../output';
+import { readGenerationLags } from './lag';
 
 /** The console's default port (127.0.0.1 only). */
 export const CONSOLE_PORT = 8090;
@@ -194,7 +184,7 @@ export async function startConsole(settings: Settings, options: ConsoleOptions):
       if (org === '') return { org: null, connections: [] };
       return { org, ...(await connectionsOf(db, org, latest)) };
     },
-    '/api/lag': async () => ({ generations: await projectionLag(db) }),
+    '/api/lag': async () => ({ generations: await readGenerationLags(db) }),
     '/api/dlq': async () => ({
       topic: settings.topics.dlq,
       follower: dlqFollower.state,
@@ -313,41 +303,6 @@ async function connectionsOf(
       };
     });
   return { generation, stream_time: streamTime === null ? null : new Date(streamTime).toISOString(), connections };
-}
-
-/** Each read-model generation (as `ops lag` reads it): its lag per shard, and a building one's progress. */
-async function projectionLag(db: DataSource) {
-  const generations = await listGenerations(db);
-  const live = await liveGeneration(db);
-  const holders = await readShardHolders(db);
-  const out = [];
-  for (const g of generations) {
-    const cp = await readCheckpoint(db, g.generation);
-    const behind = g.status === 'retired' ? null : await generationLag(db, g.generation);
-    const stall = await readProjectionStall(db, g.generation);
-    const total = behind === null ? null : cp.eventsApplied + behind.events;
-    out.push({
-      generation: g.generation,
-      status: g.status,
-      served: g.generation === live,
-      events_applied: cp.eventsApplied,
-      stream_time: cp.streamTime === null ? null : new Date(cp.streamTime).toISOString(),
-      behind_events: behind?.events ?? null,
-      behind_seconds: behind ? Math.round(behind.seconds * 10) / 10 : null,
-      /** a building generation (a replay): the share of the log applied so far, 0-1 */
-      progress: g.status === 'building' && total !== null ? (total === 0 ? 1 : cp.eventsApplied / total) : null,
-      shards: (behind?.shards ?? []).map((s) => ({
-        shard: s.shard,
-        events_applied: s.eventsApplied,
-        stream_time: s.streamTime === null ? null : new Date(s.streamTime).toISOString(),
-        behind_events: s.behindEvents,
-        behind_seconds: Math.round(s.behindSeconds * 10) / 10,
-        holder: g.generation === live ? (holders.get(s.shard) ?? null) : null,
-      })),
-      stall: stall === null ? null : { stuck: isStuck(stall), event_id: stall.eventId, error: stall.error },
-    });
-  }
-  return out;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { DataSource } from 'typeorm';
 import { Settings } from '@psp/config';
 import { createKafka, intakeTopics } from '@psp/messaging';
 import {
@@ -30,7 +31,7 @@ interface WriterLag {
   error: string | null;
 }
 
-interface GenerationLag {
+export interface GenerationLag {
   generation: number;
   status: string;
   served: boolean;
@@ -39,6 +40,8 @@ interface GenerationLag {
   /** null for a retired generation: nothing projects it any more, so it is not "behind". */
   behind_events: number | null;
   behind_seconds: number | null;
+  /** A building generation (a replay): the share of the log it has applied, 0-1; null otherwise. */
+  progress: number | null;
   /** Each shard (live and building generations): where it stands, what is left, who holds it. */
   shards: {
     shard: number;
@@ -105,7 +108,12 @@ async function writerLag(settings: Settings): Promise<WriterLag> {
 }
 
 async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
-  return withDb(settings, async (db) => {
+  return withDb(settings, readGenerationLags);
+}
+
+/** Each read-model generation: where it stands, its lag per shard and who holds each, a replay's progress, a stall. */
+export async function readGenerationLags(db: DataSource): Promise<GenerationLag[]> {
+  {
     const generations = await listGenerations(db);
     const live = await liveGeneration(db);
     const out: GenerationLag[] = [];
@@ -122,6 +130,12 @@ async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
         stream_time: cp.streamTime === null ? null : new Date(cp.streamTime).toISOString(),
         behind_events: behind?.events ?? null,
         behind_seconds: behind ? Math.round(behind.seconds * 10) / 10 : null,
+        progress:
+          g.status === 'building' && behind !== null
+            ? cp.eventsApplied + behind.events === 0
+              ? 1
+              : cp.eventsApplied / (cp.eventsApplied + behind.events)
+            : null,
         shards: (behind?.shards ?? []).map((s) => ({
           shard: s.shard,
           events_applied: s.eventsApplied,
@@ -145,7 +159,7 @@ async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
       });
     }
     return out;
-  });
+  }
 }
 
 /** `ops lag`: how far the writer is behind Kafka, and each read-model generation behind the log. */
