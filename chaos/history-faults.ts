@@ -15,6 +15,7 @@ import {
   readSummarySet,
 } from '@psp/storage';
 import { appendAt, DAY } from '../test/support/log-history';
+import { wireEnvelope } from '@psp/domain/testing/events';
 import { mixedEvents } from '../test/support/seed';
 import { expectedConnections, WireEvent } from './expected-model';
 import type { Scenario } from './scenarios';
@@ -65,15 +66,7 @@ function historyEvents(): EventToAppend[] {
 }
 
 function wire(rows: EventToAppend[]): WireEvent[] {
-  return rows.map(({ event: e }) => ({
-    event_id: e.eventId,
-    type: e.type,
-    schema_version: 1,
-    org_id: e.orgId,
-    connection_id: e.connectionId,
-    occurred_at: new Date(e.occurredAt).toISOString(),
-    data: e.data as unknown as Record<string, unknown>,
-  }));
+  return rows.map(({ event }) => wireEnvelope(event));
 }
 
 /** Writes the history into the partitions of the HISTORY_DAYS days before today; waits until it is projected. */

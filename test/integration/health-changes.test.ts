@@ -12,7 +12,15 @@ import {
   parseStatsWindow,
   statsStreamTime,
 } from '@psp/domain';
-import { callEvent, configuredEvent, deletedEvent, MINUTE, T0, validationEvent } from '@psp/domain/testing/events';
+import {
+  callEvent,
+  configuredEvent,
+  deletedEvent,
+  MINUTE,
+  T0,
+  validationEvent,
+  wireEnvelope,
+} from '@psp/domain/testing/events';
 import { liveReadModel, parseStoredDocument, Projection, readCheckpoint, replay } from '@psp/read-model';
 import { formatOutlook, formatSuccessRate } from '../../apps/ops/src/commands/health';
 import { ApiModule } from '../../apps/api/src/api.module';
@@ -264,15 +272,7 @@ describe('health changes on Kafka through a kill -9 of the relaying projector', 
     events.sort((a, b) => a.occurredAt - b.occurredAt);
     const wire = events.map((e) => ({
       key: `${e.orgId}:${e.connectionId}`,
-      value: JSON.stringify({
-        event_id: e.eventId,
-        type: e.type,
-        schema_version: 1,
-        org_id: e.orgId,
-        connection_id: e.connectionId,
-        occurred_at: new Date(e.occurredAt).toISOString(),
-        data: e.data,
-      }),
+      value: JSON.stringify(wireEnvelope(e)),
       topic:
         e.type === 'psp.call.completed'
           ? settings.topics.calls

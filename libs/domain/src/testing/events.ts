@@ -136,3 +136,24 @@ export function deletedEvent(eventId: string, occurredAt: number, where: Where =
     data: {},
   };
 }
+
+/** An accepted event as its producer sent it: the wire envelope of CONTRACT 2.2, members in its order. */
+export function wireEnvelope(e: ConnectionEvent): {
+  event_id: string;
+  type: ConnectionEvent['type'];
+  schema_version: 1;
+  org_id: string;
+  connection_id: string;
+  occurred_at: string;
+  data: Record<string, unknown>;
+} {
+  return {
+    event_id: e.eventId,
+    type: e.type,
+    schema_version: 1,
+    org_id: e.orgId,
+    connection_id: e.connectionId,
+    occurred_at: new Date(e.occurredAt).toISOString(),
+    data: e.data as unknown as Record<string, unknown>,
+  };
+}
