@@ -1,7 +1,7 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { DataSource, QueryRunner } from 'typeorm';
 import { T0 } from '@psp/domain/testing/events';
-import { HealthChangedInput, writeHealthChanges } from '@psp/read-model';
+import { HealthChangedInput, readHealthOutbox, writeHealthChanges } from '@psp/read-model';
 import { HealthChangeRelay } from '../../apps/projector/src/health-change-relay';
 import { readTopicToEnd } from '../support/dlq-reader';
 import { eventually, IsolatedStack, openIsolatedStack } from '../support/isolated-stack';
@@ -109,5 +109,38 @@ describe('the health-change relay when outbox ids commit out of order', () => {
     expect(Object.fromEntries(chains)).toEqual({ 'org_a/x': [1, 2], 'org_b/y': [1, 2] });
     const [{ n: left }] = await db.query(`SELECT count(*)::int AS n FROM health_change_outbox`);
     expect(left).toBe(0);
+  });
+
+  it('produces a chain in id order when its outbox ids cross a power of ten (99 → 100)', async () => {
+    // The cause of issue 19 item 1, forced: the relay read "id::text AS id … ORDER BY id", which sorts
+    // by the text ("100" < "95"), so a batch holding ids 95-104 went out as 100-104 then 95-99.
+    const before = relay.produced;
+    const tx = await open();
+    await tx.query(`SELECT setval(pg_get_serial_sequence('health_change_outbox', 'id'), 94)`);
+    const statuses = ['healthy', 'degraded', 'unhealthy', 'unknown'];
+    await writeHealthChanges(
+      tx.manager,
+      1,
+      Array.from({ length: 10 }, (_, i) =>
+        change('org_c', 'z', i + 1, i === 0 ? null : statuses[(i - 1) % 4], statuses[i % 4]),
+      ),
+    );
+    // What the relay reads, in this transaction (the relay cannot see the rows yet): numeric id order.
+    const read = await readHealthOutbox(tx.manager, 500);
+    expect(read.map((r) => Number(r.id))).toEqual([95, 96, 97, 98, 99, 100, 101, 102, 103, 104]);
+    await tx.commitTransaction();
+    await tx.release();
+    await eventually(
+      () => Promise.resolve(relay.produced),
+      (n) => n === before + 10,
+      15000,
+      'the ten changes relayed',
+    );
+    const copies = await readTopicToEnd(stack.kafka, stack.settings.topics.health, 'relay-order-ten');
+    const z = copies
+      .map((c) => JSON.parse(c.value!) as { org_id: string; data: { sequence: number } })
+      .filter((m) => m.org_id === 'org_c')
+      .map((m) => m.data.sequence);
+    expect(z).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 });

@@ -216,16 +216,25 @@ export async function takeRelayTurn(sql: Sql): Promise<boolean> {
   return rows[0].locked;
 }
 
-/** The oldest messages of the outbox, in the order they were written. */
+/**
+ * The oldest messages of the outbox, in the order they were written (by the bigint id: the output
+ * column is named apart from it, because ORDER BY prefers an output column's name, and an id sorted as
+ * text puts 100 before 99 — issue 19 item 1).
+ */
 export async function readHealthOutbox(sql: Sql, limit: number): Promise<OutboxMessage[]> {
-  const rows: { id: string; org_id: string; connection_id: string; message: string; trace_context: string | null }[] =
-    await sql.query(
-      `SELECT id::text AS id, org_id, connection_id, message, trace_context
-         FROM health_change_outbox ORDER BY id LIMIT $1`,
-      [limit],
-    );
+  const rows: {
+    outbox_id: string;
+    org_id: string;
+    connection_id: string;
+    message: string;
+    trace_context: string | null;
+  }[] = await sql.query(
+    `SELECT o.id::text AS outbox_id, o.org_id, o.connection_id, o.message, o.trace_context
+       FROM health_change_outbox o ORDER BY o.id LIMIT $1`,
+    [limit],
+  );
   return rows.map((r) => ({
-    id: r.id,
+    id: r.outbox_id,
     orgId: r.org_id,
     connectionId: r.connection_id,
     message: r.message,
