@@ -53,7 +53,7 @@ const KNOWN: [RegExp, string][] = [
   ],
   [/^DELETE FROM health_change_outbox/i, 'pg: DELETE health outbox (relay)'],
   [/^FETCH FORWARD \d+ FROM log_by_stream/i, 'pg: FETCH sorted log page (readLogByStream)'],
-  [/UPDATE projection_generation\s+SET fold_after_org/i, 'pg: UPDATE fold position (advanceGenerationFold)'],
+  [/UPDATE projection_shard_fold/i, 'pg: UPDATE shard fold position (advanceShardFold)'],
   [/^INSERT INTO connection_read_model/i, 'pg: UPSERT connection_read_model (writeConnections)'],
   [/^UPDATE projection_generation\s+SET checkpoint_transaction_id/i, 'pg: UPDATE checkpoint'],
   [/count\(\*\)::text AS events, EXTRACT/i, 'pg: SELECT lag (logLagAfter)'],

@@ -69,14 +69,15 @@ describe('replay of the read model', () => {
     const redis = createRedis(settings, 'test-replay');
     const readModel = new RedisReadModel(redis, settings.redisKeyPrefix);
     try {
-      // Interrupted after two pages of the fold by connection (1,000 events each; the whole
-      // connections folded are written): not switched, the API still serves generation 1.
-      let steps = 0;
+      // Interrupted once 1,500 events are folded (the shards fold in parallel, each stops after its
+      // page; the whole connections folded are written): not switched, the API still serves generation 1.
+      let folded = 0;
       const firstLines: string[] = [];
       const interrupted = await replay(db, readModel, {
         batchSize: 1000,
-        shouldStop: () => ++steps >= 2,
+        shouldStop: () => folded >= 1500,
         log: (l) => firstLines.push(l),
+        progress: { update: (done) => (folded = done), finish: () => undefined },
       });
       expect(interrupted.switched).toBe(false);
       expect(firstLines.join('\n')).toContain('folding 6000 events by connection');
@@ -102,7 +103,9 @@ describe('replay of the read model', () => {
         eventsApplied: 6000,
         previous: 1,
       });
-      expect(lines.join('\n')).toContain(`resuming the fold of generation ${done.generation} after org_`);
+      expect(lines.join('\n')).toMatch(
+        new RegExp(`resuming the fold of generation ${done.generation}: ([1-9]|1[0-5]) of 16 shards still folding`),
+      );
       expect(lines.join('\n')).toContain(`generation ${done.generation} is live`);
       expect(await liveGeneration(db)).toBe(done.generation);
     } finally {

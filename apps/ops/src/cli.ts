@@ -7,6 +7,7 @@ import { DLQ_LIST_LIMIT, listDlq, redriveDlq } from './commands/dlq';
 import { health } from './commands/health';
 import { lag } from './commands/lag';
 import { logArchive, logCompact, logPartitions } from './commands/log';
+import { DEFAULT_FOLD_PARALLELISM } from '@psp/read-model';
 import { REPLAY_BATCH_SIZE, runReplay } from './commands/replay';
 import { settingsFromEnv } from './context';
 import { collectList, EXIT, parseTime, positiveInteger, say, UsageError } from './output';
@@ -59,7 +60,11 @@ const REPLAY_HELP = `
 The new generation starts from the summaries of the compacted partitions (log compact) and reads the
 partitions still in the log. With --from-archive DIR it ignores those summaries and reads the
 archived rows of every partition no longer in the log instead: the archive must hold all of them,
-and each file must match the SHA-256 in DIR/manifest.json, else nothing is built (exit 1).`;
+and each file must match the SHA-256 in DIR/manifest.json, else nothing is built (exit 1).
+
+The log up to the start is folded connection by connection, each of the 16 shards on its own
+(--parallel of them at once; run ops replay again in another shell or host and it folds the shards
+left, coordinated by PostgreSQL advisory locks), then the steps catch up with what came meanwhile.`;
 
 const ARCHIVE_HELP = `
 Writes each closed partition whose range ends at or before DATE (still in the log, or compacted and
@@ -126,8 +131,14 @@ export function buildProgram(result: { code: number }): Command {
       '--from-archive <dir>',
       'rebuild the partitions no longer in the log from the archive in DIR (log archive) instead of their summaries',
     )
+    .option(
+      '--parallel <n>',
+      'shards of the 16 folded at once by this process (another ops replay run beside it takes the shards left)',
+      positiveInteger('--parallel'),
+      DEFAULT_FOLD_PARALLELISM,
+    )
     .addHelpText('after', REPLAY_HELP)
-    .action(async (opts: { batch: number; fromArchive?: string }) => {
+    .action(async (opts: { batch: number; fromArchive?: string; parallel: number }) => {
       result.code = await runReplay(settingsFromEnv(), opts);
     });
 

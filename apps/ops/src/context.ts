@@ -13,11 +13,18 @@ export function settingsFromEnv(): Settings {
   }
 }
 
-/** Runs `run` on a small pool to the database, created and migrated first when needed. */
-export async function withDb<T>(settings: Settings, run: (db: DataSource) => Promise<T>): Promise<T> {
+/**
+ * Runs `run` on a small pool to the database (3 connections unless told), created and migrated first
+ * when needed.
+ */
+export async function withDb<T>(
+  settings: Settings,
+  run: (db: DataSource) => Promise<T>,
+  options: { poolSize?: number } = {},
+): Promise<T> {
   await migrate(settings.databaseUrl);
   const db = await createDataSource(settings.databaseUrl, {
-    poolSize: 3,
+    poolSize: options.poolSize ?? 3,
     applicationName: 'psp-connections-ops',
   }).initialize();
   try {

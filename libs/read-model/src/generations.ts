@@ -71,102 +71,143 @@ export async function listGenerations(sql: Sql): Promise<{ generation: number; s
 
 /**
  * A fold by stream in progress in a generation being built (docs/read-model.md, "Replay by stream"):
- * the end of the range it reads, the stream time every connection is rendered at, the events the
- * generation holds once it ends, and the last stream written (null before the first).
+ * the end of the range it reads, the stream time every connection is rendered at, and the events the
+ * generation holds once it ends. Each shard folds its own streams (`ShardFold`), in parallel.
  */
 export interface GenerationFold {
   through: LogPosition;
   streamTime: number | null;
   events: number;
+}
+
+/** How far one shard's fold is: the last stream of the shard written (null before the first). */
+export interface ShardFold {
+  shard: number;
   after: StreamKey | null;
+  finished: boolean;
 }
 
 export async function readGenerationFold(sql: Sql, generation: number): Promise<GenerationFold | null> {
-  const rows: {
-    tx: string | null;
-    pos: string | null;
-    stream_time: Date | null;
-    events: string | null;
-    after_org: string | null;
-    after_connection: string | null;
-  }[] = await sql.query(
-    `SELECT fold_through_transaction_id::text AS tx, fold_through_position::text AS pos, fold_stream_time AS stream_time,
-            fold_events::text AS events, fold_after_org AS after_org, fold_after_connection AS after_connection
-       FROM projection_generation WHERE generation = $1`,
-    [generation],
-  );
+  const rows: { tx: string | null; pos: string | null; stream_time: Date | null; events: string | null }[] =
+    await sql.query(
+      `SELECT fold_through_transaction_id::text AS tx, fold_through_position::text AS pos, fold_stream_time AS stream_time,
+              fold_events::text AS events
+         FROM projection_generation WHERE generation = $1`,
+      [generation],
+    );
   const r = rows[0];
   if (!r || r.tx === null || r.pos === null) return null;
   return {
     through: { transactionId: r.tx, position: r.pos },
     streamTime: r.stream_time === null ? null : r.stream_time.getTime(),
     events: Number(r.events),
-    after:
-      r.after_org === null || r.after_connection === null
-        ? null
-        : { orgId: r.after_org, connectionId: r.after_connection },
   };
 }
 
-/** Records the fold a building generation starts (only when none is recorded); false when one was. */
-export async function beginGenerationFold(
-  sql: Sql,
-  generation: number,
-  fold: Omit<GenerationFold, 'after'>,
-): Promise<boolean> {
+/**
+ * Records the fold a building generation starts (only when none is recorded), with one fold row per
+ * shard at its start, in one statement; false when one was recorded.
+ */
+export async function beginGenerationFold(sql: Sql, generation: number, fold: GenerationFold): Promise<boolean> {
   const rows: unknown[] = await sql.query(
     `WITH begun AS (
        UPDATE projection_generation
           SET fold_through_transaction_id = $2::xid8, fold_through_position = $3, fold_stream_time = $4, fold_events = $5,
-              fold_after_org = NULL, fold_after_connection = NULL, updated_at = clock_timestamp()
+              updated_at = clock_timestamp()
         WHERE generation = $1 AND status = 'building' AND fold_through_transaction_id IS NULL
-        RETURNING 1)
-     SELECT 1 FROM begun`,
+        RETURNING generation),
+     shards AS (
+       INSERT INTO projection_shard_fold (generation, shard)
+       SELECT b.generation, s FROM begun b, unnest($6::smallint[]) s
+       RETURNING 1)
+     SELECT 1 FROM begun, (SELECT count(*) FROM shards) n`,
     [
       generation,
       fold.through.transactionId,
       fold.through.position,
       fold.streamTime === null ? null : new Date(fold.streamTime).toISOString(),
       fold.events,
+      allShards(),
     ],
   );
   return rows.length === 1;
 }
 
-/**
- * Moves the fold past the streams just written (`applied` events), in the transaction that wrote them;
- * false (nothing changed) when the fold is not at `expected` any more: another replay moved it.
- */
-export async function advanceGenerationFold(
-  sql: Sql,
-  generation: number,
-  expected: StreamKey | null,
-  after: StreamKey,
-  applied: number,
-): Promise<boolean> {
-  const rows: unknown[] = await sql.query(
-    `WITH moved AS (
-       UPDATE projection_generation
-          SET fold_after_org = $4, fold_after_connection = $5, events_applied = events_applied + $6,
-              updated_at = clock_timestamp()
-        WHERE generation = $1 AND status = 'building' AND fold_through_transaction_id IS NOT NULL
-          AND fold_after_org IS NOT DISTINCT FROM $2 AND fold_after_connection IS NOT DISTINCT FROM $3
-        RETURNING 1)
-     SELECT 1 FROM moved`,
-    [generation, expected?.orgId ?? null, expected?.connectionId ?? null, after.orgId, after.connectionId, applied],
-  );
-  return rows.length === 1;
+/** Every shard's fold of the generation (none when no fold runs), by shard. */
+export async function readShardFolds(sql: Sql, generation: number): Promise<ShardFold[]> {
+  const rows: { shard: number; after_org: string | null; after_connection: string | null; finished: boolean }[] =
+    await sql.query(
+      `SELECT shard, after_org, after_connection, finished FROM projection_shard_fold WHERE generation = $1 ORDER BY shard`,
+      [generation],
+    );
+  return rows.map((r) => ({
+    shard: r.shard,
+    after:
+      r.after_org === null || r.after_connection === null
+        ? null
+        : { orgId: r.after_org, connectionId: r.after_connection },
+    finished: r.finished,
+  }));
 }
 
-/** Ends the fold: the generation's checkpoint moves to its end and stream time, in one statement. */
-export async function finishGenerationFold(sql: Sql, generation: number): Promise<void> {
-  await sql.query(
-    `UPDATE projection_generation
-        SET checkpoint_transaction_id = fold_through_transaction_id, checkpoint_position = fold_through_position,
-            stream_time = fold_stream_time,
-            fold_through_transaction_id = NULL, fold_through_position = NULL, fold_stream_time = NULL, fold_events = NULL,
-            fold_after_org = NULL, fold_after_connection = NULL, updated_at = clock_timestamp()
-      WHERE generation = $1 AND fold_through_transaction_id IS NOT NULL`,
+/**
+ * Moves one shard's fold past the streams just written (`applied` events; `finished` when they were
+ * its last), in the transaction that wrote them; false (nothing changed) when that shard's fold is
+ * not at `expected` any more: another replay moved it. The generation's count of events is raised
+ * last (a short row lock shared by the shards' writes).
+ */
+export async function advanceShardFold(
+  sql: Sql,
+  generation: number,
+  shard: number,
+  move: { expected: StreamKey | null; after: StreamKey | null; applied: number; finished: boolean },
+): Promise<boolean> {
+  const after = move.after ?? move.expected;
+  const rows: unknown[] = await sql.query(
+    `WITH moved AS (
+       UPDATE projection_shard_fold
+          SET after_org = $5, after_connection = $6, finished = $7, updated_at = clock_timestamp()
+        WHERE generation = $1 AND shard = $2 AND NOT finished
+          AND after_org IS NOT DISTINCT FROM $3 AND after_connection IS NOT DISTINCT FROM $4
+        RETURNING 1)
+     SELECT 1 FROM moved`,
+    [
+      generation,
+      shard,
+      move.expected?.orgId ?? null,
+      move.expected?.connectionId ?? null,
+      after?.orgId ?? null,
+      after?.connectionId ?? null,
+      move.finished,
+    ],
+  );
+  if (rows.length !== 1) return false;
+  if (move.applied > 0)
+    await sql.query(
+      `UPDATE projection_generation SET events_applied = events_applied + $2, updated_at = clock_timestamp() WHERE generation = $1`,
+      [generation, move.applied],
+    );
+  return true;
+}
+
+/**
+ * Ends the fold once every shard's is finished: the generation's checkpoint moves to its end and
+ * stream time, and the shards' fold rows go, in one transaction. False while a shard is still folding.
+ */
+export async function finishGenerationFold(sql: Sql, generation: number): Promise<boolean> {
+  const rows: unknown[] = await sql.query(
+    `WITH finished AS (
+       UPDATE projection_generation
+          SET checkpoint_transaction_id = fold_through_transaction_id, checkpoint_position = fold_through_position,
+              stream_time = fold_stream_time,
+              fold_through_transaction_id = NULL, fold_through_position = NULL, fold_stream_time = NULL, fold_events = NULL,
+              updated_at = clock_timestamp()
+        WHERE generation = $1 AND fold_through_transaction_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM projection_shard_fold WHERE generation = $1 AND NOT finished)
+        RETURNING generation),
+     gone AS (DELETE FROM projection_shard_fold f USING finished WHERE f.generation = finished.generation RETURNING 1)
+     SELECT 1 FROM finished, (SELECT count(*) FROM gone) n`,
     [generation],
   );
+  return rows.length === 1;
 }

@@ -1,6 +1,7 @@
 import { DataSource } from 'typeorm';
 import { buildingGeneration, dropRetiredGenerations, switchLiveGeneration } from './generations';
 import { DEFAULT_STATE_CACHE_BYTES, Projection, readCheckpoint } from './projection';
+import { claimGenerationCatchUp } from './shard-leases';
 import { liveGeneration } from './postgres-read-model';
 import { RedisReadModel } from './redis-read-model';
 import { createSeededGeneration, GenerationSeed } from './summary-seed';
@@ -29,6 +30,8 @@ export interface ReplayOptions {
   progress?: ReplayProgress;
   /** Bound of the connection states kept in memory while building (PROJECTOR_STATE_CACHE_BYTES). */
   stateCacheBytes?: number;
+  /** Shards folded at once by this process (DEFAULT_FOLD_PARALLELISM). */
+  parallel?: number;
   /**
    * Creates the new generation (when none is being built), seeded with what the log no longer holds:
    * by default the summaries of the compacted partitions (`createSeededGeneration`).
@@ -75,23 +78,35 @@ export async function replay(
     shouldStop: options.shouldStop,
     log: options.log,
     progress: (done, total) => options.progress?.update(done, total, false),
+    parallel: options.parallel,
   });
-  const interrupted = (held: number): ReplayOutcome => {
-    options.progress?.finish();
-    options.log(`interrupted: generation ${generation} holds ${held} events; run the replay again to resume`);
-    return {
-      generation: generation!,
-      previous,
-      eventsApplied: held,
-      switched: false,
-      resumed,
-      seconds: (Date.now() - started) / 1000,
-      droppedGenerations: [],
-    };
-  };
-  if (!fold.finished) return interrupted((await readCheckpoint(db, generation)).eventsApplied);
+  const run: ReplayRun = { generation, previous, resumed, started };
+  if (!fold.finished) return interrupted(options, run, (await readCheckpoint(db, generation)).eventsApplied);
   if (fold.connections > 0)
     options.log(`folded ${fold.folded} events into ${fold.connections} connections; catching up with the log`);
+  // One replay catches up and switches; another that folded shards beside it waits, then finds it done.
+  const catchUp = await claimGenerationCatchUp(db, generation);
+  try {
+    const now = await readCheckpoint(db, generation);
+    if (now.status !== 'building') {
+      options.progress?.finish();
+      options.log(`generation ${generation} was switched by another replay (${now.status})`);
+      return outcome(run, now.eventsApplied, now.status === 'live', []);
+    }
+    return await catchUpAndSwitch(db, redis, options, run);
+  } finally {
+    await catchUp.release();
+  }
+}
+
+/** The steps from the fold's end to the log's end, then the switch (under the generation's catch-up lock). */
+async function catchUpAndSwitch(
+  db: DataSource,
+  redis: RedisReadModel | null,
+  options: ReplayOptions,
+  run: ReplayRun,
+): Promise<ReplayOutcome> {
+  const { generation, previous } = run;
   const projection = new Projection(
     db,
     generation,
@@ -106,7 +121,7 @@ export async function replay(
   let total = applied + (await projection.lag());
   let lastWaitNote = 0;
   for (;;) {
-    if (options.shouldStop()) return interrupted(applied);
+    if (options.shouldStop()) return interrupted(options, run, applied);
     const step = await projection.step();
     applied = step.checkpoint.eventsApplied;
     if (applied > total) total = applied;
@@ -131,13 +146,32 @@ export async function replay(
   const dropped = await dropRetiredGenerations(db, previous);
   for (const g of dropped) await redis?.dropGeneration(g).catch(() => 0);
   if (dropped.length > 0) options.log(`dropped retired generations ${dropped.join(', ')}`);
+  return outcome(run, applied, true, dropped);
+}
+
+/** The replay under way: its generation, the one live when it began, and when it began. */
+interface ReplayRun {
+  generation: number;
+  previous: number;
+  resumed: boolean;
+  started: number;
+}
+
+function outcome(run: ReplayRun, eventsApplied: number, switched: boolean, dropped: number[]): ReplayOutcome {
   return {
-    generation,
-    previous,
-    eventsApplied: applied,
-    switched: true,
-    resumed,
-    seconds: (Date.now() - started) / 1000,
+    generation: run.generation,
+    previous: run.previous,
+    eventsApplied,
+    switched,
+    resumed: run.resumed,
+    seconds: (Date.now() - run.started) / 1000,
     droppedGenerations: dropped,
   };
+}
+
+/** Stopped when told to (Ctrl-C): what the generation holds stays; running again resumes it. */
+function interrupted(options: ReplayOptions, run: ReplayRun, held: number): ReplayOutcome {
+  options.progress?.finish();
+  options.log(`interrupted: generation ${run.generation} holds ${held} events; run the replay again to resume`);
+  return outcome(run, held, false, []);
 }

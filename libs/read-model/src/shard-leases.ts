@@ -1,6 +1,8 @@
 import { Client } from 'pg';
+import { DataSource, QueryRunner } from 'typeorm';
 import { PROJECTION_SHARDS } from '@psp/domain';
 import { planShards } from './shard-assignment';
+import { shardLockKey } from './shard-lock';
 
 /**
  * Which projector process projects which shard (docs/read-model.md, "Sharded projection"), decided
@@ -17,9 +19,11 @@ import { planShards } from './shard-assignment';
  *   back). A process that lost a shard, however slow, can never commit to it.
  */
 
-/** Advisory lock keys (first half of the two-key form): 'PS' 0 1 and 'PS' 0 2. */
+/** Advisory lock keys (first half of the two-key form): 'PS' 0 1 … 'PS' 0 4. */
 const SHARD_LOCK_KEY = 0x50530001;
 const MEMBER_LOCK_KEY = 0x50530002;
+const SHARD_FOLD_LOCK_KEY = 0x50530003;
+const CATCH_UP_LOCK_KEY = 0x50530004;
 /** The most projector processes that can be members at once. */
 export const MAX_MEMBERS = 64;
 
@@ -179,4 +183,67 @@ export async function readShardHolders(sql: {
     [SHARD_LOCK_KEY],
   )) as { shard: number; holder: string | null }[];
   return new Map(rows.map((r) => [r.shard, r.holder ?? '?']));
+}
+
+/** A session advisory lock held on a pooled connection until `release` (which unlocks it). */
+export interface HeldLock {
+  /** The connection holding the lock, out of the pool until `release` (its holder may read on it). */
+  connection: QueryRunner;
+  release(): Promise<void>;
+}
+
+/**
+ * Takes one shard's fold of a generation being replayed (stream-fold.ts) for as long as this process
+ * folds it (the fold reads the shard's log on the lock's connection). Null when another fold holds
+ * it; a process that dies frees it with its connection. Coordination only: each write of a fold also
+ * checks where that shard's fold stands.
+ */
+export function claimShardFold(db: DataSource, generation: number, shard: number): Promise<HeldLock | null> {
+  return tryAdvisoryLock(db, SHARD_FOLD_LOCK_KEY, shardLockKey(generation, shard));
+}
+
+/**
+ * Waits until this replay is the only one catching a generation up with the log and switching it
+ * (replay.ts): its steps keep changes in memory between writes, so two at once would overwrite each
+ * other. Another replay that folded shards of the same generation waits here, then finds it switched.
+ */
+export async function claimGenerationCatchUp(db: DataSource, generation: number): Promise<HeldLock> {
+  for (;;) {
+    const held = await tryAdvisoryLock(db, CATCH_UP_LOCK_KEY, generation);
+    if (held) return held;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * pg_try_advisory_lock on a pooled connection kept out of the pool until `release`; null (and the
+ * connection back in the pool) when another session holds it.
+ */
+async function tryAdvisoryLock(db: DataSource, key1: number, key2: number): Promise<HeldLock | null> {
+  const runner = db.createQueryRunner();
+  await runner.connect();
+  try {
+    const rows: { ok: boolean }[] = await runner.query(`SELECT pg_try_advisory_lock($1, $2) AS ok`, [key1, key2]);
+    if (!rows[0].ok) {
+      await runner.release();
+      return null;
+    }
+  } catch (error) {
+    await runner.release();
+    throw error;
+  }
+  return {
+    connection: runner,
+    release: async () => {
+      try {
+        await runner.query(`SELECT pg_advisory_unlock($1, $2)`, [key1, key2]);
+        await runner.release();
+      } catch (error) {
+        // The connection is broken (its locks went with it): the pool drops it instead of reusing it.
+        await (runner as unknown as { releasePostgresConnection(e: unknown): Promise<void> })
+          .releasePostgresConnection(error)
+          .catch(() => undefined);
+      }
+    },
+  };
 }

@@ -1,15 +1,19 @@
-import { DataSource } from 'typeorm';
+import { DataSource, QueryRunner } from 'typeorm';
 import { advanceStreamTime, applyEvent, ConnectionState, initialConnectionState } from '@psp/domain';
 import { planLogRange, readLogByStream, StreamKey } from '@psp/storage';
 import {
-  advanceGenerationFold,
+  advanceShardFold,
   beginGenerationFold,
   finishGenerationFold,
   GenerationFold,
   readGenerationFold,
+  readShardFolds,
+  ShardFold,
 } from './generations';
 import { hasShardProgress } from './shard-checkpoints';
 import { bumpOrgVersions, hasRowsAfter, readCheckpoint, readStoredStates, writeConnections } from './projection';
+import { claimShardFold } from './shard-leases';
+import { shardLockKey } from './shard-lock';
 
 /**
  * Replay by stream (docs/read-model.md): a generation being built folds the log up to a fixed
@@ -20,9 +24,12 @@ import { bumpOrgVersions, hasRowsAfter, readCheckpoint, readStoredStates, writeC
  * number of connections; each connection costs one row write. The read model is a function of each
  * connection's events (order-independence.test.ts), so this gives what the steps would give.
  *
- * Each write commits the streams it wrote and how far the fold is (generations.ts); interrupted, a
- * replay resumes after the last stream written, with the same `through` and stream time. Two replays
- * of one generation cannot both write a stream: each write checks that the fold is where it left it.
+ * The shards fold in parallel (`parallel` at a time in this process; other `ops replay` processes
+ * take the shards left): one shard's fold is taken under a session advisory lock (claimShardFold) and
+ * reads only that shard's streams. Each write commits the streams it wrote and how far that shard's
+ * fold is (generations.ts); interrupted, a replay resumes each shard after the last stream it wrote,
+ * with the same `through` and stream time. Two replays cannot both write a stream: each write checks
+ * that its shard's fold is where it left it. The fold ends when every shard's has.
  */
 
 /** Events fetched at a time (two pages are in memory: one folded, the next one being fetched). */
@@ -40,9 +47,14 @@ export interface StreamFoldOptions {
   log: (line: string) => void;
   /** The generation's events applied so far, against what it will hold at `through`. */
   progress?: (applied: number, total: number) => void;
-  /** The database's work_mem for the sort (beyond it, PostgreSQL sorts on disk). */
+  /** The database's work_mem for each shard's sort (beyond it, PostgreSQL sorts on disk). */
   sortMemory?: string;
+  /** Shards folded at once by this process (default DEFAULT_FOLD_PARALLELISM). */
+  parallel?: number;
 }
+
+/** Shards a replay folds at once: PostgreSQL reads and sorts one shard while this process folds another. */
+export const DEFAULT_FOLD_PARALLELISM = 2;
 
 export interface StreamFoldOutcome {
   /** Events this call folded. */
@@ -50,6 +62,13 @@ export interface StreamFoldOutcome {
   connections: number;
   /** The fold reached `through` (or there was nothing to fold): the steps go on from there. */
   finished: boolean;
+}
+
+/** What this process folded so far, shared by its shards' folds. */
+interface FoldTally {
+  folded: number;
+  connections: number;
+  applied: number;
 }
 
 export async function foldLogByStream(
@@ -65,7 +84,7 @@ export async function foldLogByStream(
   if (fold === null) {
     const range = await planLogRange(db, checkpoint.at);
     if (range === null) return { folded: 0, connections: 0, finished: true };
-    const planned = {
+    const planned: GenerationFold = {
       through: range.through,
       streamTime:
         range.maxOccurredAt === null
@@ -76,20 +95,82 @@ export async function foldLogByStream(
     };
     if (!(await beginGenerationFold(db, generation, planned)))
       throw new Error(`generation ${generation} is not being built, or another replay began folding it`);
-    fold = { ...planned, after: null };
+    fold = planned;
     options.log(
       `folding ${range.events} events by connection into generation ${generation} ` +
-        `(up to log position ${range.through.transactionId}/${range.through.position})`,
+        `(up to log position ${range.through.transactionId}/${range.through.position}), shards in parallel`,
     );
   } else {
-    options.log(
-      `resuming the fold of generation ${generation} after ${fold.after ? `${fold.after.orgId}/${fold.after.connectionId}` : 'the first connection'}`,
-    );
+    const left = (await readShardFolds(db, generation)).filter((f) => !f.finished).length;
+    options.log(`resuming the fold of generation ${generation}: ${left} of 16 shards still folding`);
   }
 
-  let applied = checkpoint.eventsApplied;
-  let folded = 0;
-  let connections = 0;
+  const tally: FoldTally = { folded: 0, connections: 0, applied: checkpoint.eventsApplied };
+  // Each shard being folded holds a connection (its claim and its sorted read) and needs a second
+  // one now and then to write: at most the pool's size less one at once, so a write always gets one.
+  const pool = (db.options as { poolSize?: number }).poolSize ?? 10;
+  const parallel = Math.max(1, Math.min(16, pool - 1, Math.floor(options.parallel ?? DEFAULT_FOLD_PARALLELISM)));
+  let failed = false;
+  const stopping = (): boolean => failed || options.shouldStop();
+  for (;;) {
+    const left = (await readShardFolds(db, generation)).filter((f) => !f.finished);
+    if (left.length === 0) break;
+    // Each task takes the next shard no other fold holds and folds it to its end.
+    let heldElsewhere = 0;
+    const queue = [...left];
+    const task = async (): Promise<void> => {
+      for (let next = queue.shift(); next !== undefined && !stopping(); next = queue.shift()) {
+        const claim = await claimShardFold(db, generation, next.shard);
+        if (claim === null) {
+          heldElsewhere += 1;
+          continue;
+        }
+        try {
+          // Read again under the claim: a fold that held the shard until now moved it.
+          const current = (await readShardFolds(db, generation)).find((f) => f.shard === next!.shard)!;
+          if (!current.finished)
+            await foldShard(db, generation, fold!, current, tally, claim.connection, {
+              ...options,
+              shouldStop: stopping,
+            });
+        } finally {
+          await claim.release();
+        }
+      }
+    };
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: Math.min(parallel, left.length) }, () =>
+        task().catch((error: unknown) => {
+          failed = true;
+          throw error;
+        }),
+      ),
+    );
+    const rejected = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (rejected) throw rejected.reason;
+    if (options.shouldStop()) return { folded: tally.folded, connections: tally.connections, finished: false };
+    // Shards another replay holds: wait for it to fold them (or to die, which frees them).
+    if (heldElsewhere > 0) await new Promise((r) => setTimeout(r, 250));
+  }
+  // Every shard folded (another process may have ended the fold already).
+  await finishGenerationFold(db, generation);
+  return { folded: tally.folded, connections: tally.connections, finished: true };
+}
+
+/** Folds one shard's streams after where its fold stands, to `through`; returns early when told to stop. */
+async function foldShard(
+  db: DataSource,
+  generation: number,
+  fold: GenerationFold,
+  shardFold: ShardFold,
+  tally: FoldTally,
+  /** The connection the shard's claim holds: the shard's log is read on it. */
+  connection: QueryRunner,
+  options: StreamFoldOptions,
+): Promise<void> {
+  const { shard } = shardFold;
+  const checkpoint = await readCheckpoint(db, generation);
+  let after = shardFold.after;
   // Whole streams folded and waiting to be written (and their events), and the stream the last page
   // ended in (it may go on in the next one).
   let ready: ConnectionState[] = [];
@@ -97,21 +178,20 @@ export async function foldLogByStream(
   let open: ConnectionState | null = null;
   let openEvents = 0;
   // One write in flight at a time, while the next streams are folded: PostgreSQL writes while this
-  // process folds and renders. Writes commit in order (each checks the fold is where the one before
-  // left it).
+  // process folds and renders. Writes commit in order (each checks the shard's fold is where the one
+  // before left it).
   let inFlight: Promise<void> = Promise.resolve();
   const write = async (states: ConnectionState[], events: number, last: boolean): Promise<void> => {
-    const expected = fold!.after;
-    if (states.length > 0) {
-      const tail = states[states.length - 1];
-      fold = { ...fold!, after: { orgId: tail.orgId, connectionId: tail.connectionId } };
-    }
+    const expected = after;
+    const tail = states.length > 0 ? states[states.length - 1] : null;
+    if (tail !== null) after = { orgId: tail.orgId, connectionId: tail.connectionId };
+    const move = { expected, after: tail === null ? null : after, applied: events, finished: last };
     await inFlight;
-    inFlight = writeStreams(db, generation, { ...fold!, after: expected }, states, events, last).then(() => {
-      folded += events;
-      connections += states.length;
-      applied += events;
-      options.progress?.(applied, Math.max(fold!.events, applied));
+    inFlight = writeStreams(db, generation, shard, fold, states, move).then(() => {
+      tally.folded += events;
+      tally.connections += states.length;
+      tally.applied += events;
+      options.progress?.(tally.applied, Math.max(fold.events, tally.applied));
     });
     inFlight.catch(() => undefined); // awaited by the next write or at the end; never left unhandled
     if (last) await inFlight;
@@ -125,14 +205,14 @@ export async function foldLogByStream(
   };
 
   // Rows of streams still to fold exist only when the generation was seeded (from summaries): the
-  // fold writes each stream once, after `fold.after`. Without any, no page needs to look.
-  const seeded = await hasRowsAfter(db, generation, fold.after);
+  // fold writes each stream once, after `after`. Without any, no page needs to look.
+  const seeded = await hasRowsAfter(db, generation, after);
   // The next page is fetched while this one is folded (the sort's cursor and the writes run on their
   // own connections).
   const pages = readLogByStream(
     db,
-    { after: checkpoint.at, through: fold.through, afterStream: fold.after },
-    { pageSize: Math.min(options.pageSize, FOLD_PAGE_EVENTS), sortMemory: options.sortMemory },
+    { after: checkpoint.at, through: fold.through, afterStream: after, shard },
+    { pageSize: Math.min(options.pageSize, FOLD_PAGE_EVENTS), sortMemory: options.sortMemory, connection },
   );
   try {
     let next = pages.next();
@@ -171,7 +251,7 @@ export async function foldLogByStream(
         // The whole streams folded are written; the one the page ended in is folded again next time.
         if (ready.length > 0) await flush();
         await inFlight;
-        return { folded, connections, finished: false };
+        return;
       }
     }
   } finally {
@@ -183,28 +263,31 @@ export async function foldLogByStream(
     readyEvents += openEvents;
   }
   await write(ready, readyEvents, true);
-  return { folded, connections, finished: true };
 }
 
-/** One transaction: the streams written, the fold moved past them; the last write also ends the fold. */
+/**
+ * One transaction under the shard's step lock: the streams written, the shard's fold moved past them
+ * (its last write also marks it finished).
+ */
 async function writeStreams(
   db: DataSource,
   generation: number,
+  shard: number,
   fold: GenerationFold,
   states: ConnectionState[],
-  events: number,
-  last: boolean,
+  move: Parameters<typeof advanceShardFold>[3],
 ): Promise<void> {
   await db.transaction(async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [generation]);
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [
+      shardLockKey(generation, shard),
+    ]);
     if (states.length > 0) {
       const written = await writeConnections(tx, generation, states, fold.streamTime);
       await bumpOrgVersions(tx, generation, written);
-      const tail = states[states.length - 1];
-      const after = { orgId: tail.orgId, connectionId: tail.connectionId };
-      if (!(await advanceGenerationFold(tx, generation, fold.after, after, events)))
-        throw new Error(`the fold of generation ${generation} moved meanwhile: another replay is folding it`);
     }
-    if (last) await finishGenerationFold(tx, generation);
+    if (!(await advanceShardFold(tx, generation, shard, move)))
+      throw new Error(
+        `the fold of shard ${shard} of generation ${generation} moved meanwhile: another replay is folding it`,
+      );
   });
 }

@@ -11,6 +11,7 @@ import { ReplayByStream1732400000009 } from './migrations/1732400000009-ReplayBy
 import { CheaperReadModelWrites1732400000010 } from './migrations/1732400000010-CheaperReadModelWrites';
 import { ShardedProjection1732400000011 } from './migrations/1732400000011-ShardedProjection';
 import { TraceContext1732400000012 } from './migrations/1732400000012-TraceContext';
+import { ShardFolds1732400000013 } from './migrations/1732400000013-ShardFolds';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
@@ -25,6 +26,7 @@ export const MIGRATIONS = [
   CheaperReadModelWrites1732400000010,
   ShardedProjection1732400000011,
   TraceContext1732400000012,
+  ShardFolds1732400000013,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */

@@ -1,4 +1,4 @@
-import { DataSource } from 'typeorm';
+import { DataSource, QueryRunner } from 'typeorm';
 import { ConnectionEvent } from '@psp/domain';
 import { eventFromRow, LogPosition, Sql } from './event-log';
 
@@ -55,18 +55,20 @@ export async function planLogRange(sql: Sql, after: LogPosition): Promise<LogRan
 
 /**
  * The events of (after, through] of streams after `afterStream` (all when null), sorted by stream,
- * each stream's in its log order, in pages of `pageSize` events. One read-only REPEATABLE READ
- * transaction with a cursor on its own connection: it takes no transaction id, so it never holds
- * back the xmin that live projectors read the log below; the database sorts (`sortMemory` as its
- * work_mem; beyond that it sorts on disk).
+ * each stream's in its log order, in pages of `pageSize` events; with `shard`, only the streams of
+ * that projection shard's orgs (`psp_shard(org_id)`, read through the log's shard index). One
+ * read-only REPEATABLE READ transaction with a cursor on its own connection: it takes no transaction
+ * id, so it never holds back the xmin that live projectors read the log below; the database sorts
+ * (`sortMemory` as its work_mem; beyond that it sorts on disk).
  */
 export async function* readLogByStream(
   db: DataSource,
-  range: { after: LogPosition; through: LogPosition; afterStream: StreamKey | null },
-  options: { pageSize: number; sortMemory?: string },
+  range: { after: LogPosition; through: LogPosition; afterStream: StreamKey | null; shard?: number },
+  /** `connection`: a connection of the caller's to read on (kept open; by default one of the pool's). */
+  options: { pageSize: number; sortMemory?: string; connection?: QueryRunner },
 ): AsyncGenerator<ConnectionEvent[]> {
-  const runner = db.createQueryRunner('slave');
-  await runner.connect();
+  const runner = options.connection ?? db.createQueryRunner('slave');
+  if (!options.connection) await runner.connect();
   let open = false;
   try {
     await runner.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`);
@@ -81,6 +83,7 @@ export async function* readLogByStream(
         WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
           AND (e.transaction_id, e.position) <= ($3::xid8, $4::bigint)
           AND (e.org_id, e.connection_id) > ($5::text, $6::text)
+          ${range.shard === undefined ? '' : 'AND psp_shard(e.org_id) = $7'}
         ORDER BY e.org_id, e.connection_id, e.transaction_id, e.position`,
       [
         range.after.transactionId,
@@ -89,6 +92,7 @@ export async function* readLogByStream(
         range.through.position,
         after.orgId,
         after.connectionId,
+        ...(range.shard === undefined ? [] : [range.shard]),
       ],
     );
     for (;;) {
@@ -102,6 +106,6 @@ export async function* readLogByStream(
     open = false;
   } finally {
     if (open) await runner.query(`ROLLBACK`).catch(() => undefined);
-    await runner.release();
+    if (!options.connection) await runner.release();
   }
 }
