@@ -57,7 +57,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DataSource } from 'typeorm';
 import { ApiKeyStore } from '@psp/api-keys';
-import { createBuildingGeneration, switchLiveGeneration } from '@psp/read-model';
+import { createBuildingGeneration, DEFAULT_FOLD_PARALLELISM, switchLiveGeneration } from '@psp/read-model';
 import { seededRandom } from '../test/support/seed';
 import {
   args,
@@ -146,8 +146,12 @@ the curve and PASS/MISS per target, writes JSON + an SVG chart to --out.
                            the whole log as a backlog)
   --rate N                 freshness: call events/s spread over the connections (default 5,000)
   --freshness-seconds S    freshness load duration; 0 = until two minute boundaries have passed, +5 s
-  --projectors N           projector processes on the freshness/query stack, sharing the 16 shards (default 1)
                            (65-125 s; default 0)
+  --projectors N           projector processes on the freshness/query stack, sharing the 16 shards (default 1)
+  --backlog-projectors LIST projection: one run per value, that many projector processes on the same backlog
+                           (default 1,2)
+  --replay-parallel LIST   replay: one ops replay per value of --parallel (shards folded at once), over the
+                           same log, in this order (default 2, as shipped)
   --query-orgs N           query: spread requests over this many orgs, each its own key (default 20,000;
                            fewer when the point has fewer orgs)
   --query-duration S       query: seconds per autocannon run after a 2 s warm-up (default 10)
@@ -203,6 +207,8 @@ interface BacklogResult {
 }
 
 interface ReplayResult {
+  /** Shards folded at once (`ops replay --parallel`); absent in results from before it existed. */
+  parallel?: number;
   events: number;
   seconds: number;
   rate: number;
@@ -302,7 +308,10 @@ interface PointResult {
   busyAtStart: string[];
   ingest?: IngestResult;
   backlog?: BacklogResult;
+  /** The replay with the shipped --parallel (or the first measured); every one measured in `replays`. */
   replay?: ReplayResult;
+  /** One replay per --replay-parallel value, in the order run, over the same log. */
+  replays?: ReplayResult[];
   /** The projectors on a backlog: the ingest phase's whole log, 1 and then 2 projector processes. */
   projection?: ProjectionBacklogResult[];
   freshness?: FreshnessResult;
@@ -328,6 +337,10 @@ interface Options {
   freshnessSeconds: number;
   /** Projector processes on the freshness/query stack (they share the 16 shards). */
   projectors: number;
+  /** `ops replay --parallel` values, one replay each over the same log. */
+  replayParallel: number[];
+  /** Projector processes in the projection phase, one run per value over the same backlog. */
+  backlogProjectors: number[];
   queryOrgs: number;
   queryDuration: number;
   queryRounds: number;
@@ -445,6 +458,22 @@ function parseOptions(a: ReturnType<typeof args>): Options {
     rate: a.num('rate', 5000),
     freshnessSeconds: a.num('freshness-seconds', 0),
     projectors: a.num('projectors', 1),
+    backlogProjectors: a
+      .str('backlog-projectors', '1,2')
+      .split(',')
+      .map((v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--backlog-projectors: ${v} is not 1-16`);
+        return n;
+      }),
+    replayParallel: a
+      .str('replay-parallel', String(DEFAULT_FOLD_PARALLELISM))
+      .split(',')
+      .map((v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--replay-parallel: ${v} is not 1-16`);
+        return n;
+      }),
     queryOrgs: a.num('query-orgs', TARGETS.apiOrgs),
     queryDuration: a.num('query-duration', 10),
     queryRounds: Math.max(1, a.num('query-rounds', 2)),
@@ -704,18 +733,18 @@ async function ingestPoint(
       });
 
     // ---- replay: `ops replay` over the ingest phase's log, in its own process.
-    if (o.phases.includes('replay'))
+    for (const parallel of o.phases.includes('replay') ? o.replayParallel : [])
       await guarded(point, 'replay', save, async () => {
         const replayTiming = scratch('replay-timing.json');
         rmSync(replayTiming, { force: true }); // written by the replay's process when it exits
-        const replayProfile = join(o.out, `scale-${N}-replay.cpuprofile`);
+        const replayProfile = join(o.out, `scale-${N}-replay-p${parallel}.cpuprofile`);
         await db.query('VACUUM ANALYZE event_log'); // what autovacuum does to a log this size; not timed
         const cpuR = new CpuAccount(db, run.databaseName);
         cpuR.track('Redis server', await redisServerPid(s.redisUrl));
         await cpuR.start();
         const wallStart = performance.now();
         const ops = run.startCompiled('ops replay', 'apps/ops/src/main.js', {
-          args: ['replay', '--batch', String(REPLAY_BATCH)],
+          args: ['replay', '--batch', String(REPLAY_BATCH), '--parallel', String(parallel)],
           env: {
             BENCH_TIMING: replayTiming,
             BENCH_TIMING_AT_EXIT: '1',
@@ -727,7 +756,7 @@ async function ingestPoint(
         const rssR = new PeakMemory(ops.pid);
         const tickerR = new Ticker(
           () =>
-            `replay ${fmtInt(N)}: ${fmt((performance.now() - wallStart) / 1000, 1)} s, RSS ${fmtMb(memoryBytes(ops.pid, 'VmRSS') ?? 0)}; ${[...ops.output].reverse().find((l) => /replay/.test(l)) ?? ''}`,
+            `replay ${fmtInt(N)} (--parallel ${parallel}): ${fmt((performance.now() - wallStart) / 1000, 1)} s, RSS ${fmtMb(memoryBytes(ops.pid, 'VmRSS') ?? 0)}; ${[...ops.output].reverse().find((l) => /replay/.test(l)) ?? ''}`,
         ).start();
         run.onCleanup('stop the progress line', async () => tickerR.stop());
         while (!ops.exited) {
@@ -756,7 +785,8 @@ async function ingestPoint(
         if (Number(rows[0].n) !== N)
           throw new Error(`the replayed read model holds ${rows[0].n} connections, ${N} expected`);
         const timingR = existsSync(replayTiming) ? (JSON.parse(readFileSync(replayTiming, 'utf8')) as Timing) : null;
-        point.replay = {
+        const measured: ReplayResult = {
+          parallel,
           events: applied,
           seconds: replaySeconds,
           rate: applied / replaySeconds,
@@ -770,15 +800,17 @@ async function ingestPoint(
           ...(timingR ? { timing: timingTop(timingR) } : {}),
           ...(o.profile ? { profileFile: replayProfile } : {}),
         };
+        point.replays = [...(point.replays ?? []), measured];
+        if (!point.replay || parallel === DEFAULT_FOLD_PARALLELISM) point.replay = measured;
         save();
         say();
         say(
-          `replay at ${fmtInt(N)} connections: ${fmtInt(applied)} events in ${fmt(replaySeconds, 1)} s (its own figure) = ${fmtInt(applied / replaySeconds)} events/s; process wall ${fmt(wallSeconds, 1)} s; peak RSS ${fmtMb(peakR)}; read model ${fmtInt(N)} connections, per row state JSON ${fmtInt(Number(rows[0].state))} chars and document ${fmtInt(Number(rows[0].doc))} chars on average`,
+          `replay at ${fmtInt(N)} connections, --parallel ${parallel}: ${fmtInt(applied)} events in ${fmt(replaySeconds, 1)} s (its own figure) = ${fmtInt(applied / replaySeconds)} events/s; process wall ${fmt(wallSeconds, 1)} s; peak RSS ${fmtMb(peakR)}; read model ${fmtInt(N)} connections, per row state JSON ${fmtInt(Number(rows[0].state))} chars and document ${fmtInt(Number(rows[0].doc))} chars on average`,
         );
-        table(point.replay.cpu.rows);
-        if (point.replay.timing) {
+        table(measured.cpu.rows);
+        if (measured.timing) {
           say();
-          table(point.replay.timing.rows);
+          table(measured.timing.rows);
         }
         if (o.profile && existsSync(replayProfile))
           summariseProfile(JSON.parse(readFileSync(replayProfile, 'utf8')) as CpuProfile, {
@@ -790,7 +822,7 @@ async function ingestPoint(
     if (o.phases.includes('projection'))
       await guarded(point, 'projection', save, async () => {
         point.projection = [];
-        for (const k of [1, 2]) {
+        for (const k of o.backlogProjectors) {
           point.projection.push(await projectionBacklog(run, db, point, k, total));
           save();
         }
@@ -1408,6 +1440,28 @@ function report(results: ScaleResults, extraSvg: string[], svgFile: string): voi
         .join(' / '),
     ]),
   ]);
+  if (pts.some((p) => (p.replays?.length ?? 0) > 1)) {
+    say();
+    say('replays by shards folded at once (ops replay --parallel), over the same log, in the order run');
+    const cpuPerEvent = (cpu: CpuSummary, row: string, events: number) => {
+      const secs = cpuOf(cpu, row);
+      return secs === null ? '–' : fmt((secs * 1e6) / events, 1);
+    };
+    table([
+      ['connections', '--parallel', 'events/s', '× the first', 'ops CPU µs/event', 'PostgreSQL µs/event', 'peak RSS'],
+      ...pts.flatMap((p) =>
+        (p.replays ?? []).map((r) => [
+          fmtInt(p.connections),
+          String(r.parallel ?? '?'),
+          rate(r.rate),
+          fmt(r.rate / p.replays![0].rate, 2),
+          cpuPerEvent(r.cpu, 'ops replay', r.events),
+          cpuPerEvent(r.cpu, `${PG_SERVICE}-ops"`, r.events),
+          mb(r.peakRss),
+        ]),
+      ),
+    ]);
+  }
   if (pts.some((p) => p.projection)) {
     say();
     say(

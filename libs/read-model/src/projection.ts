@@ -559,16 +559,22 @@ export async function bumpOrgVersions(
   return rows.map((r) => ({ orgId: r.org_id, version: Number(r.version) }));
 }
 
-/** Whether the generation holds a connection after `after` in (org, connection) order (any, when null). */
+/**
+ * Whether the generation holds a connection (of `shard`, or of any when null) after `after` in (org,
+ * connection) order (any, when null): a shard's fold writes its connections in that order, so such a
+ * row was seeded, not folded.
+ */
 export async function hasRowsAfter(
   sql: Sql,
   generation: number,
+  shard: number | null,
   after: { orgId: string; connectionId: string } | null,
 ): Promise<boolean> {
   const rows: unknown[] = await sql.query(
     `SELECT 1 FROM connection_read_model
-      WHERE generation = $1 AND (org_id, connection_id) > ($2::text, $3::text) LIMIT 1`,
-    [generation, after?.orgId ?? '', after?.connectionId ?? ''],
+      WHERE generation = $1 AND (org_id, connection_id) > ($2::text, $3::text)
+        ${shard === null ? '' : 'AND psp_shard(org_id) = $4'} LIMIT 1`,
+    [generation, after?.orgId ?? '', after?.connectionId ?? '', ...(shard === null ? [] : [shard])],
   );
   return rows.length > 0;
 }

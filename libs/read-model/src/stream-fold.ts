@@ -32,13 +32,25 @@ import { shardLockKey } from './shard-lock';
  * that its shard's fold is where it left it. The fold ends when every shard's has.
  */
 
-/** Events fetched at a time (two pages are in memory: one folded, the next one being fetched). */
+/**
+ * Events fetched at a time by the whole process (two pages are in memory per shard being folded: one
+ * folded, the next one being fetched), shared by the shards folded at once, so that memory does not
+ * grow with --parallel.
+ */
 const FOLD_PAGE_EVENTS = 10000;
 /**
- * Connections per write at most: what one write renders and holds (~5 KB each with a full window),
- * whatever the number of events per connection.
+ * Connections per write at most, shared likewise: what the writes render and hold (~5 KB each with a
+ * full window), whatever the number of events per connection.
  */
 const FOLD_WRITE_CONNECTIONS = 2000;
+
+/** One shard fold's share of the process's page and write bounds when `parallel` fold at once. */
+export function foldShare(pageSize: number, parallel: number): { pageEvents: number; writeConnections: number } {
+  return {
+    pageEvents: Math.max(Math.min(pageSize, 1000), Math.floor(Math.min(pageSize, FOLD_PAGE_EVENTS) / parallel)),
+    writeConnections: Math.max(250, Math.floor(FOLD_WRITE_CONNECTIONS / parallel)),
+  };
+}
 
 export interface StreamFoldOptions {
   /** At most the events per write (the replay's batch size). */
@@ -78,6 +90,8 @@ export async function foldLogByStream(
 ): Promise<StreamFoldOutcome> {
   const checkpoint = await readCheckpoint(db, generation);
   let fold = await readGenerationFold(db, generation);
+  /** Whether the generation was seeded; undefined when resuming (each shard then looks for itself). */
+  let seeded: boolean | undefined;
   // Shards stepped past the fold's end already (a replay interrupted while catching up): the steps
   // go on from each shard's checkpoint; a new fold would apply their events twice.
   if (fold === null && (await hasShardProgress(db, generation))) return { folded: 0, connections: 0, finished: true };
@@ -93,6 +107,8 @@ export async function foldLogByStream(
       // What the generation holds once the fold ends.
       events: checkpoint.eventsApplied + range.events,
     };
+    // Rows already there were seeded (from summaries): known now for every shard, before any write.
+    seeded = await hasRowsAfter(db, generation, null, null);
     if (!(await beginGenerationFold(db, generation, planned)))
       throw new Error(`generation ${generation} is not being built, or another replay began folding it`);
     fold = planned;
@@ -129,10 +145,20 @@ export async function foldLogByStream(
           // Read again under the claim: a fold that held the shard until now moved it.
           const current = (await readShardFolds(db, generation)).find((f) => f.shard === next!.shard)!;
           if (!current.finished)
-            await foldShard(db, generation, fold!, current, tally, claim.connection, {
-              ...options,
-              shouldStop: stopping,
-            });
+            await foldShard(
+              db,
+              generation,
+              fold!,
+              current,
+              tally,
+              claim.connection,
+              seeded,
+              foldShare(options.pageSize, parallel),
+              {
+                ...options,
+                shouldStop: stopping,
+              },
+            );
         } finally {
           await claim.release();
         }
@@ -166,6 +192,10 @@ async function foldShard(
   tally: FoldTally,
   /** The connection the shard's claim holds: the shard's log is read on it. */
   connection: QueryRunner,
+  /** Whether the generation was seeded, when known (a fold begun by this call). */
+  seededGeneration: boolean | undefined,
+  /** This fold's share of the process's page and write bounds (foldShare). */
+  share: { pageEvents: number; writeConnections: number },
   options: StreamFoldOptions,
 ): Promise<void> {
   const { shard } = shardFold;
@@ -204,15 +234,15 @@ async function foldShard(
     await write(states, events, false);
   };
 
-  // Rows of streams still to fold exist only when the generation was seeded (from summaries): the
-  // fold writes each stream once, after `after`. Without any, no page needs to look.
-  const seeded = await hasRowsAfter(db, generation, after);
+  // Rows of this shard's streams still to fold exist only when the generation was seeded (from
+  // summaries): the fold writes each stream once, after `after`. Without any, no page needs to look.
+  const seeded = seededGeneration ?? (await hasRowsAfter(db, generation, shard, after));
   // The next page is fetched while this one is folded (the sort's cursor and the writes run on their
   // own connections).
   const pages = readLogByStream(
     db,
     { after: checkpoint.at, through: fold.through, afterStream: after, shard },
-    { pageSize: Math.min(options.pageSize, FOLD_PAGE_EVENTS), sortMemory: options.sortMemory, connection },
+    { pageSize: share.pageEvents, sortMemory: options.sortMemory, connection },
   );
   try {
     let next = pages.next();
@@ -236,7 +266,7 @@ async function foldShard(
           ready.push(open);
           readyEvents += openEvents;
           open = null;
-          if (readyEvents >= options.pageSize || ready.length >= FOLD_WRITE_CONNECTIONS) await flush();
+          if (readyEvents >= options.pageSize || ready.length >= share.writeConnections) await flush();
         }
         if (open === null) {
           open =
