@@ -7,6 +7,7 @@ import {
   clearProjectionStall,
   generationLag,
   liveGeneration,
+  nextStepLimit,
   readCheckpoint,
   ProjectionStep,
   recordProjectionStall,
@@ -201,7 +202,8 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
   }
 
   /**
-   * One step of one shard; returns the events it applied. A failed step is retried, never skipped.
+   * One step of one shard; returns the events it applied. A shard that is behind reads more each
+   * step, up to PROJECTOR_MAX_BATCH_SIZE (nextStepLimit). A failed step is retried, never skipped.
    * After a failure the shard's step size halves with each further failure, down to one event, and
    * doubles back with each success: the projection closes in on the event it cannot get past in a few
    * attempts, applies everything before it, and then fails on exactly that one event, which it names
@@ -226,7 +228,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         );
       }
       run.failures = 0;
-      run.limit = step.applied === 0 ? full : Math.min(full, run.limit * 2);
+      run.limit = nextStepLimit(run.limit, step, full, this.settings.projectorMaxBatchSize);
       // Swept at this minute for good only when the step found nothing to do: a sweep that changed
       // health may have stopped at its limit (SWEEP_LIMIT due connections), so look again.
       run.sweptMinute =
@@ -268,7 +270,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
           `projection step of shard ${shard} failed (${run.failures}x), retrying with smaller steps: ${message}`,
         );
       }
-      run.limit = Math.max(1, Math.floor(run.limit / 2));
+      run.limit = nextStepLimit(run.limit, 'failed', full, this.settings.projectorMaxBatchSize);
       await sleep(Math.min(1000, 20 * run.failures));
       return 0;
     }

@@ -49,6 +49,8 @@ export interface Settings {
   /** Failed authentications (401) per client address per one-minute window before 429; 0: no limit. */
   rateLimitFailedAuthPerMinute: number;
   projectorBatchSize: number;
+  /** The most events a step of a shard that is behind reads (steps grow from PROJECTOR_BATCH_SIZE). */
+  projectorMaxBatchSize: number;
   projectorIdleMs: number;
   /** Bytes of connection states the projector keeps in memory (least recently used ones go first). */
   projectorStateCacheBytes: number;
@@ -193,6 +195,7 @@ export function loadSettings(env: Env = process.env): Settings {
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 1000, 0, 1000000000),
     rateLimitFailedAuthPerMinute: integer(env, 'RATE_LIMIT_FAILED_AUTH_PER_MINUTE', 60, 0, 1000000000),
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
+    projectorMaxBatchSize: integer(env, 'PROJECTOR_MAX_BATCH_SIZE', 20000, 1, 100000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
     projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 256 * MiB, 64 * KiB, 64 * 1024 * MiB),
     projectorRebalanceMs: integer(env, 'PROJECTOR_REBALANCE_MS', 1000, 50, 60000),

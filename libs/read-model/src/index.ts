@@ -16,3 +16,4 @@ export * from './shard-checkpoints';
 export * from './shard-leases';
 export * from './shard-assignment';
 export * from './shard-lock';
+export * from './step-size';

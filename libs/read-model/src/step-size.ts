@@ -1,0 +1,26 @@
+/**
+ * How many events a shard's next step reads (apps/projector), from how the last one went. A step of
+ * a shard that is behind reads more: its fixed costs (transaction, sweep, checkpoint, lease check, one
+ * Redis update per org) are shared by more events, and a connection changed by several of them is
+ * written once (CONTRACT 2.5: changes seen within one step count as one). Caught up, steps go back to
+ * the base size, so what arrives is visible soon. A failed step halves it, down to one event, to close
+ * in on the event the projection cannot get past (projection-stall.ts).
+ *
+ * - failed: half, at least 1;
+ * - nothing to read: the base size;
+ * - below the base (after failures): double, up to the base;
+ * - a full step (it read as many as it asked for: more is waiting): double, up to `max`;
+ * - less than it asked for (caught up): the base size.
+ */
+export function nextStepLimit(
+  current: number,
+  outcome: { applied: number } | 'failed',
+  base: number,
+  max: number,
+): number {
+  if (outcome === 'failed') return Math.max(1, Math.floor(current / 2));
+  if (outcome.applied === 0) return base;
+  if (current < base) return Math.min(base, current * 2);
+  if (outcome.applied >= current) return Math.min(Math.max(base, max), current * 2);
+  return base;
+}
