@@ -8,7 +8,7 @@ import { DataSource } from 'typeorm';
 import { ApiKeyStore } from '@psp/api-keys';
 import { callEvent, configuredEvent } from '@psp/domain/testing/events';
 import { ARCHIVE_COLUMNS, compactLog, ensureLogPartitions, readLogPartitions, readManifest } from '@psp/storage';
-import { Projection, replay } from '@psp/read-model';
+import { generationsBehindLogTable, Projection, replay } from '@psp/read-model';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { ConnectionStreams, SourcedEvent } from '../../apps/writer/src/connection-streams';
 import { LogMaintenance } from '../../apps/writer/src/log-maintenance';
@@ -128,7 +128,11 @@ describe('archiving the event log', () => {
   });
 
   it('rebuilds from the archive and the partitions left, byte for byte as a replay from the summaries', async () => {
-    const compacted = await compactLog(db, { before: today - DAY, drop: true });
+    const compacted = await compactLog(db, {
+      generationsBehind: generationsBehindLogTable,
+      before: today - DAY,
+      drop: true,
+    });
     expect(compacted.dropped).toEqual([4, 3, 2].map((d) => partitionOf(today - d * DAY)));
     const late: SourcedEvent[] = [
       {

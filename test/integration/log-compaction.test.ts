@@ -13,7 +13,7 @@ import {
   readSummarySet,
   withLogMaintenanceLock,
 } from '@psp/storage';
-import { Projection, replay } from '@psp/read-model';
+import { generationsBehindLogTable, Projection, replay } from '@psp/read-model';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { ConnectionStreams, SourcedEvent } from '../../apps/writer/src/connection-streams';
 import { LogMaintenance } from '../../apps/writer/src/log-maintenance';
@@ -90,7 +90,11 @@ describe('compacting the event log into summaries', () => {
   });
 
   it('leaves a partition alone until every live or building generation has read past it', async () => {
-    const outcome = await compactLog(comp.db, { before: today - 3 * DAY, drop: false });
+    const outcome = await compactLog(comp.db, {
+      generationsBehind: generationsBehindLogTable,
+      before: today - 3 * DAY,
+      drop: false,
+    });
     expect(outcome.compacted).toEqual([]);
     expect(outcome.skipped).toEqual([
       {
@@ -106,7 +110,11 @@ describe('compacting the event log into summaries', () => {
 
   it('folds closed partitions into summaries, resumes an interrupted fold, detaches and drops them', async () => {
     await projectAll(new Projection(comp.db, 1, null, 1000));
-    const first = await compactLog(comp.db, { before: today - 3 * DAY, drop: false });
+    const first = await compactLog(comp.db, {
+      generationsBehind: generationsBehindLogTable,
+      before: today - 3 * DAY,
+      drop: false,
+    });
     expect(first.compacted).toEqual([{ name: partitionOf(today - 4 * DAY), rows: 1200 }]);
     expect(first.summaries).toMatchObject({ events: 1200, partitions: [partitionOf(today - 4 * DAY)] });
     expect(await logRows(comp.db)).toBe(4800);
@@ -114,6 +122,7 @@ describe('compacting the event log into summaries', () => {
     // Interrupted after one batch of the next partition: nothing swapped in, the fold kept.
     let batches = 0;
     const stopped = await compactLog(comp.db, {
+      generationsBehind: generationsBehindLogTable,
       before: today - DAY,
       drop: true,
       batchSize: 500,
@@ -124,10 +133,13 @@ describe('compacting the event log into summaries', () => {
 
     // One run at a time, across processes.
     await withLogMaintenanceLock(comp.db, async () => {
-      await expect(compactLog(comp.db, { before: today - DAY, drop: true })).rejects.toBeInstanceOf(LogMaintenanceBusy);
+      await expect(
+        compactLog(comp.db, { generationsBehind: generationsBehindLogTable, before: today - DAY, drop: true }),
+      ).rejects.toBeInstanceOf(LogMaintenanceBusy);
     });
     const progress: number[] = [];
     const done = await compactLog(comp.db, {
+      generationsBehind: generationsBehindLogTable,
       before: today - DAY,
       drop: true,
       batchSize: 500,

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
+import { generationsBehindLogTable } from '@psp/read-model';
 import {
   archivePartition,
   compactLog,
@@ -70,6 +71,7 @@ export class LogMaintenance implements OnModuleInit, OnApplicationShutdown {
   async applyRetention(): Promise<void> {
     try {
       const outcome = await compactLog(this.db, {
+        generationsBehind: generationsBehindLogTable,
         before: Date.now() - this.settings.logRetainDays * DAY_MS,
         drop: true,
         log: (line) => this.logger.log(`retention: ${line}`),

@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { LogPosition, Sql, StreamKey } from '@psp/storage';
+import { LOG_START, LogPosition, Sql, StreamKey } from '@psp/storage';
 import { allShards } from '@psp/domain';
 import { continueHealthChains } from './health-changes';
 import { shardLockKey } from './shard-lock';
@@ -210,4 +210,84 @@ export async function finishGenerationFold(sql: Sql, generation: number): Promis
     [generation],
   );
   return rows.length === 1;
+}
+
+export interface Checkpoint {
+  at: LogPosition;
+  streamTime: number | null;
+  eventsApplied: number;
+  status: 'building' | 'live' | 'retired';
+}
+
+/**
+ * A generation as a whole: its base checkpoint (where a replay's fold ended, or the log's start: every
+ * shard without a row of its own stands there), its stream time (the greatest of its shards'), the
+ * events it holds (the base's and every shard's since) and its status. How far each shard is behind:
+ * generationLag (shard-checkpoints.ts).
+ */
+export async function readCheckpoint(sql: Sql, generation: number): Promise<Checkpoint> {
+  const rows: {
+    tx: string;
+    pos: string;
+    stream_time: Date | null;
+    events_applied: string;
+    status: Checkpoint['status'];
+  }[] = await sql.query(
+    `SELECT g.checkpoint_transaction_id::text AS tx, g.checkpoint_position::text AS pos, g.stream_time,
+            (g.events_applied + coalesce((SELECT sum(s.events_applied) FROM projection_shard s WHERE s.generation = g.generation), 0))::text AS events_applied,
+            g.status
+       FROM projection_generation g WHERE g.generation = $1`,
+    [generation],
+  );
+  if (rows.length === 0) throw new Error(`read-model generation ${generation} does not exist`);
+  const r = rows[0];
+  return {
+    at: r.tx === '0' && r.pos === '0' ? LOG_START : { transactionId: r.tx, position: r.pos },
+    streamTime: r.stream_time === null ? null : r.stream_time.getTime(),
+    eventsApplied: Number(r.events_applied),
+    status: r.status,
+  };
+}
+
+/** The generation of the read model that the API serves. */
+export async function liveGeneration(sql: Sql): Promise<number> {
+  const rows: { generation: number }[] = await sql.query(
+    `SELECT generation FROM projection_generation WHERE status = 'live'`,
+  );
+  if (rows.length === 0) throw new Error('no live read-model generation (migrations not run?)');
+  return rows[0].generation;
+}
+
+/** The generation the API serves, and its stream time (epoch ms; null before any event). */
+export async function liveReadModel(sql: Sql): Promise<{ generation: number; streamTime: number | null }> {
+  const rows: { generation: number; stream_time: Date | null }[] = await sql.query(
+    `SELECT generation, stream_time FROM projection_generation WHERE status = 'live'`,
+  );
+  if (rows.length === 0) throw new Error('no live read-model generation (migrations not run?)');
+  return { generation: rows[0].generation, streamTime: rows[0].stream_time?.getTime() ?? null };
+}
+
+/**
+ * Raises the generation's stream time to `streamTime` when it is later (the greatest of its shards';
+ * a shard's step does it last in its transaction: a short row lock).
+ */
+export async function raiseGenerationStreamTime(sql: Sql, generation: number, streamTime: number): Promise<void> {
+  await sql.query(
+    `UPDATE projection_generation SET stream_time = $2
+      WHERE generation = $1 AND (stream_time IS NULL OR stream_time < $2)`,
+    [generation, new Date(streamTime).toISOString()],
+  );
+}
+
+/** What a generation seeded from the compaction summaries holds before any event: their stream time and events. */
+export async function setGenerationSeed(
+  sql: Sql,
+  generation: number,
+  seed: { streamTime: number | null; events: number },
+): Promise<void> {
+  await sql.query(
+    `UPDATE projection_generation SET stream_time = $2, events_applied = $3, updated_at = clock_timestamp()
+      WHERE generation = $1`,
+    [generation, seed.streamTime === null ? null : new Date(seed.streamTime).toISOString(), seed.events],
+  );
 }

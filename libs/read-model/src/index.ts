@@ -1,5 +1,5 @@
 export * from './redis-read-model';
-export * from './postgres-read-model';
+export * from './org-read-model';
 export * from './projection';
 export * from './redis-client';
 export * from './projection-stall';

@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { orgVersionsInPostgres, readOrgsFromPostgres } from './postgres-read-model';
+import { orgVersionsInPostgres, readOrgsFromPostgres } from './org-read-model';
 import { OrgDocuments, RedisReadModel } from './redis-read-model';
 
 /** Where an org's read model came from. */

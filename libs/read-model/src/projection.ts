@@ -17,12 +17,14 @@ import {
   validationCapApplies,
 } from '@psp/domain';
 import { storedDocument } from './stored-document';
-import { LOG_START, LoggedEvent, LogPosition, readLogAfter, Sql } from '@psp/storage';
+import { LoggedEvent, LogPosition, readLogAfter, Sql } from '@psp/storage';
 import { allShards } from '@psp/domain';
 import { generationLag, readShardCheckpoint, ShardCheckpoint, writeShardCheckpoint } from './shard-checkpoints';
 import { currentShardLease } from './shard-leases';
 import { leaseStillHeld } from './shard-assignment';
 import { shardLockKey } from './shard-lock';
+import { Checkpoint, readCheckpoint } from './generations';
+import { bumpOrgVersions } from './org-read-model';
 import { LRUCache } from 'lru-cache';
 import { HealthChangedInput, sweepHealthChanges, writeHealthChanges } from './health-changes';
 import { tracingOn } from '@psp/observability';
@@ -30,13 +32,6 @@ import { StepTrace } from './step-tracing';
 import { OrgChange, RedisReadModel } from './redis-read-model';
 
 /** A generation's checkpoint: where in the log it stands, and its stream time. */
-export interface Checkpoint {
-  at: LogPosition;
-  streamTime: number | null;
-  eventsApplied: number;
-  status: 'building' | 'live' | 'retired';
-}
-
 export interface ProjectionStep {
   applied: number;
   connectionsWritten: number;
@@ -543,22 +538,6 @@ export class Projection {
   }
 }
 
-/** A new version of each org of `written`, in the step's transaction; returns each org's new version. */
-export async function bumpOrgVersions(
-  sql: Sql,
-  generation: number,
-  written: { orgId: string }[],
-): Promise<{ orgId: string; version: number }[]> {
-  const rows: { org_id: string; version: string }[] = await sql.query(
-    `INSERT INTO org_read_model (generation, org_id, version)
-     SELECT $1, o, 1 FROM unnest($2::text[]) AS o
-     ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1
-     RETURNING org_id, version::text AS version`,
-    [generation, [...new Set(written.map((w) => w.orgId))]],
-  );
-  return rows.map((r) => ({ orgId: r.org_id, version: Number(r.version) }));
-}
-
 /**
  * Whether the generation holds a connection (of `shard`, or of any when null) after `after` in (org,
  * connection) order (any, when null): a shard's fold writes its connections in that order, so such a
@@ -605,36 +584,6 @@ export async function readStoredStates(
       chain: { reported: r.health_reported, sequence: r.health_sequence },
     });
   return found;
-}
-
-/**
- * A generation as a whole: its base checkpoint (where a replay's fold ended, or the log's start: every
- * shard without a row of its own stands there), its stream time (the greatest of its shards'), the
- * events it holds (the base's and every shard's since) and its status. How far each shard is behind:
- * generationLag (shard-checkpoints.ts).
- */
-export async function readCheckpoint(sql: Sql, generation: number): Promise<Checkpoint> {
-  const rows: {
-    tx: string;
-    pos: string;
-    stream_time: Date | null;
-    events_applied: string;
-    status: Checkpoint['status'];
-  }[] = await sql.query(
-    `SELECT g.checkpoint_transaction_id::text AS tx, g.checkpoint_position::text AS pos, g.stream_time,
-            (g.events_applied + coalesce((SELECT sum(s.events_applied) FROM projection_shard s WHERE s.generation = g.generation), 0))::text AS events_applied,
-            g.status
-       FROM projection_generation g WHERE g.generation = $1`,
-    [generation],
-  );
-  if (rows.length === 0) throw new Error(`read-model generation ${generation} does not exist`);
-  const r = rows[0];
-  return {
-    at: r.tx === '0' && r.pos === '0' ? LOG_START : { transactionId: r.tx, position: r.pos },
-    streamTime: r.stream_time === null ? null : r.stream_time.getTime(),
-    eventsApplied: Number(r.events_applied),
-    status: r.status,
-  };
 }
 
 /** The tail of a connection's chain of health changes: the `to` of its latest message and its sequence. */

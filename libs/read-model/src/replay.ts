@@ -1,8 +1,13 @@
 import { DataSource } from 'typeorm';
-import { buildingGeneration, dropRetiredGenerations, switchLiveGeneration } from './generations';
-import { DEFAULT_STATE_CACHE_BYTES, Projection, readCheckpoint } from './projection';
+import {
+  buildingGeneration,
+  dropRetiredGenerations,
+  liveGeneration,
+  readCheckpoint,
+  switchLiveGeneration,
+} from './generations';
+import { DEFAULT_STATE_CACHE_BYTES, Projection } from './projection';
 import { claimGenerationCatchUp } from './shard-leases';
-import { liveGeneration } from './postgres-read-model';
 import { RedisReadModel } from './redis-read-model';
 import { createSeededGeneration, GenerationSeed } from './summary-seed';
 import { foldLogByStream } from './stream-fold';

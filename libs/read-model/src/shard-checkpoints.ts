@@ -1,5 +1,6 @@
 import { PROJECTION_SHARDS } from '@psp/domain';
 import { LOG_START, LogPosition, Sql } from '@psp/storage';
+import { raiseGenerationStreamTime } from './generations';
 
 /**
  * The checkpoints of a generation's projection shards (table projection_shard; docs/read-model.md,
@@ -76,12 +77,7 @@ export async function writeShardCheckpoint(
       checkpoint.eventsApplied,
     ],
   );
-  if (checkpoint.streamTime !== null)
-    await sql.query(
-      `UPDATE projection_generation SET stream_time = $2
-        WHERE generation = $1 AND (stream_time IS NULL OR stream_time < $2)`,
-      [generation, iso(checkpoint.streamTime)],
-    );
+  if (checkpoint.streamTime !== null) await raiseGenerationStreamTime(sql, generation, checkpoint.streamTime);
 }
 
 /** Whether any shard of the generation has moved past the generation's base checkpoint. */
@@ -173,4 +169,24 @@ export async function shardsWithEvents(sql: Sql, generation: number, shards: num
     [generation, shards],
   );
   return rows.map((r) => r.shard);
+}
+
+/**
+ * The live or building generations that have not yet read past every row of the event-log table
+ * `table` (a partition; its name checked by the caller), each row against its shard's checkpoint
+ * (a log compaction must not fold away what a generation has still to project).
+ */
+export async function generationsBehindLogTable(sql: Sql, table: string): Promise<number[]> {
+  if (!/^[a-z0-9_]+$/.test(table)) throw new Error(`not an event-log table name: ${table}`);
+  const rows: { generation: number }[] = await sql.query(
+    `SELECT g.generation FROM projection_generation g
+      WHERE g.status IN ('live', 'building')
+        AND EXISTS (SELECT 1 FROM "${table}" e
+                      LEFT JOIN projection_shard s ON s.generation = g.generation AND s.shard = psp_shard(e.org_id)
+                     WHERE (e.transaction_id, e.position) >
+                           (coalesce(s.checkpoint_transaction_id, g.checkpoint_transaction_id),
+                            coalesce(s.checkpoint_position, g.checkpoint_position)))
+      ORDER BY g.generation`,
+  );
+  return rows.map((r) => r.generation);
 }

@@ -6,12 +6,14 @@ import {
   beginGenerationFold,
   finishGenerationFold,
   GenerationFold,
+  readCheckpoint,
   readGenerationFold,
   readShardFolds,
   ShardFold,
 } from './generations';
 import { hasShardProgress } from './shard-checkpoints';
-import { bumpOrgVersions, hasRowsAfter, readCheckpoint, readStoredStates, writeConnections } from './projection';
+import { hasRowsAfter, readStoredStates, writeConnections } from './projection';
+import { bumpOrgVersions } from './org-read-model';
 import { claimShardFold } from './shard-leases';
 import { shardLockKey } from './shard-lock';
 

@@ -1,8 +1,9 @@
 import { DataSource } from 'typeorm';
 import { ConnectionState } from '@psp/domain';
 import { COMPACTED, lockSummaries, readSummaries, readSummarySet, Sql } from '@psp/storage';
-import { createBuildingGeneration } from './generations';
+import { createBuildingGeneration, setGenerationSeed } from './generations';
 import { writeConnections } from './projection';
+import { seedOrgVersions } from './org-read-model';
 
 /**
  * A replay after compaction (docs/event-log.md, "Partitions, roll-ups and archives") starts from the
@@ -58,20 +59,16 @@ export async function createSeededGeneration(
       const page = await readSummaries(tx, name, after, SEED_PAGE);
       if (page.length === 0) break;
       await writeConnections(tx, generation, page, set.streamTime);
-      await tx.query(
-        `INSERT INTO org_read_model (generation, org_id, version)
-         SELECT $1, o, 1 FROM unnest($2::text[]) AS o ON CONFLICT (generation, org_id) DO NOTHING`,
-        [generation, [...new Set(page.map((s) => s.orgId))]],
+      await seedOrgVersions(
+        tx,
+        generation,
+        page.map((s) => s.orgId),
       );
       connections += page.length;
       after = page[page.length - 1];
       options.progress?.(connections, set.connections);
     }
-    await tx.query(
-      `UPDATE projection_generation SET stream_time = $2, events_applied = $3, updated_at = clock_timestamp()
-        WHERE generation = $1`,
-      [generation, set.streamTime === null ? null : new Date(set.streamTime).toISOString(), set.events],
-    );
+    await setGenerationSeed(tx, generation, { streamTime: set.streamTime, events: set.events });
     return {
       generation,
       seed: {

@@ -73,6 +73,12 @@ export interface CompactionOptions {
   shouldStop?: () => boolean;
   /** Run before each partition's table is dropped (the archive, when there is one). */
   beforeDrop?: (partition: LogPartition) => Promise<void>;
+  /**
+   * The read model's generations that have not yet read past every row of the partition table named
+   * (libs/read-model `generationsBehindLogTable`; the read model's tables are its own): a partition
+   * is compacted only once none is.
+   */
+  generationsBehind: (sql: Sql, partitionTable: string) => Promise<number[]>;
 }
 
 export interface CompactionOutcome {
@@ -117,7 +123,7 @@ async function compactHoldingLock(db: DataSource, options: CompactionOptions): P
       outcome.stopped = true;
       break;
     }
-    const behind = await finishCompaction(db, p);
+    const behind = await finishCompaction(db, p, options.generationsBehind);
     if (behind.length > 0) {
       const reason = `not yet projected by read-model generation ${behind.join(', ')} (run again once it has caught up)`;
       outcome.skipped.push({ name: p.name, reason });
@@ -199,24 +205,18 @@ async function foldPartition(
 
 /**
  * The commit point of a partition's compaction: one transaction swaps its summaries in, marks it
- * compacted and detaches it, unless a live or building generation has not read past its rows yet:
- * each row against its projection shard's checkpoint (docs/read-model.md, "Sharded projection")
- * (then nothing changes; returns those generations).
+ * compacted and detaches it, unless a live or building generation of the read model has not read
+ * past its rows yet (`generationsBehind`: then nothing changes; returns those generations).
  */
-async function finishCompaction(db: DataSource, partition: LogPartition): Promise<number[]> {
+async function finishCompaction(
+  db: DataSource,
+  partition: LogPartition,
+  generationsBehind: CompactionOptions['generationsBehind'],
+): Promise<number[]> {
   return db.transaction(async (tx) => {
     await lockSummaries(tx);
-    const behind: { generation: number }[] = await tx.query(
-      `SELECT g.generation FROM projection_generation g
-        WHERE g.status IN ('live', 'building')
-          AND EXISTS (SELECT 1 FROM "${partition.name}" e
-                        LEFT JOIN projection_shard s ON s.generation = g.generation AND s.shard = psp_shard(e.org_id)
-                       WHERE (e.transaction_id, e.position) >
-                             (coalesce(s.checkpoint_transaction_id, g.checkpoint_transaction_id),
-                              coalesce(s.checkpoint_position, g.checkpoint_position)))
-        ORDER BY g.generation`,
-    );
-    if (behind.length > 0) return behind.map((b) => b.generation);
+    const behind = await generationsBehind(tx, partition.name);
+    if (behind.length > 0) return behind;
     const set = (await readSummarySet(tx, COMPACTING))!;
     await swapCompactingIntoCompacted(tx);
     await tx.query(

@@ -1,4 +1,5 @@
 import { Settings } from '@psp/config';
+import { generationsBehindLogTable } from '@psp/read-model';
 import {
   archiveLog,
   archivePartition,
@@ -171,6 +172,7 @@ export async function logCompact(
     let outcome: CompactionOutcome;
     try {
       outcome = await compactLog(db, {
+        generationsBehind: generationsBehindLogTable,
         before: options.before,
         drop: Boolean(options.drop),
         log: options.json ? () => undefined : (line) => process.stderr.write(`${line}\n`),

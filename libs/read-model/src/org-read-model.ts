@@ -1,23 +1,10 @@
+/**
+ * The orgs of the read model (table org_read_model: one version per org and generation, raised by
+ * every step that changes one of its connections), and the API's reads of an org's listed documents
+ * with its version (one statement, one snapshot). Every statement about org_read_model is here.
+ */
 import { Sql } from '@psp/storage';
 import { OrgDocuments } from './redis-read-model';
-
-/** The generation of the read model that the API serves. */
-export async function liveGeneration(sql: Sql): Promise<number> {
-  const rows: { generation: number }[] = await sql.query(
-    `SELECT generation FROM projection_generation WHERE status = 'live'`,
-  );
-  if (rows.length === 0) throw new Error('no live read-model generation (migrations not run?)');
-  return rows[0].generation;
-}
-
-/** The generation the API serves, and its stream time (epoch ms; null before any event). */
-export async function liveReadModel(sql: Sql): Promise<{ generation: number; streamTime: number | null }> {
-  const rows: { generation: number; stream_time: Date | null }[] = await sql.query(
-    `SELECT generation, stream_time FROM projection_generation WHERE status = 'live'`,
-  );
-  if (rows.length === 0) throw new Error('no live read-model generation (migrations not run?)');
-  return { generation: rows[0].generation, streamTime: rows[0].stream_time?.getTime() ?? null };
-}
 
 /**
  * Several orgs' read-model versions in PostgreSQL, in one statement: one per org id given, in that
@@ -53,4 +40,29 @@ export async function readOrgsFromPostgres(sql: Sql, generation: number, orgIds:
     if (r.connection_id !== null && r.document !== null) org.documents.set(r.connection_id, r.document);
   }
   return orgIds.map((orgId) => byOrg.get(orgId) ?? { version: 0, documents: new Map() });
+}
+
+/** A new version of each org of `written`, in the step's transaction; returns each org's new version. */
+export async function bumpOrgVersions(
+  sql: Sql,
+  generation: number,
+  written: { orgId: string }[],
+): Promise<{ orgId: string; version: number }[]> {
+  const rows: { org_id: string; version: string }[] = await sql.query(
+    `INSERT INTO org_read_model (generation, org_id, version)
+     SELECT $1, o, 1 FROM unnest($2::text[]) AS o
+     ON CONFLICT (generation, org_id) DO UPDATE SET version = org_read_model.version + 1
+     RETURNING org_id, version::text AS version`,
+    [generation, [...new Set(written.map((w) => w.orgId))]],
+  );
+  return rows.map((r) => ({ orgId: r.org_id, version: Number(r.version) }));
+}
+
+/** Version 1 for each org of a generation being seeded that has none yet (summary-seed.ts). */
+export async function seedOrgVersions(sql: Sql, generation: number, orgIds: string[]): Promise<void> {
+  await sql.query(
+    `INSERT INTO org_read_model (generation, org_id, version)
+     SELECT $1, o, 1 FROM unnest($2::text[]) AS o ON CONFLICT (generation, org_id) DO NOTHING`,
+    [generation, [...new Set(orgIds)]],
+  );
 }
