@@ -1,6 +1,7 @@
 import { formatTimestamp, healthOfWindow, minuteBucket, nextStatusChange } from '@psp/domain';
 import { Sql } from '@psp/storage';
 import { parseStoredDocument } from './stored-document';
+import { continueChainTails, readDueConnections, writeChainTails } from './connection-rows';
 
 /**
  * Health changes for payment routers (CONTRACT 2.5), kept exactly once by the projection's own
@@ -61,20 +62,7 @@ export async function sweepHealthChanges(
   traceContext: string | null = null,
 ): Promise<number> {
   const b = minuteBucket(streamTimeMs);
-  const due: {
-    org_id: string;
-    connection_id: string;
-    listed: boolean;
-    document: string | null;
-    health_reported: string | null;
-    health_sequence: number;
-  }[] = await sql.query(
-    `SELECT org_id, connection_id, listed, document, health_reported, health_sequence
-       FROM connection_read_model
-      WHERE generation = $1 AND psp_shard(org_id) = $4 AND health_next_change <= $2
-      ORDER BY health_next_change LIMIT $3`,
-    [generation, b, limit, shard],
-  );
+  const due = await readDueConnections(sql, generation, shard, b, limit);
   if (due.length === 0) return 0;
   const rows = {
     org: [] as string[],
@@ -117,13 +105,7 @@ export async function sweepHealthChanges(
     rows.seq.push(sequence);
     rows.next.push(next);
   }
-  await sql.query(
-    `UPDATE connection_read_model c
-        SET health_reported = u.reported, health_sequence = u.seq, health_next_change = u.next
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[]) AS u(org_id, connection_id, reported, seq, next)
-      WHERE c.generation = $1 AND c.org_id = u.org_id AND c.connection_id = u.connection_id`,
-    [generation, rows.org, rows.conn, rows.reported, rows.seq, rows.next],
-  );
+  await writeChainTails(sql, generation, rows);
   await insertOutbox(
     sql,
     generation,
@@ -183,17 +165,7 @@ async function insertOutbox(
  * message for each connection whose status differs from its latest message (CONTRACT 2.5).
  */
 export async function continueHealthChains(sql: Sql, from: number, to: number): Promise<void> {
-  await sql.query(
-    `UPDATE connection_read_model n
-        SET health_reported = o.health_reported, health_sequence = o.health_sequence
-       FROM connection_read_model o
-      WHERE n.generation = $2 AND o.generation = $1 AND o.org_id = n.org_id AND o.connection_id = n.connection_id`,
-    [from, to],
-  );
-  await sql.query(
-    `UPDATE connection_read_model SET health_next_change = -9223372036854775808 WHERE generation = $1 AND listed`,
-    [to],
-  );
+  await continueChainTails(sql, from, to);
 }
 
 export interface OutboxMessage {

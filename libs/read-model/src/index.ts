@@ -17,3 +17,4 @@ export * from './shard-leases';
 export * from './shard-assignment';
 export * from './shard-lock';
 export * from './step-size';
+export * from './connection-rows';

@@ -25,6 +25,7 @@ import { leaseStillHeld } from './shard-assignment';
 import { shardLockKey } from './shard-lock';
 import { Checkpoint, readCheckpoint } from './generations';
 import { bumpOrgVersions } from './org-read-model';
+import { connectionKey, HealthChain, readStoredStates, upsertConnectionRows } from './connection-rows';
 import { LRUCache } from 'lru-cache';
 import { HealthChangedInput, sweepHealthChanges, writeHealthChanges } from './health-changes';
 import { tracingOn } from '@psp/observability';
@@ -78,9 +79,7 @@ function cachedState(stateJson: string): Buffer {
 /** Default bound of the projection's state cache (PROJECTOR_STATE_CACHE_BYTES). */
 export const DEFAULT_STATE_CACHE_BYTES = 256 * 1024 * 1024;
 
-function key(orgId: string, connectionId: string): string {
-  return `${orgId}:${connectionId}`;
-}
+const key = connectionKey;
 
 /**
  * The connection states a projector process keeps in memory, shared by the shards it projects: each
@@ -538,60 +537,6 @@ export class Projection {
   }
 }
 
-/**
- * Whether the generation holds a connection (of `shard`, or of any when null) after `after` in (org,
- * connection) order (any, when null): a shard's fold writes its connections in that order, so such a
- * row was seeded, not folded.
- */
-export async function hasRowsAfter(
-  sql: Sql,
-  generation: number,
-  shard: number | null,
-  after: { orgId: string; connectionId: string } | null,
-): Promise<boolean> {
-  const rows: unknown[] = await sql.query(
-    `SELECT 1 FROM connection_read_model
-      WHERE generation = $1 AND (org_id, connection_id) > ($2::text, $3::text)
-        ${shard === null ? '' : 'AND psp_shard(org_id) = $4'} LIMIT 1`,
-    [generation, after?.orgId ?? '', after?.connectionId ?? '', ...(shard === null ? [] : [shard])],
-  );
-  return rows.length > 0;
-}
-
-/** The stored states (and health-change chain tails) of those of `wanted` the generation holds, by key. */
-export async function readStoredStates(
-  sql: Sql,
-  generation: number,
-  wanted: { orgId: string; connectionId: string }[],
-): Promise<Map<string, { state: ConnectionState; chain: HealthChain }>> {
-  const found = new Map<string, { state: ConnectionState; chain: HealthChain }>();
-  if (wanted.length === 0) return found;
-  const rows: {
-    org_id: string;
-    connection_id: string;
-    state: ConnectionState;
-    health_reported: string | null;
-    health_sequence: number;
-  }[] = await sql.query(
-    `SELECT c.org_id, c.connection_id, c.state, c.health_reported, c.health_sequence
-       FROM unnest($2::text[], $3::text[]) AS k(org_id, connection_id)
-       JOIN connection_read_model c ON c.generation = $1 AND c.org_id = k.org_id AND c.connection_id = k.connection_id`,
-    [generation, wanted.map((w) => w.orgId), wanted.map((w) => w.connectionId)],
-  );
-  for (const r of rows)
-    found.set(key(r.org_id, r.connection_id), {
-      state: stateFromJson(r.state),
-      chain: { reported: r.health_reported, sequence: r.health_sequence },
-    });
-  return found;
-}
-
-/** The tail of a connection's chain of health changes: the `to` of its latest message and its sequence. */
-export interface HealthChain {
-  reported: string | null;
-  sequence: number;
-}
-
 /** What writeConnections needs to keep the chains (CONTRACT 2.5) of the connections it writes. */
 export interface HealthChains {
   /** Write messages (the live generation) or only carry the chains along (a generation being built). */
@@ -677,31 +622,8 @@ export async function writeConnections(
     rows.push(`${row.slice(0, -1)},"state":${stateJson}}`);
     written.push({ orgId: state.orgId, connectionId: state.connectionId, document, stateJson });
   }
-  if (states.length > 0) {
-    // The chain's tail is written only when the caller keeps the chains (the live generation); a
-    // generation being built leaves it as stored (the switch continues the retired one's).
-    const chainColumns = chains?.emit
-      ? `, health_reported = EXCLUDED.health_reported, health_sequence = EXCLUDED.health_sequence`
-      : '';
-    await sql.query(
-      `INSERT INTO connection_read_model (generation, org_id, connection_id, listed, provider, status, labels, health_score,
-                                          health_status, created_at, updated_at, last_call_minute, document, state,
-                                          health_next_change, health_reported, health_sequence)
-       SELECT $1, c.org_id, c.connection_id, c.listed, c.provider, c.status,
-              ARRAY(SELECT json_array_elements_text(c.labels)), c.health_score, c.health_status, c.created_at, c.updated_at,
-              c.last_call_minute, c.document, c.state, c.health_next_change, c.health_reported, c.health_sequence
-         FROM json_to_recordset($2::json)
-              AS c(org_id text, connection_id text, listed boolean, provider text, status text, labels json,
-                   health_score float8, health_status text, created_at timestamptz, updated_at timestamptz,
-                   last_call_minute bigint, document text, state json, health_next_change bigint, health_reported text,
-                   health_sequence int)
-       ON CONFLICT (generation, org_id, connection_id) DO UPDATE SET
-         listed = EXCLUDED.listed, provider = EXCLUDED.provider, status = EXCLUDED.status, labels = EXCLUDED.labels,
-         health_score = EXCLUDED.health_score, health_status = EXCLUDED.health_status, created_at = EXCLUDED.created_at,
-         updated_at = EXCLUDED.updated_at, last_call_minute = EXCLUDED.last_call_minute, document = EXCLUDED.document,
-         state = EXCLUDED.state, health_next_change = EXCLUDED.health_next_change${chainColumns}`,
-      [generation, `[${rows.join(',')}]`],
-    );
-  }
+  // The chain's tail is written only when the caller keeps the chains (the live generation); a
+  // generation being built leaves it as stored (the switch continues the retired one's).
+  if (states.length > 0) await upsertConnectionRows(sql, generation, `[${rows.join(',')}]`, chains?.emit ?? false);
   return written;
 }

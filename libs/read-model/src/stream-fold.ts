@@ -12,7 +12,8 @@ import {
   ShardFold,
 } from './generations';
 import { hasShardProgress } from './shard-checkpoints';
-import { hasRowsAfter, readStoredStates, writeConnections } from './projection';
+import { writeConnections } from './projection';
+import { hasRowsAfter, readStoredStates } from './connection-rows';
 import { bumpOrgVersions } from './org-read-model';
 import { claimShardFold } from './shard-leases';
 import { shardLockKey } from './shard-lock';
