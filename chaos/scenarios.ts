@@ -356,8 +356,11 @@ export async function runScenario(
       notes.push(
         `writer: ${failedAppends} failed append(s), consumption restarted from the committed offsets ${writerLog.match(/consumption restarted from the committed offsets/g)?.length ?? 0} time(s)`,
       );
+    const crashes = writerLog.match(/Kafka consumer of group \S+ crashed \([^)]*\)/g) ?? [];
+    if (crashes.length > 0)
+      notes.push(`writer: ${crashes.length} Kafka consumer crash(es): ${crashes.slice(0, 3).join('; ')}`);
     await scenario.verify?.(stack, notes, run, dlq.copies);
-    return {
+    const row: ScenarioRow = {
       scenario: scenario.name,
       produced: sent.length,
       applied: logged.length,
@@ -370,6 +373,9 @@ export async function runScenario(
       recoverySeconds: Math.round(recoverySeconds * 10) / 10,
       notes,
     };
+    // A failed scenario shows what the processes said last (the writer's, projector's and API's logs).
+    if (!passed(row)) options.log?.(`  last output of the processes:\n${stack.output.slice(-40).join('')}`);
+    return row;
   } finally {
     await stack.stop();
   }

@@ -3,7 +3,7 @@ import { CommandBus } from '@nestjs/cqrs';
 import { Consumer, ConsumerRunConfig, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message } from 'kafkajs';
 import { validateMessage } from '@psp/domain';
 import { SETTINGS, Settings } from '@psp/config';
-import { ensureTopics, intakeTopics, toDlqMessage } from '@psp/messaging';
+import { ensureTopics, intakeTopics, restartWhenCrashed, toDlqMessage } from '@psp/messaging';
 import {
   inSpan,
   linksTo,
@@ -98,7 +98,9 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
           `offset commit failed (${describe(error)}); the events are in the log, a re-delivery will be recognised as duplicates`,
         ),
       onAppendFailure: (error) => {
-        this.restarting ??= this.restartConsumption(error).finally(() => (this.restarting = undefined));
+        this.restarting ??= this.restartConsumption(error, 'append to the event log failed').finally(
+          () => (this.restarting = undefined),
+        );
       },
     });
     this.heapPressure = new HeapPressure(settings.writerHeapShedPercent / 100, (heap) => {
@@ -135,6 +137,15 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
       // must not be committed over the new owner's.
       this.streams.forget();
       this.appends.newGeneration();
+    });
+    restartWhenCrashed(this.consumer, {
+      closing: () => this.closing,
+      report: (message) => this.logger.error(message),
+      restart: (error) => {
+        this.restarting ??= this.restartConsumption(error, 'the Kafka consumer stopped').finally(
+          () => (this.restarting = undefined),
+        );
+      },
     });
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: intakeTopics(this.settings), fromBeginning: true });
@@ -239,14 +250,15 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /**
-   * After a failed append: stop the consumer (kafkajs forgets the offsets resolved past the committed
-   * ones), wait, and run it again, so consumption resumes at the first offset not yet durable.
+   * After a failed append, or a crash of the consumer that kafkajs does not restart: stop the consumer
+   * (kafkajs forgets the offsets resolved past the committed ones), wait, and run it again, so
+   * consumption resumes at the first offset not yet durable.
    */
-  private async restartConsumption(error: unknown): Promise<void> {
+  private async restartConsumption(error: unknown, reason: string): Promise<void> {
     for (;;) {
       if (this.closing) return;
       this.logger.error(
-        `append to the event log failed (${describe(error)}); nothing after the last committed offsets is taken as done. Restarting consumption in ${this.restartDelay} ms`,
+        `${reason} (${describe(error)}); nothing after the last committed offsets is taken as done. Restarting consumption in ${this.restartDelay} ms`,
       );
       await new Promise((r) => setTimeout(r, this.restartDelay));
       this.restartDelay = Math.min(RESTART_DELAY_MS.max, this.restartDelay * 2);
@@ -255,6 +267,8 @@ export class EventIntake implements OnApplicationBootstrap, OnApplicationShutdow
         await this.appends.drain();
         this.appends.reset();
         if (this.closing) return;
+        // After a crash kafkajs has disconnected it; connecting a connected consumer changes nothing.
+        await this.consumer!.connect();
         await this.consumer!.run(this.runConfig);
         this.logger.log('consumption restarted from the committed offsets');
         return;

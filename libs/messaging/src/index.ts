@@ -1,3 +1,4 @@
 export * from './kafka';
 export * from './dlq';
 export * from './kafka-provider';
+export * from './consumer-crash';
