@@ -458,22 +458,8 @@ function parseOptions(a: ReturnType<typeof args>): Options {
     rate: a.num('rate', 5000),
     freshnessSeconds: a.num('freshness-seconds', 0),
     projectors: a.num('projectors', 1),
-    backlogProjectors: a
-      .str('backlog-projectors', '1,2')
-      .split(',')
-      .map((v) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--backlog-projectors: ${v} is not 1-16`);
-        return n;
-      }),
-    replayParallel: a
-      .str('replay-parallel', String(DEFAULT_FOLD_PARALLELISM))
-      .split(',')
-      .map((v) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--replay-parallel: ${v} is not 1-16`);
-        return n;
-      }),
+    backlogProjectors: countList(a, 'backlog-projectors', '1,2'),
+    replayParallel: countList(a, 'replay-parallel', String(DEFAULT_FOLD_PARALLELISM)),
     queryOrgs: a.num('query-orgs', TARGETS.apiOrgs),
     queryDuration: a.num('query-duration', 10),
     queryRounds: Math.max(1, a.num('query-rounds', 2)),
@@ -482,6 +468,18 @@ function parseOptions(a: ReturnType<typeof args>): Options {
     out: resolve(ROOT, a.str('out', join('dist', 'bench-results'))),
     svg: svg ? resolve(svg) : null,
   };
+}
+
+/** A comma-separated list of process or shard counts, each 1-16 (there are 16 shards). */
+function countList(a: ReturnType<typeof args>, name: string, fallback: string): number[] {
+  return a
+    .str(name, fallback)
+    .split(',')
+    .map((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--${name}: ${v} is not 1-16`);
+      return n;
+    });
 }
 
 async function scale(register: (run: IsolatedRun) => void, o: Options): Promise<void> {

@@ -4,7 +4,8 @@ import { DataSource } from 'typeorm';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Settings } from '@psp/config';
 import { ApiKeyStore } from '@psp/api-keys';
-import { ConnectionEvent, PROVIDERS, validateMessage } from '@psp/domain';
+import { PROVIDERS, validateMessage } from '@psp/domain';
+import { WireEnvelope } from '@psp/domain/testing/events';
 import { Projection, readShardHolders } from '@psp/read-model';
 import { ApiModule } from '../../apps/api/src/api.module';
 import {
@@ -26,15 +27,7 @@ const DUPLICATE_SHARE = 0.05;
 const CHUNK = 400;
 const CHUNKS_BEFORE_KILL = 8;
 
-type Wire = {
-  event_id: string;
-  type: ConnectionEvent['type'];
-  schema_version: 1;
-  org_id: string;
-  connection_id: string;
-  occurred_at: string;
-  data: Record<string, unknown>;
-};
+type Wire = WireEnvelope;
 
 /**
  * A known event set for ORGS × CONNECTIONS streams: each connection configured first, then calls,

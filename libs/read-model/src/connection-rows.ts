@@ -148,10 +148,11 @@ export async function writeChainTails(
 }
 
 /**
- * At a switch: the new generation's connections take the chain tails the retired one left, and
- * every listed one is due at once.
+ * At a switch (in its transaction): the new generation continues each connection's chain where the
+ * retired one left it, and every listed connection is due, so the first sweeps produce one catch-up
+ * message for each connection whose status differs from its latest message (CONTRACT 2.5).
  */
-export async function continueChainTails(sql: Sql, from: number, to: number): Promise<void> {
+export async function continueHealthChains(sql: Sql, from: number, to: number): Promise<void> {
   await sql.query(
     `UPDATE connection_read_model n
         SET health_reported = o.health_reported, health_sequence = o.health_sequence

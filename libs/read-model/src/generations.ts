@@ -1,7 +1,7 @@
 import { DataSource } from 'typeorm';
 import { LOG_START, LogPosition, Sql, StreamKey } from '@psp/storage';
 import { allShards } from '@psp/domain';
-import { continueHealthChains } from './health-changes';
+import { continueHealthChains } from './connection-rows';
 import { shardLockKey } from './shard-lock';
 
 /**

@@ -1,7 +1,7 @@
 import { formatTimestamp, healthOfWindow, minuteBucket, nextStatusChange } from '@psp/domain';
 import { Sql } from '@psp/storage';
 import { parseStoredDocument } from './stored-document';
-import { continueChainTails, readDueConnections, writeChainTails } from './connection-rows';
+import { readDueConnections, writeChainTails } from './connection-rows';
 
 /**
  * Health changes for payment routers (CONTRACT 2.5), kept exactly once by the projection's own
@@ -157,15 +157,6 @@ async function insertOutbox(
        SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[])`,
       [generation, rows.org, rows.conn, rows.seq, rows.message, traceContexts],
     );
-}
-
-/**
- * At a switch (in its transaction): the new generation continues each connection's chain where the
- * retired one left it, and every listed connection is due, so the first sweeps produce one catch-up
- * message for each connection whose status differs from its latest message (CONTRACT 2.5).
- */
-export async function continueHealthChains(sql: Sql, from: number, to: number): Promise<void> {
-  await continueChainTails(sql, from, to);
 }
 
 export interface OutboxMessage {

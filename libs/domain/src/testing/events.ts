@@ -137,8 +137,8 @@ export function deletedEvent(eventId: string, occurredAt: number, where: Where =
   };
 }
 
-/** An accepted event as its producer sent it: the wire envelope of CONTRACT 2.2, members in its order. */
-export function wireEnvelope(e: ConnectionEvent): {
+/** The wire envelope of CONTRACT 2.2, members in its order. */
+export interface WireEnvelope {
   event_id: string;
   type: ConnectionEvent['type'];
   schema_version: 1;
@@ -146,7 +146,10 @@ export function wireEnvelope(e: ConnectionEvent): {
   connection_id: string;
   occurred_at: string;
   data: Record<string, unknown>;
-} {
+}
+
+/** An accepted event as its producer sent it. */
+export function wireEnvelope(e: ConnectionEvent): WireEnvelope {
   return {
     event_id: e.eventId,
     type: e.type,
