@@ -133,7 +133,7 @@ export function buildProgram(result: { code: number }): Command {
     )
     .option(
       '--parallel <n>',
-      'shards of the 16 folded at once by this process (another ops replay run beside it takes the shards left)',
+      'shards of the 16 folded at once by this process, at most 16 (another ops replay run beside it takes the shards left)',
       positiveInteger('--parallel'),
       DEFAULT_FOLD_PARALLELISM,
     )

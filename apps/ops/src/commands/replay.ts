@@ -52,7 +52,7 @@ export async function runReplay(
         return outcome.switched ? EXIT.ok : EXIT.interrupted;
       },
       // Each shard folded at once holds a connection; its writes and the rest share the others.
-      { poolSize: (options.parallel ?? DEFAULT_FOLD_PARALLELISM) + 3 },
+      { poolSize: Math.min(16, options.parallel ?? DEFAULT_FOLD_PARALLELISM) + 3 },
     );
   } finally {
     redis.disconnect();
