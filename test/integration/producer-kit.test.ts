@@ -9,8 +9,10 @@ import {
   ConnectionEventProducer,
   connectionConfigured,
   connectionDeleted,
+  HealthChange,
   InvalidEventError,
   labelsChanged,
+  onHealthChange,
   statusChanged,
   validationCompleted,
   WireEnvelope,
@@ -225,5 +227,74 @@ describe('the producers kit end to end', () => {
     ).rejects.toMatchObject({ reason: 'invalid_field', field: 'connection_id', index: 1 });
     expect(await messagesIn(settings.topics.calls)).toBe(before);
     expect(await messagesIn(settings.topics.dlq)).toBe(0);
+  });
+
+  it('onHealthChange runs the consumer again after a crash kafkajs does not restart: later changes still arrive', async () => {
+    // As test/integration/consumer-crash.test.ts forces it on a real broker: the handler throws, once,
+    // an error kafkajs gives up on at once (its fetch loop bails on KafkaJSNotImplemented, not retriable).
+    const org = 'org_kit_router';
+    const change = (connectionId: string, sequence: number, from: string | null, to: string) => ({
+      key: `${org}:${connectionId}`,
+      value: JSON.stringify({
+        event_id: `${org}:${connectionId}:${sequence}`,
+        type: 'connection.health_changed',
+        schema_version: 1,
+        org_id: org,
+        connection_id: connectionId,
+        occurred_at: at(70 + sequence).toISOString(),
+        data: { sequence, from, to, health_score: 90 },
+      }),
+    });
+    const seen: string[] = [];
+    const crashes: boolean[] = [];
+    const reported: string[] = [];
+    let failed = false;
+    const consumer = kafka.consumer({ groupId: `${settings.writerGroupId}-router` });
+    consumer.on(consumer.events.CRASH, ({ payload }) => crashes.push(payload.restart));
+    const stop = await onHealthChange(
+      consumer,
+      (c: HealthChange, { gap }) => {
+        if (c.connectionId === 'c1' && c.sequence === 2 && !failed) {
+          failed = true;
+          const error = new Error('forced: not restarted by kafkajs');
+          error.name = 'KafkaJSNotImplemented';
+          throw error;
+        }
+        seen.push(`${c.connectionId}#${c.sequence}${gap ? ' gap' : ''}`);
+      },
+      { topic: settings.topics.health, fromBeginning: true, orgId: org, onCrash: (m) => reported.push(m) },
+    );
+    try {
+      await producer.send({
+        topic: settings.topics.health,
+        messages: [change('c1', 1, null, 'unknown'), change('c1', 2, 'unknown', 'healthy')],
+      });
+      await eventually(
+        async () => crashes.length,
+        (n) => n === 1,
+        30000,
+        'the forced crash',
+      );
+      expect(crashes).toEqual([false]); // kafkajs left this one alone
+      // Produced after the crash.
+      await producer.send({
+        topic: settings.topics.health,
+        messages: [change('c1', 3, 'healthy', 'degraded'), change('c2', 1, null, 'unknown')],
+      });
+      await eventually(
+        async () => seen,
+        (s) => s.includes('c1#3') && s.includes('c2#1'),
+        30000,
+        'the changes produced after the crash handed over',
+      );
+      // Each once, in sequence, no gap: the change the handler failed on came again, and the sequencer
+      // (kept across the restart) still knew c1#1.
+      expect(seen.filter((s) => s.startsWith('c1#'))).toEqual(['c1#1', 'c1#2', 'c1#3']);
+      expect(seen.filter((s) => s.startsWith('c2#'))).toEqual(['c2#1']);
+      expect(crashes).toEqual([false]);
+      expect(reported).toEqual([expect.stringContaining('kafkajs will not restart it: restarting it here')]);
+    } finally {
+      await stop();
+    }
   });
 });

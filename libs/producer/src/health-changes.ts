@@ -1,5 +1,9 @@
-import { Consumer } from 'kafkajs';
+import { Consumer, ConsumerRunConfig } from 'kafkajs';
 import { LRUCache } from 'lru-cache';
+// The module itself, not the @psp/messaging barrel: the kit is what routers import, and the barrel
+// brings the service's NestJS provider and settings with it; this module needs only kafkajs. The
+// writer restarts its consumer with the same function (one place decides what kafkajs gives up on).
+import { restartWhenCrashed } from '@psp/messaging/consumer-crash';
 
 /** The topic this service produces health changes to (CONTRACT 2.5); configurable in the service. */
 export const DEFAULT_HEALTH_TOPIC = 'psp.connection-health';
@@ -113,12 +117,25 @@ export interface OnHealthChangeOptions extends HealthChangeSequencerOptions {
   fromBeginning?: boolean;
   /** Only changes of this org (routers usually serve one). */
   orgId?: string;
+  /**
+   * Told (one line each) when the consumer crashed, and whether it is being run again. Default: the
+   * line on stderr.
+   */
+  onCrash?: (message: string) => void;
 }
+
+/** Pauses before running a crashed consumer again: the first, doubled after each crash up to the max. */
+const RESTART_DELAY_MS = { first: 500, max: 15000 };
 
 /**
  * Runs `consumer` on the health topic and calls `handler` once per change, in sequence per
  * connection, duplicates dropped (HealthChangeSequencer). `handler` runs before the message's offset
  * is committed: a handler that throws sees the change again. Returns a function that stops it.
+ *
+ * A crash kafkajs does not restart the consumer after (a non-retriable error) would leave it stopped
+ * for good while the router runs on: so it is run again here, from the committed offsets, after a
+ * pause (0.5 s, doubled up to 15 s while it keeps crashing without handing a change over), with the
+ * same sequencer (no change handed over twice, gaps still told). Each crash is told to `onCrash`.
  *
  *   const stop = await onHealthChange(kafka.consumer({ groupId: 'router-1' }), async (change) => {
  *     if (change.to === 'unhealthy') routes.avoid(change.orgId, change.connectionId);
@@ -130,19 +147,68 @@ export async function onHealthChange(
   options: OnHealthChangeOptions = {},
 ): Promise<() => Promise<void>> {
   const sequencer = new HealthChangeSequencer(options);
-  await consumer.connect();
-  await consumer.subscribe({
-    topic: options.topic ?? DEFAULT_HEALTH_TOPIC,
-    fromBeginning: options.fromBeginning ?? false,
-  });
-  await consumer.run({
+  const report = options.onCrash ?? ((message: string) => void process.stderr.write(`onHealthChange: ${message}\n`));
+  let restartDelay = RESTART_DELAY_MS.first;
+  const config: ConsumerRunConfig = {
     eachMessage: async ({ message }) => {
       const accepted = sequencer.next(message.value);
       if (accepted === null) return;
       if (options.orgId === undefined || accepted.change.orgId === options.orgId)
         await handler(accepted.change, { gap: accepted.gap });
       sequencer.handedOver(accepted.change);
+      restartDelay = RESTART_DELAY_MS.first;
     },
+  };
+
+  let stopped = false;
+  let restarting: Promise<void> | undefined;
+  let crashedAgain = false;
+  let wake: (() => void) | undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  const restart = () => {
+    // A crash while joining again (inside consumer.run) arrives before run returns: run it once more.
+    if (restarting !== undefined) {
+      crashedAgain = true;
+      return;
+    }
+    restarting = (async () => {
+      do {
+        crashedAgain = false;
+        // kafkajs is still closing the crashed consumer's connections: after a pause.
+        await pause(restartDelay);
+        restartDelay = Math.min(RESTART_DELAY_MS.max, restartDelay * 2);
+        if (stopped) return;
+        try {
+          // After a crash kafkajs has disconnected it; connecting a connected consumer changes nothing.
+          await consumer.connect();
+          if (stopped) return;
+          await consumer.run(config);
+        } catch (error) {
+          report(`running the consumer again failed (${(error as Error).message}); trying again`);
+          crashedAgain = true;
+        }
+      } while (crashedAgain && !stopped);
+    })().finally(() => (restarting = undefined));
+  };
+  restartWhenCrashed(consumer, { closing: () => stopped, report, restart });
+
+  await consumer.connect();
+  await consumer.subscribe({
+    topic: options.topic ?? DEFAULT_HEALTH_TOPIC,
+    fromBeginning: options.fromBeginning ?? false,
   });
-  return () => consumer.disconnect();
+  await consumer.run(config);
+  return async () => {
+    stopped = true;
+    wake?.();
+    await restarting;
+    await consumer.disconnect();
+  };
 }
