@@ -66,6 +66,7 @@ import {
   note,
   ROOT,
   runBench,
+  serviceNodeOptions,
   say,
   sleep,
   table,
@@ -83,7 +84,9 @@ const TARGET_RSS = 300 * 1024 * 1024;
 const ROLE_ENV = 'BENCH_INGEST_ROLE';
 
 /** The same heap bound as `npm run start:writer` (package.json): the writer as it is deployed. */
-export const WRITER_NODE_OPTIONS = '--max-old-space-size=128 --max-semi-space-size=8';
+export const WRITER_NODE_OPTIONS = serviceNodeOptions('start:writer');
+/** The same heap bound as `npm run start:projector` (package.json). */
+export const PROJECTOR_NODE_OPTIONS = serviceNodeOptions('start:projector');
 
 // Run as a program (npm run bench:ingest, or the bare consumer's process); bench/scale.ts imports the
 // workload, produce and append-watching helpers below without running anything.

@@ -31,6 +31,9 @@
  *            stream time crosses minute boundaries. By default the load runs until two minute boundaries
  *            have passed (+5 s); probes sent from 1 s before to 10 s after a boundary are also reported
  *            apart. A 10 s idle baseline first.
+ *  trickle   on the same stack, the same probes with 50 call events/s of other traffic (spread over
+ *            the N connections) for TRICKLE-SECONDS: what a change costs to show when the stack holds
+ *            N connections but is almost idle.
  *  query     on the same stack (its API), bench:query's autocannon (CLIENTS connections, 2 s warm-up,
  *            QUERY-DURATION s per run, QUERY-ROUNDS rounds), GET /v1/connections with requests spread
  *            uniformly over min(QUERY-ORGS, N/5) orgs, each with its own key, against the same load on
@@ -90,6 +93,7 @@ import {
   produce,
   waitForStableGroup,
   Workload,
+  PROJECTOR_NODE_OPTIONS,
   WRITER_NODE_OPTIONS,
   writerTotals,
 } from './ingest';
@@ -110,7 +114,9 @@ import { lineChartSvg, short } from './support/svg-chart';
 const CONNECTIONS_PER_ORG = 5;
 const PARTITIONS = 6;
 const REPLAY_BATCH = 50000;
-const PHASES = ['ingest', 'backlog', 'replay', 'projection', 'freshness', 'query'] as const;
+const PHASES = ['ingest', 'backlog', 'replay', 'projection', 'freshness', 'trickle', 'query'] as const;
+/** Call events/s of other traffic during the trickle probes (issue 23: a stack that is almost idle). */
+const TRICKLE_RATE = 50;
 type Phase = (typeof PHASES)[number];
 
 /** The CPU-table row of the service's own PostgreSQL backends (application_name psp-connections[-ops]). */
@@ -126,6 +132,7 @@ const TARGETS = {
   replayRss: 512 * 1024 * 1024,
   freshnessP99: 500,
   freshnessBoundaries: 2,
+  trickleP50At100k: 100,
   apiShare: 0.5,
   apiOrgs: 20000,
   apiRss: 512 * 1024 * 1024,
@@ -141,11 +148,12 @@ the curve and PASS/MISS per target, writes JSON + an SVG chart to --out.
                            number of events (default 200,10000,100000,1000000)
   --events N               call events per point, besides one connection.configured per connection
                            (default 1,000,000)
-  --phases LIST            any of ingest,backlog,replay,projection,freshness,query (default all; backlog,
+  --phases LIST            any of ingest,backlog,replay,projection,freshness,trickle,query (default all; backlog,
                            replay and projection need ingest; projection: 1 then 2 projector processes on
                            the whole log as a backlog)
   --rate N                 freshness: call events/s spread over the connections (default 5,000)
   --freshness-seconds S    freshness load duration; 0 = until two minute boundaries have passed, +5 s
+  --trickle-seconds S      trickle: seconds of probes with 50 call events/s of other traffic (default 30)
                            (65-125 s; default 0)
   --projectors N           projector processes on the freshness/query stack, sharing the 16 shards (default 1)
   --backlog-projectors LIST projection: one run per value, that many projector processes on the same backlog
@@ -258,6 +266,13 @@ interface FreshnessResult {
   shortened: boolean;
 }
 
+/** The freshness probes with TRICKLE_RATE call events/s of other traffic. */
+interface TrickleResult {
+  sentRate: number;
+  seconds: number;
+  latency: LatencySummary;
+}
+
 interface QueryRun {
   label: string;
   orgs: number;
@@ -315,6 +330,7 @@ interface PointResult {
   /** The projectors on a backlog: the ingest phase's whole log, 1 and then 2 projector processes. */
   projection?: ProjectionBacklogResult[];
   freshness?: FreshnessResult;
+  trickle?: TrickleResult;
   query?: QueryResult;
   errors: { phase: string; message: string }[];
 }
@@ -335,6 +351,7 @@ interface Options {
   phases: Phase[];
   rate: number;
   freshnessSeconds: number;
+  trickleSeconds: number;
   /** Projector processes on the freshness/query stack (they share the 16 shards). */
   projectors: number;
   /** `ops replay --parallel` values, one replay each over the same log. */
@@ -457,6 +474,7 @@ function parseOptions(a: ReturnType<typeof args>): Options {
     phases,
     rate: a.num('rate', 5000),
     freshnessSeconds: a.num('freshness-seconds', 0),
+    trickleSeconds: a.num('trickle-seconds', 30),
     projectors: a.num('projectors', 1),
     backlogProjectors: countList(a, 'backlog-projectors', '1,2'),
     replayParallel: countList(a, 'replay-parallel', String(DEFAULT_FOLD_PARALLELISM)),
@@ -527,7 +545,7 @@ async function scale(register: (run: IsolatedRun) => void, o: Options): Promise<
     say();
     say(`==== ${fmtInt(spec.connections)} connections (${fmtInt(point.orgs)} orgs of ${CONNECTIONS_PER_ORG}) ====`);
     if (o.phases.includes('ingest')) await guarded(point, 'ingest', save, () => ingestPoint(register, o, point, save));
-    if (o.phases.includes('freshness') || o.phases.includes('query'))
+    if (o.phases.includes('freshness') || o.phases.includes('trickle') || o.phases.includes('query'))
       await guarded(point, 'freshness/query', save, () => stackPoint(register, o, point, save));
     save();
   }
@@ -851,7 +869,7 @@ async function projectionBacklog(
   const started = performance.now();
   const projectors = Array.from({ length: k }, (_, i) =>
     run.startCompiled(`projector ${i + 1} of ${k}`, 'apps/projector/src/main.js', {
-      env: { METRICS_PORT: '0', PROJECTOR_REBALANCE_MS: '200' },
+      env: { NODE_OPTIONS: PROJECTOR_NODE_OPTIONS, METRICS_PORT: '0', PROJECTOR_REBALANCE_MS: '200' },
     }),
   );
   projectors.forEach((p, i) => cpu.track(`projector ${i + 1} of ${k} (node, compiled)`, p.pid));
@@ -946,6 +964,7 @@ async function stackPoint(
     const profileProjector = o.profile && o.phases.includes('freshness');
     const projector = run.startCompiled('projector', 'apps/projector/src/main.js', {
       env: {
+        NODE_OPTIONS: PROJECTOR_NODE_OPTIONS,
         BENCH_TIMING: files.projector,
         ...(profileProjector ? { BENCH_CPU_PROFILE: files.projectorProfile, BENCH_CPU_PROFILE_RESETS: '1' } : {}),
       },
@@ -953,7 +972,9 @@ async function stackPoint(
     });
     // More projectors share the shards (PostgreSQL advisory locks); the first one carries the hooks.
     const moreProjectors = Array.from({ length: Math.max(0, o.projectors - 1) }, (_, i) =>
-      run.startCompiled(`projector ${i + 2}`, 'apps/projector/src/main.js', { env: {} }),
+      run.startCompiled(`projector ${i + 2}`, 'apps/projector/src/main.js', {
+        env: { NODE_OPTIONS: PROJECTOR_NODE_OPTIONS },
+      }),
     );
     const profileApi = o.profile && o.phases.includes('query');
     const api = run.startCompiled('api', 'apps/api/src/main.js', {
@@ -1027,6 +1048,13 @@ async function stackPoint(
     }
     const setupSeconds = (performance.now() - setupStart) / 1000;
 
+    // Load events go to connections drawn uniformly from the N.
+    const rnd = seededRandom(99);
+    const traffic = () => {
+      const i = Math.floor(rnd() * N);
+      return { org: `org_${i % point.orgs}`, conn: `conn_${i}` };
+    };
+
     // ---- freshness
     if (o.phases.includes('freshness')) {
       const baselineRun = await runProbes(stack, {
@@ -1040,11 +1068,6 @@ async function stackPoint(
       const now = Date.now();
       const auto = (Math.ceil(now / 60000) * 60000 + 60000 - now) / 1000 + 5;
       const seconds = o.freshnessSeconds > 0 ? o.freshnessSeconds : auto;
-      const rnd = seededRandom(99);
-      const traffic = () => {
-        const i = Math.floor(rnd() * N);
-        return { org: `org_${i % point.orgs}`, conn: `conn_${i}` };
-      };
       const cpu = new CpuAccount(db, run.databaseName);
       cpu.track('writer', writer.pid);
       cpu.track('projector', projector.pid);
@@ -1134,6 +1157,33 @@ async function stackPoint(
       say();
       say('projector during the load (timing hook):');
       table(f.projectorTiming.rows);
+    }
+
+    // ---- trickle: the same probes on a stack that holds N connections but is almost idle
+    if (o.phases.includes('trickle')) {
+      const trickleRun = await runProbes(stack, {
+        seconds: o.trickleSeconds,
+        rate: TRICKLE_RATE,
+        connections: N,
+        label: `trickle ${fmtInt(N)} at ${TRICKLE_RATE} events/s`,
+        tag: 'trickle',
+        traffic,
+        report: note,
+      });
+      point.trickle = {
+        sentRate: trickleRun.sent / trickleRun.seconds,
+        seconds: trickleRun.seconds,
+        latency: summarise(trickleRun),
+      };
+      save();
+      say();
+      say(
+        `trickle at ${fmtInt(N)} connections: ${fmt(point.trickle.sentRate, 0)} events/s of other traffic for ${fmt(point.trickle.seconds, 0)} s`,
+      );
+      table([
+        ['probes', 'n', 'visible', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'],
+        latencyRow(`with ${TRICKLE_RATE} events/s of other traffic`, point.trickle.latency),
+      ]);
     }
 
     // ---- query
@@ -1691,6 +1741,16 @@ function targets(results: ScaleResults): string[][] {
             : verdict(within(f100.load.p99) && (f100.nearBoundary.probes === 0 || within(f100.nearBoundary.p99))),
         ]
       : ['freshness at 100k connections, 5,000 events/s: p99 ≤ 500 ms, minute boundaries included', none, '–'],
+  );
+  const t100 = at(100000)?.trickle;
+  rows.push(
+    t100
+      ? [
+          `trickle freshness on a stack holding 100k connections (${TRICKLE_RATE} events/s of other traffic): p50 ≤ ${TARGETS.trickleP50At100k} ms`,
+          `p50 ${ms(t100.latency.p50)}, p90 ${ms(t100.latency.p90)}, p99 ${ms(t100.latency.p99)}; ${fmtInt(t100.latency.visible)} of ${fmtInt(t100.latency.probes)} probes visible over ${fmt(t100.seconds, 0)} s`,
+          verdict(t100.latency.p50 !== null && t100.latency.p50 <= TARGETS.trickleP50At100k),
+        ]
+      : [`trickle freshness on a stack holding 100k connections: p50 ≤ ${TARGETS.trickleP50At100k} ms`, none, '–'],
   );
   for (const p of results.points)
     if (p.query && p.query.orgs >= TARGETS.apiOrgs)

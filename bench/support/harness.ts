@@ -28,6 +28,23 @@ export const ROOT = (() => {
   }
 })();
 
+/**
+ * The V8 options (`--max-old-space-size` and the like) a service runs with when started as deployed,
+ * read from its npm script in package.json (`start:writer`, `start:projector`): benches start the
+ * service with the same heap bound, from that one place.
+ */
+export function serviceNodeOptions(script: string): string {
+  const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> })
+    .scripts;
+  const command = scripts[script];
+  if (command === undefined) throw new Error(`package.json has no script ${script}`);
+  return command
+    .split(/\s+/)
+    .filter((word) => /^--max-[a-z-]+=\d+$/.test(word))
+    .join(' ');
+}
+
+
 // ---------------------------------------------------------------------------------------------------
 // Output
 

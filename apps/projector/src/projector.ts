@@ -203,7 +203,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
 
   /**
    * One step of one shard; returns the events it applied. A shard that is behind reads more each
-   * step, up to PROJECTOR_MAX_BATCH_SIZE (nextStepLimit). A failed step is retried, never skipped.
+   * step, up to PROJECTOR_MAX_BATCH_SIZE and to what fits in PROJECTOR_STEP_BYTES (nextStepLimit). A failed step is retried, never skipped.
    * After a failure the shard's step size halves with each further failure, down to one event, and
    * doubles back with each success: the projection closes in on the event it cannot get past in a few
    * attempts, applies everything before it, and then fails on exactly that one event, which it names
@@ -228,7 +228,13 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         );
       }
       run.failures = 0;
-      run.limit = nextStepLimit(run.limit, step, full, this.settings.projectorMaxBatchSize);
+      run.limit = nextStepLimit(
+        run.limit,
+        step,
+        full,
+        this.settings.projectorMaxBatchSize,
+        this.settings.projectorStepBytes,
+      );
       // Swept at this minute for good only when the step found nothing to do: a sweep that changed
       // health may have stopped at its limit (SWEEP_LIMIT due connections), so look again.
       run.sweptMinute =

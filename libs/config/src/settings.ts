@@ -51,6 +51,11 @@ export interface Settings {
   projectorBatchSize: number;
   /** The most events a step of a shard that is behind reads (steps grow from PROJECTOR_BATCH_SIZE). */
   projectorMaxBatchSize: number;
+  /**
+   * What one step may hold in the heap (its events, the states it changes, the rows it writes), as
+   * estimated: a step that held more is followed by a proportionally smaller one (nextStepLimit).
+   */
+  projectorStepBytes: number;
   projectorIdleMs: number;
   /** Bytes of connection states the projector keeps in memory (least recently used ones go first). */
   projectorStateCacheBytes: number;
@@ -126,6 +131,11 @@ function url(env: Env, name: string, fallback: string, protocols: string[]): str
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
+/** Default bound of the projector's state cache (PROJECTOR_STATE_CACHE_BYTES). */
+export const DEFAULT_PROJECTOR_STATE_CACHE_BYTES = 128 * MiB;
+/** Default of what one projection step may hold in the heap, as estimated (PROJECTOR_STEP_BYTES). */
+export const DEFAULT_PROJECTOR_STEP_BYTES = 64 * MiB;
+
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 const TOPIC_RULE = 'must be a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)';
 
@@ -196,8 +206,9 @@ export function loadSettings(env: Env = process.env): Settings {
     rateLimitFailedAuthPerMinute: integer(env, 'RATE_LIMIT_FAILED_AUTH_PER_MINUTE', 60, 0, 1000000000),
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
     projectorMaxBatchSize: integer(env, 'PROJECTOR_MAX_BATCH_SIZE', 20000, 1, 100000),
+    projectorStepBytes: integer(env, 'PROJECTOR_STEP_BYTES', DEFAULT_PROJECTOR_STEP_BYTES, 1 * MiB, 16 * 1024 * MiB),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
-    projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', 256 * MiB, 64 * KiB, 64 * 1024 * MiB),
+    projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', DEFAULT_PROJECTOR_STATE_CACHE_BYTES, 64 * KiB, 64 * 1024 * MiB),
     projectorRebalanceMs: integer(env, 'PROJECTOR_REBALANCE_MS', 1000, 50, 60000),
     projectorRssShedBytes: integer(env, 'PROJECTOR_RSS_SHED_BYTES', 448 * MiB, 64 * MiB, 64 * 1024 * MiB),
     writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 16 * MiB, 16, 4096 * MiB),

@@ -2,7 +2,7 @@ import { DataSource } from 'typeorm';
 import { LOG_START, LogPosition, Sql, StreamKey } from '@psp/storage';
 import { allShards } from '@psp/domain';
 import { continueHealthChains } from './connection-rows';
-import { shardLockKey } from './shard-lock';
+import { lockShardStep } from './shard-lock';
 
 /**
  * The read model's generations (table projection_generation): one `live` generation that the API
@@ -39,9 +39,7 @@ export async function switchLiveGeneration(db: DataSource, generation: number): 
     const previous = live[0].generation;
     // Every shard's step lock of the retired generation: no step of it is in flight past this point.
     for (const shard of allShards())
-      await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [
-        shardLockKey(previous, shard),
-      ]);
+      await lockShardStep(tx, previous, shard);
     await tx.query(
       `UPDATE projection_generation SET status = 'retired', updated_at = clock_timestamp() WHERE status = 'live'`,
     );

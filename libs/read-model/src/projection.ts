@@ -1,4 +1,6 @@
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { DataSource } from 'typeorm';
+import { DEFAULT_PROJECTOR_STATE_CACHE_BYTES, DEFAULT_PROJECTOR_STEP_BYTES } from '@psp/config';
 import {
   advanceStreamTime,
   applyEvent,
@@ -22,7 +24,8 @@ import { allShards } from '@psp/domain';
 import { generationLag, readShardCheckpoint, ShardCheckpoint, writeShardCheckpoint } from './shard-checkpoints';
 import { currentShardLease } from './shard-leases';
 import { leaseStillHeld } from './shard-assignment';
-import { shardLockKey } from './shard-lock';
+import { lockShardStep } from './shard-lock';
+import { nextStepLimit } from './step-size';
 import { Checkpoint, readCheckpoint } from './generations';
 import { bumpOrgVersions } from './org-read-model';
 import { connectionKey, HealthChain, readStoredStates, upsertConnectionRows } from './connection-rows';
@@ -40,6 +43,11 @@ export interface ProjectionStep {
   /** connection.health_changed messages written to the outbox by this step. */
   healthChanges: number;
   checkpoint: Checkpoint;
+  /**
+   * What the step held in the heap, estimated (its events, the states it changed, the rows and
+   * documents it wrote; 0 when it read nothing): what bounds the next step's size (nextStepLimit).
+   */
+  workingBytes: number;
 }
 
 /**
@@ -52,6 +60,9 @@ export interface ProjectionStep {
 export const STATE_BASE_BYTES = 256;
 export const STATE_BYTES_PER_JSON_BYTE = 1.4;
 export const STATE_BYTES_PER_BUCKET = 450;
+/** A logged event read by a step, as held in the heap (its envelope and payload, parsed). */
+export const LOGGED_EVENT_BYTES = 700;
+
 /** A state's estimated weight in the heap, from the length of its stored JSON. */
 function estimatedStateBytes(state: ConnectionState, stateJsonBytes: number): number {
   return Math.ceil(
@@ -60,30 +71,40 @@ function estimatedStateBytes(state: ConnectionState, stateJsonBytes: number): nu
 }
 
 /**
- * The state cache holds each state as its stored JSON in UTF-8 bytes, outside the JavaScript heap
- * (parsed again when an event needs it, ~1 µs per 100 B): exact in bytes, ~3× fewer bytes than the
- * object, and nothing for the garbage collector to trace (as objects, 100,000 cached states made GC
- * 31% of the projector's CPU at 100,000 connections). An entry is counted at its bytes +
- * CACHED_STATE_OVERHEAD_BYTES + 2 per key character (the entry, the Buffer and its backing store;
- * `npm run bench:memory`: 1.02× what 10,000 states take).
+ * The state cache holds each state as its stored JSON, deflated (zlib level 1: 2.7× smaller with 3
+ * minutes of calls, 8× with 60), in a Buffer of its own outside the JavaScript heap, inflated and
+ * parsed again when an event needs the state: exact in bytes, ~10-25× fewer bytes than the object,
+ * and nothing for the garbage collector to trace (as objects, 100,000 cached states made GC 31% of the
+ * projector's CPU at 100,000 connections). Deflated, the default 128 MiB holds every state of
+ * ~300,000 connections, where the JSON held ~45,000: a backlog that steps its shards in turn reads
+ * each of them again before a least-recently-used cache smaller than all of them gets back to it, so
+ * such a cache misses every time. An entry is counted at its bytes + CACHED_STATE_OVERHEAD_BYTES + 2
+ * per key character (the entry, the Buffer and its backing store; `npm run bench:memory`).
  */
 export const CACHED_STATE_OVERHEAD_BYTES = 320;
 
-function cachedState(stateJson: string): Buffer {
-  // Not from Buffer's shared pool: a pooled slice would keep its whole 8 KiB slab alive.
-  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(stateJson));
-  bytes.write(stateJson);
+/** A state as the cache holds it: its stored JSON, deflated, in a Buffer of its exact size. */
+export function packState(stateJson: string): Buffer {
+  const deflated = deflateRawSync(stateJson, { level: 1 });
+  // A Buffer of its own: zlib's output is a slice of a 16 KiB chunk, which it would keep alive.
+  const bytes = Buffer.allocUnsafeSlow(deflated.length);
+  deflated.copy(bytes);
   return bytes;
 }
 
+/** The state a packed entry holds. */
+export function unpackState(bytes: Buffer): ConnectionState {
+  return stateFromJson(inflateRawSync(bytes).toString('utf8'));
+}
+
 /** Default bound of the projection's state cache (PROJECTOR_STATE_CACHE_BYTES). */
-export const DEFAULT_STATE_CACHE_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_STATE_CACHE_BYTES = DEFAULT_PROJECTOR_STATE_CACHE_BYTES;
 
 const key = connectionKey;
 
 /**
  * The connection states a projector process keeps in memory, shared by the shards it projects: each
- * state as its stored JSON in bytes, least recently used forgotten first, bounded in bytes; and the
+ * state packed (packState: its stored JSON, deflated), least recently used forgotten first, bounded in bytes; and the
  * health-change chain tail of each connection whose state is held (kept exactly as long as its state).
  */
 export class StateCache {
@@ -98,6 +119,22 @@ export class StateCache {
         if (reason !== 'set') this.chains.delete(k);
       },
     });
+  }
+
+  /**
+   * Keeps a connection's state (as stored) and its chain's tail, together: a state is never held
+   * without its chain (an entry let go while a step ran, and then kept again, gets its chain back).
+   */
+  keep(key: string, stateJson: string, chain: HealthChain): void {
+    this.states.set(key, packState(stateJson));
+    if (this.states.has(key)) this.chains.set(key, chain);
+  }
+
+  /** A connection's state and chain tail, when held. */
+  take(key: string): { state: ConnectionState; chain: HealthChain } | undefined {
+    const bytes = this.states.get(key);
+    const chain = this.chains.get(key);
+    return bytes && chain ? { state: unpackState(bytes), chain } : undefined;
   }
 
   clear(): void {
@@ -129,26 +166,63 @@ export class ShardLeaseLost extends Error {
   }
 }
 
-function later(a: number | null, b: number | null): number | null {
-  if (a === null) return b;
-  if (b === null) return a;
-  return Math.max(a, b);
+/** The states a step folded its events into, the chains of those connections, and the stream time reached. */
+interface Folded {
+  states: Map<string, ConnectionState>;
+  chains: Map<string, HealthChain>;
+  streamTime: number | null;
+}
+
+/** What a step committed, and the documents to publish to Redis once it has. */
+interface Committed {
+  result: ProjectionStep;
+  changes: OrgChange[];
+}
+
+function samePosition(a: LogPosition | null, b: LogPosition): boolean {
+  return a !== null && a.transactionId === b.transactionId && a.position === b.position;
+}
+
+function nothingDone(checkpoint: ShardCheckpoint, healthChanges = 0): ProjectionStep {
+  return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges, checkpoint, workingBytes: 0 };
+}
+
+/** The written connections by org, with each org's new version: what Redis gets. */
+function orgChanges(versions: { orgId: string; version: number }[], written: WrittenConnection[]): OrgChange[] {
+  const byOrg = new Map<string, OrgChange>();
+  for (const v of versions) byOrg.set(v.orgId, { orgId: v.orgId, version: v.version, upserts: [], removals: [] });
+  for (const w of written) {
+    const change = byOrg.get(w.orgId)!;
+    if (w.document === null) change.removals.push(w.connectionId);
+    else change.upserts.push([w.connectionId, w.document]);
+  }
+  return [...byOrg.values()];
 }
 
 /**
  * Projects one shard of the event log (the events of the orgs `psp_shard(org_id)` puts in it) into
- * one generation of the read model. Each step reads the shard's next events in the log's order and,
- * in ONE PostgreSQL transaction, writes the connections they change and the shard's checkpoint
- * (exactly-once: a crash rolls both back). Redis is written after the commit, version-guarded. A step
- * writes only the connections its events touch, rendered at the generation's stream time (the
- * greatest of all shards'; readers evaluate each stored health window at the stream time they serve).
+ * one generation of the read model, one step at a time. A step is a pipeline, in ONE PostgreSQL
+ * transaction but its last stage:
  *
- * A step holds the shard's transaction-level advisory lock (one step of a shard at a time, whoever
- * runs it) and, when the process took the shard under a lease (`lease`), commits only while that
- * lease is current (ShardLeases: fencing).
+ *   1. begin: take the shard's step lock (one step of a shard at a time, whoever runs it) and read
+ *      its checkpoint;
+ *   2. read the log: the shard's next events after the checkpoint, in the log's order;
+ *   3. fold: the states of the connections they touch (the cache, else the stored rows, else new),
+ *      each event applied in order; the generation's stream time advances;
+ *   4. render and write: the touched connections' rows and documents at that stream time, their
+ *      health changes (live generation), those of connections due by the clock (the sweep), the
+ *      orgs' versions and the shard's checkpoint; the lease checked last (fencing: ShardLeases);
+ *   5. publish, after the commit: the orgs' documents to Redis, version-guarded.
+ *
+ * A crash rolls back stages 1-4 together (exactly once). A shard that has caught up only sweeps.
+ *
+ * The state cache (StateCache, shared by the shards of a process) is trusted only while this object
+ * left the shard where its checkpoint is (`cachedAt`): a step that finds it moved (another process
+ * stepped the shard) or that failed clears it.
  */
 export class ShardProjection {
   private readonly cache: StateCache;
+  /** The position the cached states are current for (this object's latest commit), if any. */
   private cachedAt: LogPosition | null = null;
   /** Orgs whose last update did not reach Redis. */
   private readonly staleInRedis = new Set<string>();
@@ -156,6 +230,11 @@ export class ShardProjection {
   private redisInFlight: Promise<void> = Promise.resolve();
   /** The lease this process holds the shard under (null: no fencing, e.g. a replay's own steps). */
   lease: string | null = null;
+  /**
+   * The first event the latest step read from the log (null when it failed before reading any): after
+   * a failed step of one event, the event the projection cannot get past.
+   */
+  firstAttempted: LoggedEvent | null = null;
 
   constructor(
     private readonly db: DataSource,
@@ -163,187 +242,41 @@ export class ShardProjection {
     readonly shard: number,
     private readonly redis: RedisReadModel | null,
     private readonly batchSize: number,
-    options: { deferWrites?: boolean; cache?: StateCache; stateCacheBytes?: number } = {},
+    options: { cache?: StateCache; stateCacheBytes?: number } = {},
   ) {
-    this.deferWrites = options.deferWrites ?? false;
     this.cache = options.cache ?? new StateCache(options.stateCacheBytes ?? DEFAULT_STATE_CACHE_BYTES);
-    this.flushBytes = Math.floor(this.cache.maxBytes / 2);
-  }
-
-  private get states(): LRUCache<string, Buffer> {
-    return this.cache.states;
-  }
-
-  private get chains(): Map<string, HealthChain> {
-    return this.cache.chains;
   }
 
   /**
-   * The first event the latest step read from the log (null when it failed before reading any): after
-   * a failed step of one event, the event the projection cannot get past.
-   */
-  firstAttempted: LoggedEvent | null = null;
-
-  /**
-   * Building a generation that is not served yet (a replay): the connections a step changes are kept
-   * in memory and written together once they weigh half the state cache or the log is read to its
-   * end, with the checkpoint of that moment, in one transaction. A connection changed by many batches
-   * is then written once, not once per batch. Until then nothing is committed: a crash or an
-   * interruption resumes from the last write, exactly once as before.
-   */
-  private readonly deferWrites: boolean;
-  /** The chains of the connections the current step loaded (kept even if the cache let them go). */
-  private stepChains = new Map<string, HealthChain>();
-  private readonly flushBytes: number;
-  private pending: {
-    at: LogPosition;
-    streamTime: number | null;
-    eventsApplied: number;
-    dirty: Map<string, ConnectionState>;
-    bytes: number;
-  } | null = null;
-
-  /**
-   * Projects up to one batch of the shard (`limit` events, the batch size by default); `applied` is 0
-   * when the shard has caught up with the log.
+   * Projects up to `limit` events of the shard (the batch size by default); `applied` is 0 when the
+   * shard has caught up with the log.
    */
   async step(limit = this.batchSize): Promise<ProjectionStep> {
     this.firstAttempted = null;
-    let changes: OrgChange[] = [];
-    let result!: ProjectionStep;
     const startedAt = tracingOn() ? Date.now() : 0;
-    let stepTrace = null as StepTrace | null; // set in the transaction (when tracing is on)
+    const traced: { step: StepTrace | null } = { step: null }; // once there are events (tracing on)
+    let committed: Committed;
     try {
-      result = await this.db.transaction(async (tx) => {
-        // One step of this shard of this generation at a time; without taking a transaction id (no
-        // row lock), so this transaction does not hold back the log's xmin while it reads.
-        await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [
-          shardLockKey(this.generation, this.shard),
-        ]);
-        const checkpoint = await readShardCheckpoint(tx, this.generation, this.shard);
-        if (
-          !this.cachedAt ||
-          this.cachedAt.transactionId !== checkpoint.at.transactionId ||
-          this.cachedAt.position !== checkpoint.at.position
-        ) {
-          // Someone else advanced this shard: what we hold of it may be stale.
-          this.cache.clear();
-        }
-        this.cachedAt = null;
-        const pending = this.pending;
-        const logged = await readLogAfter(tx, pending?.at ?? checkpoint.at, limit, this.shard);
+      committed = await this.db.transaction(async (tx) => {
+        const checkpoint = await this.begin(tx);
+        const logged = await readLogAfter(tx, checkpoint.at, limit, this.shard);
         this.firstAttempted = logged[0] ?? null;
-        if (checkpoint.status === 'retired') {
-          // A replay switched past this generation while this step waited for the lock: nothing more.
-          return this.nothing(checkpoint);
-        }
-        if (logged.length === 0 && pending) {
-          // Read to the end: write what was kept back.
-          const written = await this.writeDeferred(tx, pending, checkpoint);
-          return { applied: 0, ...written };
-        }
-        if (logged.length === 0) {
-          // Caught up: health may still change as stream time has moved (due connections). The states
-          // held are still current (a sweep changes chains only, and keeps those held in step).
-          this.cachedAt = checkpoint.at;
-          const healthChanges =
-            checkpoint.status === 'live' && checkpoint.streamTime !== null
-              ? await this.sweep(tx, checkpoint.streamTime)
-              : 0;
-          if (healthChanges > 0) await this.checkLease(tx);
-          return { ...this.nothing(checkpoint), healthChanges };
-        }
-
-        if (startedAt) stepTrace = new StepTrace(startedAt, this.generation, this.shard, logged);
-        const touched = await this.loadStates(
-          tx,
-          logged.map((l) => l.event),
-        );
-        // The generation's stream time: the greatest of every shard's, this step's events included.
-        let streamTime = later(pending ? pending.streamTime : null, checkpoint.streamTime);
-        for (const { event } of logged) {
-          applyEvent(touched.get(key(event.orgId, event.connectionId))!, event);
-          streamTime = advanceStreamTime(streamTime, event.occurredAt);
-        }
-        if (this.deferWrites) {
-          const kept = pending ?? {
-            at: checkpoint.at,
-            streamTime: checkpoint.streamTime,
-            eventsApplied: checkpoint.eventsApplied,
-            dirty: new Map<string, ConnectionState>(),
-            bytes: 0,
-          };
-          for (const [k, state] of touched) {
-            if (!kept.dirty.has(k)) kept.bytes += estimatedStateBytes(state, 1000);
-            kept.dirty.set(k, state);
-          }
-          kept.at = logged[logged.length - 1].at;
-          kept.streamTime = streamTime;
-          kept.eventsApplied += logged.length;
-          this.pending = kept;
-          if (logged.length === limit && kept.bytes < this.flushBytes) {
-            // More to read, and room to keep it: nothing written yet.
-            this.cachedAt = checkpoint.at;
-            return {
-              applied: logged.length,
-              connectionsWritten: 0,
-              orgsChanged: 0,
-              healthChanges: 0,
-              checkpoint: { at: kept.at, streamTime, eventsApplied: kept.eventsApplied, status: checkpoint.status },
-            };
-          }
-          const written = await this.writeDeferred(tx, kept, checkpoint);
-          return { applied: logged.length, ...written };
-        }
-        // Health changes of the live read model, in this same transaction (CONTRACT 2.5: exactly once):
-        // those of the connections written now, then those of the connections due by the clock.
-        const live = checkpoint.status === 'live';
-        const { chains, changes: seen } = this.chainBook(live);
-        const written = await writeConnections(tx, this.generation, [...touched.values()], streamTime, chains);
-        await writeHealthChanges(tx, this.generation, seen, stepTrace?.outboxContexts(seen));
-        const healthChanges =
-          seen.length + (live && streamTime !== null ? await this.sweep(tx, streamTime, stepTrace?.context) : 0);
-        const versions = await bumpOrgVersions(tx, this.generation, written);
-        const last = logged[logged.length - 1].at;
-        const eventsApplied = checkpoint.eventsApplied + logged.length;
-        await writeShardCheckpoint(tx, this.generation, this.shard, { at: last, streamTime, eventsApplied });
-        await this.checkLease(tx);
-        const byOrg = new Map<string, OrgChange>();
-        for (const v of versions) byOrg.set(v.orgId, { orgId: v.orgId, version: v.version, upserts: [], removals: [] });
-        for (const w of written) {
-          const change = byOrg.get(w.orgId)!;
-          if (w.document === null) change.removals.push(w.connectionId);
-          else change.upserts.push([w.connectionId, w.document]);
-        }
-        changes = [...byOrg.values()];
-        // Keep each state written, as the JSON just stored.
-        for (const w of written) this.states.set(key(w.orgId, w.connectionId), cachedState(w.stateJson));
-        this.cachedAt = last;
-        return {
-          applied: logged.length,
-          connectionsWritten: written.length,
-          healthChanges,
-          orgsChanged: changes.length,
-          checkpoint: { at: last, streamTime, eventsApplied, status: checkpoint.status },
-        };
+        // A replay switched past this generation while this step waited for the lock: nothing more.
+        if (checkpoint.status === 'retired') return { result: nothingDone(checkpoint), changes: [] };
+        if (logged.length === 0) return { result: await this.caughtUp(tx, checkpoint), changes: [] };
+        if (startedAt) traced.step = new StepTrace(startedAt, this.generation, this.shard, logged);
+        const folded = await this.fold(tx, checkpoint, logged);
+        return this.write(tx, checkpoint, logged, folded, traced.step);
       });
     } catch (error) {
-      stepTrace?.end(null, error);
+      traced.step?.end(null, error);
       this.cache.clear();
       this.cachedAt = null;
-      this.pending = null;
       throw error;
     }
-    stepTrace?.end(result);
-    if (this.redis) {
-      // Redis is updated while the next step reads and writes PostgreSQL: one update in flight at a
-      // time, in step order (each is version-guarded anyway). A step that finds nothing new returns
-      // only once Redis holds everything committed before it.
-      const previous = this.redisInFlight;
-      this.redisInFlight = previous.then(() => this.updateRedis(changes));
-      await (result.applied === 0 ? this.redisInFlight : previous);
-    }
-    return result;
+    traced.step?.end(committed.result);
+    await this.publish(committed.changes, committed.result.applied === 0);
+    return committed.result;
   }
 
   /** Resolves once every committed step's update has reached Redis (or was marked stale there). */
@@ -351,8 +284,97 @@ export class ShardProjection {
     return this.redisInFlight;
   }
 
-  private nothing(checkpoint: ShardCheckpoint): ProjectionStep {
-    return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges: 0, checkpoint };
+  /** 1. The shard's step lock and checkpoint; the cache let go if the shard moved without this object. */
+  private async begin(tx: Sql): Promise<ShardCheckpoint> {
+    await lockShardStep(tx, this.generation, this.shard);
+    const checkpoint = await readShardCheckpoint(tx, this.generation, this.shard);
+    if (!samePosition(this.cachedAt, checkpoint.at)) this.cache.clear();
+    this.cachedAt = null; // until this step commits
+    return checkpoint;
+  }
+
+  /**
+   * Nothing to read. Health may still change as stream time has moved: the live generation sweeps the
+   * connections due by the clock. The states held stay current (a sweep changes chains only, and
+   * keeps those held in step).
+   */
+  private async caughtUp(tx: Sql, checkpoint: ShardCheckpoint): Promise<ProjectionStep> {
+    this.cachedAt = checkpoint.at;
+    if (checkpoint.status !== 'live' || checkpoint.streamTime === null) return nothingDone(checkpoint);
+    const healthChanges = await this.sweep(tx, checkpoint.streamTime);
+    if (healthChanges > 0) await this.checkLease(tx);
+    return nothingDone(checkpoint, healthChanges);
+  }
+
+  /** 3. The touched connections' states with the events applied, in the log's order; the stream time reached. */
+  private async fold(tx: Sql, checkpoint: ShardCheckpoint, logged: LoggedEvent[]): Promise<Folded> {
+    const { states, chains } = await this.loadStates(
+      tx,
+      logged.map((l) => l.event),
+    );
+    // The generation's stream time: the greatest of every shard's, this step's events included.
+    let streamTime = checkpoint.streamTime;
+    for (const { event } of logged) {
+      applyEvent(states.get(key(event.orgId, event.connectionId))!, event);
+      streamTime = advanceStreamTime(streamTime, event.occurredAt);
+    }
+    return { states, chains, streamTime };
+  }
+
+  /** 4. Render and write the connections, the health changes, the orgs' versions and the checkpoint. */
+  private async write(
+    tx: Sql,
+    checkpoint: ShardCheckpoint,
+    logged: LoggedEvent[],
+    folded: Folded,
+    trace: StepTrace | null,
+  ): Promise<Committed> {
+    const { streamTime } = folded;
+    // Health changes of the live read model, in this same transaction (CONTRACT 2.5: exactly once):
+    // those of the connections written now, then those of the connections due by the clock.
+    const live = checkpoint.status === 'live';
+    const { chains, changes: seen } = this.chainBook(live, folded.chains);
+    const written = await writeConnections(tx, this.generation, [...folded.states.values()], streamTime, chains);
+    await writeHealthChanges(tx, this.generation, seen, trace?.outboxContexts(seen));
+    const swept = live && streamTime !== null ? await this.sweep(tx, streamTime, trace?.context) : 0;
+    const versions = await bumpOrgVersions(tx, this.generation, written);
+    const at = logged[logged.length - 1].at;
+    const eventsApplied = checkpoint.eventsApplied + logged.length;
+    await writeShardCheckpoint(tx, this.generation, this.shard, { at, streamTime, eventsApplied });
+    await this.checkLease(tx);
+    // Keep each state written, as the JSON just stored: current as of `at` once this commits.
+    let workingBytes = logged.length * LOGGED_EVENT_BYTES;
+    for (const w of written) {
+      const k = key(w.orgId, w.connectionId);
+      this.cache.keep(k, w.stateJson, folded.chains.get(k)!);
+      workingBytes +=
+        estimatedStateBytes(folded.states.get(k)!, w.stateJson.length) + w.stateJson.length + (w.document?.length ?? 0);
+    }
+    this.cachedAt = at;
+    const changes = orgChanges(versions, written);
+    return {
+      result: {
+        applied: logged.length,
+        connectionsWritten: written.length,
+        orgsChanged: changes.length,
+        healthChanges: seen.length + swept,
+        checkpoint: { at, streamTime, eventsApplied, status: checkpoint.status },
+        workingBytes,
+      },
+      changes,
+    };
+  }
+
+  /**
+   * 5. After the commit, Redis, updated while the next step reads and writes PostgreSQL: one update
+   * in flight at a time, in step order (each is version-guarded anyway). A step that found nothing
+   * new returns only once Redis holds everything committed before it.
+   */
+  private async publish(changes: OrgChange[], caughtUp: boolean): Promise<void> {
+    if (!this.redis) return;
+    const previous = this.redisInFlight;
+    this.redisInFlight = previous.then(() => this.updateRedis(changes));
+    await (caughtUp ? this.redisInFlight : previous);
   }
 
   /**
@@ -366,17 +388,21 @@ export class ShardProjection {
     if (!leaseStillHeld(this.lease, current)) throw new ShardLeaseLost(this.shard, this.lease, current);
   }
 
-  /** The chains of the connections in memory for writeConnections; `changes` collects the messages. */
-  private chainBook(emit: boolean): { chains: HealthChains; changes: HealthChangedInput[] } {
+  /**
+   * The chains of the step's connections for writeConnections (`emit`: the live generation writes
+   * messages); `changes` collects the messages, and each new tail is kept with the connection's state.
+   */
+  private chainBook(
+    emit: boolean,
+    stepChains: Map<string, HealthChain>,
+  ): { chains: HealthChains; changes: HealthChangedInput[] } {
     const changes: HealthChangedInput[] = [];
     const chains: HealthChains = {
       emit,
-      get: (k) => this.stepChains.get(k),
+      get: (k) => stepChains.get(k),
       changed: (orgId, connectionId, chain, message) => {
-        const k = key(orgId, connectionId);
-        this.stepChains.set(k, chain);
-        // Its state is cached once written (the chain goes when the cache lets the state go).
-        this.chains.set(k, chain);
+        // Kept in the cache with the state once written.
+        stepChains.set(key(orgId, connectionId), chain);
         changes.push(message);
       },
     };
@@ -393,33 +419,10 @@ export class ShardProjection {
       undefined,
       (orgId, connectionId, chain) => {
         const k = key(orgId, connectionId);
-        if (this.chains.has(k)) this.chains.set(k, chain);
+        if (this.cache.chains.has(k)) this.cache.chains.set(k, chain);
       },
       traceContext,
     );
-  }
-
-  /** Writes the connections kept back and the checkpoint they reach (deferred writes, see `pending`). */
-  private async writeDeferred(
-    tx: Sql,
-    kept: NonNullable<ShardProjection['pending']>,
-    checkpoint: ShardCheckpoint,
-  ): Promise<Omit<ProjectionStep, 'applied'>> {
-    const states = [...kept.dirty.values()];
-    const streamTime = later(kept.streamTime, checkpoint.streamTime);
-    const written = await writeConnections(tx, this.generation, states, streamTime, this.chainBook(false).chains);
-    await bumpOrgVersions(tx, this.generation, written);
-    await writeShardCheckpoint(tx, this.generation, this.shard, { ...kept, streamTime });
-    await this.checkLease(tx);
-    for (const w of written) this.states.set(key(w.orgId, w.connectionId), cachedState(w.stateJson));
-    this.pending = null;
-    this.cachedAt = kept.at;
-    return {
-      connectionsWritten: written.length,
-      orgsChanged: new Set(written.map((w) => w.orgId)).size,
-      healthChanges: 0,
-      checkpoint: { at: kept.at, streamTime, eventsApplied: kept.eventsApplied, status: checkpoint.status },
-    };
   }
 
   /**
@@ -439,80 +442,95 @@ export class ShardProjection {
     }
   }
 
+  /**
+   * The states (and chain tails) of the connections `wanted` names: from the cache, else from the
+   * stored rows (one statement for all of them), else new. The chains are the step's own (the cache
+   * may let an entry go while the step runs; the step keeps them back in it once written).
+   */
   private async loadStates(
     sql: Sql,
     wanted: { orgId: string; connectionId: string }[],
-  ): Promise<Map<string, ConnectionState>> {
-    const result = new Map<string, ConnectionState>();
+  ): Promise<{ states: Map<string, ConnectionState>; chains: Map<string, HealthChain> }> {
+    const states = new Map<string, ConnectionState>();
+    const chains = new Map<string, HealthChain>();
     const missing = new Map<string, { orgId: string; connectionId: string }>();
-    this.stepChains = new Map();
     for (const w of wanted) {
       const k = key(w.orgId, w.connectionId);
-      if (result.has(k) || missing.has(k)) continue;
-      // A state kept back for a deferred write is the newest there is, even when the cache let it go.
-      const kept = this.pending?.dirty.get(k);
-      const bytes = kept ? undefined : this.states.get(k);
-      const cached = kept ?? (bytes ? stateFromJson(bytes.toString('utf8')) : undefined);
-      const chain = this.chains.get(k);
-      if (cached) {
-        result.set(k, cached);
-        if (chain) this.stepChains.set(k, chain);
+      if (states.has(k) || missing.has(k)) continue;
+      const held = this.cache.take(k);
+      if (held) {
+        states.set(k, held.state);
+        chains.set(k, held.chain);
       } else missing.set(k, w);
     }
     if (missing.size > 0) {
       const found = await readStoredStates(sql, this.generation, [...missing.values()]);
       for (const [k, w] of missing) {
         const stored = found.get(k);
-        const state = stored?.state ?? initialConnectionState(w.orgId, w.connectionId);
-        const chain = stored?.chain ?? { reported: null, sequence: 0 };
-        this.chains.set(k, chain);
-        this.stepChains.set(k, chain);
-        result.set(k, state);
+        chains.set(k, stored?.chain ?? { reported: null, sequence: 0 });
+        states.set(k, stored?.state ?? initialConnectionState(w.orgId, w.connectionId));
       }
     }
-    return result;
+    return { states, chains };
   }
 }
 
 /**
  * Projects a set of shards of one generation (all of them by default) in one process: each `step`
  * steps every shard once. What tests, benches and a replay's catch-up use; the projector process
- * steps the shards it holds one by one (apps/projector).
+ * steps the shards it holds one by one (apps/projector). Without a `limit`, each shard's step size
+ * adapts as the projector's does (nextStepLimit, from the batch size up to `maxBatchSize` and within
+ * `stepBytes`).
  */
 export class Projection {
   readonly shards: ShardProjection[];
+  private readonly limits = new Map<number, number>();
 
   constructor(
     private readonly db: DataSource,
     readonly generation: number,
     redis: RedisReadModel | null,
-    batchSize: number,
+    private readonly batchSize: number,
     stateCacheBytes = DEFAULT_STATE_CACHE_BYTES,
-    options: { deferWrites?: boolean; shards?: number[] } = {},
+    private readonly options: { shards?: number[]; maxBatchSize?: number; stepBytes?: number } = {},
   ) {
     const cache = new StateCache(stateCacheBytes);
     this.shards = (options.shards ?? allShards()).map(
-      (shard) =>
-        new ShardProjection(db, generation, shard, redis, batchSize, { deferWrites: options.deferWrites, cache }),
+      (shard) => new ShardProjection(db, generation, shard, redis, batchSize, { cache }),
     );
   }
 
   /**
-   * Steps each shard once (up to `limit` events each). `applied` is 0 when every shard had caught
-   * up; the checkpoint is the generation's (events applied by all shards, its stream time).
+   * Steps each shard once (up to `limit` events each, or its adaptive step size). `applied` is 0
+   * when every shard had caught up; the checkpoint is the generation's (events applied by all
+   * shards, its stream time).
    */
   async step(limit?: number): Promise<ProjectionStep> {
     let applied = 0;
     let connectionsWritten = 0;
     let orgsChanged = 0;
     let healthChanges = 0;
+    let workingBytes = 0;
     let last: ProjectionStep | null = null;
     for (const shard of this.shards) {
-      const step = await shard.step(limit);
+      const asked = limit ?? this.limits.get(shard.shard) ?? this.batchSize;
+      const step = await shard.step(asked);
+      if (limit === undefined)
+        this.limits.set(
+          shard.shard,
+          nextStepLimit(
+            asked,
+            step,
+            this.batchSize,
+            this.options.maxBatchSize ?? this.batchSize,
+            this.options.stepBytes ?? DEFAULT_PROJECTOR_STEP_BYTES,
+          ),
+        );
       applied += step.applied;
       connectionsWritten += step.connectionsWritten;
       orgsChanged += step.orgsChanged;
       healthChanges += step.healthChanges;
+      workingBytes = Math.max(workingBytes, step.workingBytes);
       last = step;
     }
     const progress = await readCheckpoint(this.db, this.generation);
@@ -522,6 +540,7 @@ export class Projection {
       orgsChanged,
       healthChanges,
       checkpoint: { ...progress, at: last?.checkpoint.at ?? progress.at },
+      workingBytes,
     };
   }
 
@@ -555,6 +574,9 @@ interface WrittenConnection {
   stateJson: string;
 }
 
+/** Characters of rows sent in one upsert of connection_read_model at most (and one row beyond). */
+export const UPSERT_CHUNK_CHARS = 4 * 1024 * 1024;
+
 /** Renders and upserts connections at `streamTime` (also how a replay seeds a generation from summaries). */
 export async function writeConnections(
   sql: Sql,
@@ -563,9 +585,11 @@ export async function writeConnections(
   streamTime: number | null,
   chains: HealthChains | null = null,
 ): Promise<WrittenConnection[]> {
-  // The rows go as ONE json parameter (json_to_recordset), the stored state spliced in as it is: pg's
+  // The rows go as json parameters (json_to_recordset), the stored state spliced in as it is: pg's
   // array literals escape every element in JavaScript, ~7× slower for rows of ~3 KB (and garbage).
-  const rows: string[] = [];
+  // One statement per UPSERT_CHUNK_CHARS of rows, so that the text sent is bounded whatever the step.
+  let rows: string[] = [];
+  let rowChars = 0;
   const written: WrittenConnection[] = [];
   const b = streamTime === null ? null : minuteBucket(streamTime);
   for (const state of states) {
@@ -619,11 +643,18 @@ export async function writeConnections(
       health_reported: chain?.reported ?? null,
       health_sequence: chain?.sequence ?? 0,
     });
-    rows.push(`${row.slice(0, -1)},"state":${stateJson}}`);
+    const line = `${row.slice(0, -1)},"state":${stateJson}}`;
+    rows.push(line);
+    rowChars += line.length;
     written.push({ orgId: state.orgId, connectionId: state.connectionId, document, stateJson });
+    if (rowChars >= UPSERT_CHUNK_CHARS) {
+      await upsertConnectionRows(sql, generation, `[${rows.join(',')}]`, chains?.emit ?? false);
+      rows = [];
+      rowChars = 0;
+    }
   }
   // The chain's tail is written only when the caller keeps the chains (the live generation); a
   // generation being built leaves it as stored (the switch continues the retired one's).
-  if (states.length > 0) await upsertConnectionRows(sql, generation, `[${rows.join(',')}]`, chains?.emit ?? false);
+  if (rows.length > 0) await upsertConnectionRows(sql, generation, `[${rows.join(',')}]`, chains?.emit ?? false);
   return written;
 }

@@ -112,13 +112,15 @@ async function catchUpAndSwitch(
   run: ReplayRun,
 ): Promise<ReplayOutcome> {
   const { generation, previous } = run;
+  // The steps grow from a tenth of the batch up to the batch while a shard is behind, within the
+  // projector's bound of what a step may hold (nextStepLimit).
   const projection = new Projection(
     db,
     generation,
     null,
-    options.batchSize,
+    Math.max(1, Math.floor(options.batchSize / 10)),
     options.stateCacheBytes ?? DEFAULT_STATE_CACHE_BYTES,
-    { deferWrites: true },
+    { maxBatchSize: options.batchSize },
   );
   const start = await readCheckpoint(db, generation);
   let applied = start.eventsApplied;

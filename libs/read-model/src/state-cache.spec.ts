@@ -1,4 +1,6 @@
-import { CACHED_STATE_OVERHEAD_BYTES, StateCache } from './projection';
+import { applyEvent, initialConnectionState, stateToJson } from '@psp/domain';
+import { callEvent, configuredEvent, T0 } from '@psp/domain/testing/events';
+import { CACHED_STATE_OVERHEAD_BYTES, packState, StateCache, unpackState } from './projection';
 
 /** The projector's state cache under memory pressure (the process sheds it when its RSS passes a budget). */
 describe('StateCache.shed', () => {
@@ -23,5 +25,52 @@ describe('StateCache.shed', () => {
 
   it('sheds nothing from an empty cache', () => {
     expect(new StateCache(4096).shed(0.5)).toBe(0);
+  });
+});
+
+describe('packState / unpackState', () => {
+  const where = { orgId: 'org_1', connectionId: 'conn_1' };
+  const state = initialConnectionState(where.orgId, where.connectionId);
+  applyEvent(state, configuredEvent('cfg', T0, { labels: ['ghana', 'primary'] }, where));
+  for (let m = 0; m < 30; m++) applyEvent(state, callEvent(`c-${m}`, T0 + m * 60000, { latency_ms: 100 + m }, where));
+  const json = stateToJson(state);
+
+  it('gives back the very state (its stored JSON unchanged)', () => {
+    expect(stateToJson(unpackState(packState(json)))).toBe(json);
+    expect(unpackState(packState(json))).toEqual(state);
+  });
+
+  it('holds fewer bytes than the JSON, in a backing store of its own exact size', () => {
+    const packed = packState(json);
+    expect(packed.length).toBeLessThan(Buffer.byteLength(json) / 2);
+    expect(packed.buffer.byteLength).toBe(packed.length);
+  });
+});
+
+describe('StateCache.keep / take', () => {
+  const json = (id: string) => stateToJson(initialConnectionState('org', id));
+  const chain = (sequence: number) => ({ reported: 'healthy', sequence });
+  const entryBytes = (id: string) => packState(json(id)).length + CACHED_STATE_OVERHEAD_BYTES + 2 * `org:${id}`.length;
+
+  it('holds a state with its chain, and lets both go together', () => {
+    const cache = new StateCache(2 * entryBytes('c0') + 10); // room for two
+    cache.keep('org:c0', json('c0'), chain(1));
+    cache.keep('org:c1', json('c1'), chain(2));
+    expect(cache.take('org:c0')?.chain).toEqual(chain(1));
+    cache.keep('org:c2', json('c2'), chain(3)); // c1 is the least recently used now
+    expect(cache.take('org:c1')).toBeUndefined();
+    expect(cache.chains.has('org:c1')).toBe(false);
+    expect(cache.take('org:c0')?.state).toEqual(initialConnectionState('org', 'c0'));
+  });
+
+  it('gives a state let go while a step ran its chain back when the step keeps it again', () => {
+    // The step read c0 from the cache; writing c1 and c2 let c0 go (and its chain); then it keeps c0.
+    const cache = new StateCache(2 * entryBytes('c0') + 10);
+    cache.keep('org:c0', json('c0'), chain(1));
+    cache.keep('org:c1', json('c1'), chain(2));
+    cache.keep('org:c2', json('c2'), chain(3));
+    expect(cache.chains.has('org:c0')).toBe(false);
+    cache.keep('org:c0', json('c0'), chain(4));
+    expect(cache.take('org:c0')?.chain).toEqual(chain(4));
   });
 });

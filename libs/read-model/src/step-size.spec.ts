@@ -38,4 +38,39 @@ describe('nextStepLimit', () => {
     expect(nextStepLimit(5000, { applied: 5000 }, BASE, 1000)).toBe(5000);
     expect(nextStepLimit(5000, { applied: 5000 }, BASE, BASE)).toBe(5000);
   });
+
+  describe('bounded by the working set in bytes', () => {
+    const MiB = 1024 * 1024;
+
+    it('grows as before while the steps stay within the bound', () => {
+      // 5,000 events that held 10 MiB: 20,000 would hold ~40 MiB, within 64.
+      expect(nextStepLimit(5000, { applied: 5000, workingBytes: 10 * MiB }, BASE, MAX, 64 * MiB)).toBe(10000);
+      expect(nextStepLimit(10000, { applied: 10000, workingBytes: 20 * MiB }, BASE, MAX, 64 * MiB)).toBe(20000);
+    });
+
+    it('grows only as far as the latest step says fits', () => {
+      // 10,000 events held 40 MiB: 64 MiB holds 64/40 × 10,000 = 16,000 of them, not 20,000.
+      expect(nextStepLimit(10000, { applied: 10000, workingBytes: 40 * MiB }, BASE, MAX, 64 * MiB)).toBe(16000);
+    });
+
+    it('shrinks, below the base too, after a step that held more than the bound', () => {
+      // 20,000 events held 160 MiB: the next reads 8,000 (64 / 160 of them).
+      expect(nextStepLimit(20000, { applied: 20000, workingBytes: 160 * MiB }, BASE, MAX, 64 * MiB)).toBe(8000);
+      // 5,000 events of connections with full windows held 128 MiB: 2,500, under the base.
+      expect(nextStepLimit(5000, { applied: 5000, workingBytes: 128 * MiB }, BASE, MAX, 64 * MiB)).toBe(2500);
+      // Caught up (fewer than asked), but the few it read were heavy: still bounded.
+      expect(nextStepLimit(5000, { applied: 100, workingBytes: 80 * MiB }, BASE, MAX, 64 * MiB)).toBe(80);
+    });
+
+    it('never goes below one event, and a failure halves as before', () => {
+      expect(nextStepLimit(1, { applied: 1, workingBytes: 1024 * MiB }, BASE, MAX, 64 * MiB)).toBe(1);
+      expect(nextStepLimit(8000, 'failed', BASE, MAX, 64 * MiB)).toBe(4000);
+    });
+
+    it('has no effect without a bound or an estimate', () => {
+      expect(nextStepLimit(10000, { applied: 10000, workingBytes: 400 * MiB }, BASE, MAX)).toBe(20000);
+      expect(nextStepLimit(10000, { applied: 10000 }, BASE, MAX, 64 * MiB)).toBe(20000);
+      expect(nextStepLimit(10000, { applied: 0, workingBytes: 0 }, BASE, MAX, 64 * MiB)).toBe(BASE);
+    });
+  });
 });

@@ -11,16 +11,28 @@
  * - below the base (after failures): double, up to the base;
  * - a full step (it read as many as it asked for: more is waiting): double, up to `max`;
  * - less than it asked for (caught up): the base size.
+ *
+ * And memory: with `maxBytes`, a step whose working set (`workingBytes`: its events, the states it
+ * changed and the rows it wrote, estimated) passed it is followed by one reading proportionally fewer
+ * events, and no step grows past what its latest one suggests fits (events × maxBytes / workingBytes,
+ * at least 1): the projector's heap stays bounded whatever the size of its connections' states.
  */
 export function nextStepLimit(
   current: number,
-  outcome: { applied: number } | 'failed',
+  outcome: { applied: number; workingBytes?: number } | 'failed',
   base: number,
   max: number,
+  maxBytes = Infinity,
 ): number {
   if (outcome === 'failed') return Math.max(1, Math.floor(current / 2));
   if (outcome.applied === 0) return base;
-  if (current < base) return Math.min(base, current * 2);
-  if (outcome.applied >= current) return Math.min(Math.max(base, max), current * 2);
-  return base;
+  const next =
+    current < base
+      ? Math.min(base, current * 2)
+      : outcome.applied >= current
+        ? Math.min(Math.max(base, max), current * 2)
+        : base;
+  const working = outcome.workingBytes ?? 0;
+  if (working <= 0 || !Number.isFinite(maxBytes)) return next;
+  return Math.max(1, Math.min(next, Math.floor((outcome.applied * maxBytes) / working)));
 }

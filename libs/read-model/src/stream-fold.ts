@@ -16,7 +16,7 @@ import { writeConnections } from './projection';
 import { hasRowsAfter, readStoredStates } from './connection-rows';
 import { bumpOrgVersions } from './org-read-model';
 import { claimShardFold } from './shard-leases';
-import { shardLockKey } from './shard-lock';
+import { lockShardStep } from './shard-lock';
 
 /**
  * Replay by stream (docs/read-model.md): a generation being built folds the log up to a fixed
@@ -311,9 +311,7 @@ async function writeStreams(
   move: Parameters<typeof advanceShardFold>[3],
 ): Promise<void> {
   await db.transaction(async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtext('psp-connections:projection'), $1)`, [
-      shardLockKey(generation, shard),
-    ]);
+    await lockShardStep(tx, generation, shard);
     if (states.length > 0) {
       const written = await writeConnections(tx, generation, states, fold.streamTime);
       await bumpOrgVersions(tx, generation, written);
