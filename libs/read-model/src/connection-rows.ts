@@ -83,6 +83,38 @@ export async function readStoredStates(
 }
 
 /**
+ * The stored states of those of `wanted` the generation holds, as their JSON text (parsed by the
+ * caller one at a time, so that a step does not hold every state it reads as objects at once), with
+ * their health-change chain tails, by key.
+ */
+export async function readStoredStateTexts(
+  sql: Sql,
+  generation: number,
+  wanted: { orgId: string; connectionId: string }[],
+): Promise<Map<string, { stateJson: string; chain: HealthChain }>> {
+  const found = new Map<string, { stateJson: string; chain: HealthChain }>();
+  if (wanted.length === 0) return found;
+  const rows: {
+    org_id: string;
+    connection_id: string;
+    state: string;
+    health_reported: string | null;
+    health_sequence: number;
+  }[] = await sql.query(
+    `SELECT c.org_id, c.connection_id, c.state::text AS state, c.health_reported, c.health_sequence
+       FROM unnest($2::text[], $3::text[]) AS k(org_id, connection_id)
+       JOIN connection_read_model c ON c.generation = $1 AND c.org_id = k.org_id AND c.connection_id = k.connection_id`,
+    [generation, wanted.map((w) => w.orgId), wanted.map((w) => w.connectionId)],
+  );
+  for (const r of rows)
+    found.set(connectionKey(r.org_id, r.connection_id), {
+      stateJson: r.state,
+      chain: { reported: r.health_reported, sequence: r.health_sequence },
+    });
+  return found;
+}
+
+/**
  * Whether the generation holds a connection (of `shard`, or of any when null) after `after` in (org,
  * connection) order (any, when null): a shard's fold writes its connections in that order, so such a
  * row was seeded, not folded.

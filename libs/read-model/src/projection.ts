@@ -4,6 +4,7 @@ import { DEFAULT_PROJECTOR_STATE_CACHE_BYTES, DEFAULT_PROJECTOR_STEP_BYTES } fro
 import {
   advanceStreamTime,
   applyEvent,
+  ConnectionEvent,
   ConnectionState,
   healthAt,
   healthWindowAt,
@@ -28,7 +29,7 @@ import { lockShardStep } from './shard-lock';
 import { nextStepLimit } from './step-size';
 import { Checkpoint, readCheckpoint } from './generations';
 import { bumpOrgVersions } from './org-read-model';
-import { connectionKey, HealthChain, readStoredStates, upsertConnectionRows } from './connection-rows';
+import { connectionKey, HealthChain, readStoredStateTexts, upsertConnectionRows } from './connection-rows';
 import { LRUCache } from 'lru-cache';
 import { HealthChangedInput, sweepHealthChanges, writeHealthChanges } from './health-changes';
 import { tracingOn } from '@psp/observability';
@@ -130,11 +131,11 @@ export class StateCache {
     if (this.states.has(key)) this.chains.set(key, chain);
   }
 
-  /** A connection's state and chain tail, when held. */
-  take(key: string): { state: ConnectionState; chain: HealthChain } | undefined {
-    const bytes = this.states.get(key);
+  /** A connection's state (packed: unpackState) and chain tail, when held. */
+  take(key: string): { packed: Buffer; chain: HealthChain } | undefined {
+    const packed = this.states.get(key);
     const chain = this.chains.get(key);
-    return bytes && chain ? { state: unpackState(bytes), chain } : undefined;
+    return packed && chain ? { packed, chain } : undefined;
   }
 
   clear(): void {
@@ -166,11 +167,42 @@ export class ShardLeaseLost extends Error {
   }
 }
 
-/** The states a step folded its events into, the chains of those connections, and the stream time reached. */
+/** Where a connection's state before a step comes from: the cache, its stored row, or nowhere yet. */
+type StateSource = { packed: Buffer } | { stateJson: string } | { orgId: string; connectionId: string };
+
+function stateFrom(source: StateSource): ConnectionState {
+  if ('packed' in source) return unpackState(source.packed);
+  if ('stateJson' in source) return stateFromJson(source.stateJson);
+  return initialConnectionState(source.orgId, source.connectionId);
+}
+
+/**
+ * A step's events by connection (in the log's order within each, connections in the order first
+ * touched), where each state comes from, the chains of those connections, and the stream time
+ * reached. The states themselves are made one at a time as they are written (`foldedStates`).
+ */
 interface Folded {
-  states: Map<string, ConnectionState>;
+  events: Map<string, ConnectionEvent[]>;
+  sources: Map<string, StateSource>;
   chains: Map<string, HealthChain>;
   streamTime: number | null;
+  /** Bytes of the sources held (packed states and stored JSON). */
+  sourceBytes: number;
+}
+
+/**
+ * Each touched connection's state with the step's events applied, made when asked for and let go
+ * once written: a step holds one state as objects at a time, not one per connection it touches
+ * (~1.3-28 KB each). The read model is a function of each connection's events in order
+ * (order-independence.test.ts), so applying them connection by connection gives what the log's
+ * order gives.
+ */
+function* foldedStates(folded: Folded): Generator<ConnectionState> {
+  for (const [k, events] of folded.events) {
+    const state = stateFrom(folded.sources.get(k)!);
+    for (const event of events) applyEvent(state, event);
+    yield state;
+  }
 }
 
 /** What a step committed, and the documents to publish to Redis once it has. */
@@ -306,19 +338,22 @@ export class ShardProjection {
     return nothingDone(checkpoint, healthChanges);
   }
 
-  /** 3. The touched connections' states with the events applied, in the log's order; the stream time reached. */
+  /**
+   * 3. The step's events by connection, where each touched connection's state comes from (the
+   * states are made as they are written: foldedStates), and the stream time reached.
+   */
   private async fold(tx: Sql, checkpoint: ShardCheckpoint, logged: LoggedEvent[]): Promise<Folded> {
-    const { states, chains } = await this.loadStates(
-      tx,
-      logged.map((l) => l.event),
-    );
+    const events = new Map<string, ConnectionEvent[]>();
     // The generation's stream time: the greatest of every shard's, this step's events included.
     let streamTime = checkpoint.streamTime;
     for (const { event } of logged) {
-      applyEvent(states.get(key(event.orgId, event.connectionId))!, event);
+      const k = key(event.orgId, event.connectionId);
+      const list = events.get(k);
+      if (list) list.push(event);
+      else events.set(k, [event]);
       streamTime = advanceStreamTime(streamTime, event.occurredAt);
     }
-    return { states, chains, streamTime };
+    return { events, streamTime, ...(await this.loadSources(tx, events)) };
   }
 
   /** 4. Render and write the connections, the health changes, the orgs' versions and the checkpoint. */
@@ -334,7 +369,14 @@ export class ShardProjection {
     // those of the connections written now, then those of the connections due by the clock.
     const live = checkpoint.status === 'live';
     const { chains, changes: seen } = this.chainBook(live, folded.chains);
-    const written = await writeConnections(tx, this.generation, [...folded.states.values()], streamTime, chains);
+    // Each state written is kept in the cache as stored, with its chain's tail (a step that fails
+    // clears the cache, so nothing of it outlives a rollback).
+    let stateBytes = 0;
+    const written = await writeConnections(tx, this.generation, foldedStates(folded), streamTime, chains, (state, json) => {
+      const k = key(state.orgId, state.connectionId);
+      this.cache.keep(k, json, folded.chains.get(k)!);
+      stateBytes = Math.max(stateBytes, estimatedStateBytes(state, json.length));
+    });
     await writeHealthChanges(tx, this.generation, seen, trace?.outboxContexts(seen));
     const swept = live && streamTime !== null ? await this.sweep(tx, streamTime, trace?.context) : 0;
     const versions = await bumpOrgVersions(tx, this.generation, written);
@@ -342,15 +384,11 @@ export class ShardProjection {
     const eventsApplied = checkpoint.eventsApplied + logged.length;
     await writeShardCheckpoint(tx, this.generation, this.shard, { at, streamTime, eventsApplied });
     await this.checkLease(tx);
-    // Keep each state written, as the JSON just stored: current as of `at` once this commits.
-    let workingBytes = logged.length * LOGGED_EVENT_BYTES;
-    for (const w of written) {
-      const k = key(w.orgId, w.connectionId);
-      this.cache.keep(k, w.stateJson, folded.chains.get(k)!);
-      workingBytes +=
-        estimatedStateBytes(folded.states.get(k)!, w.stateJson.length) + w.stateJson.length + (w.document?.length ?? 0);
-    }
-    this.cachedAt = at;
+    // What the step held at most: its events, the sources of its states, the documents written (kept
+    // for Redis), one statement's rows and the largest state as objects.
+    let workingBytes = logged.length * LOGGED_EVENT_BYTES + folded.sourceBytes + UPSERT_CHUNK_CHARS + stateBytes;
+    for (const w of written) workingBytes += w.document?.length ?? 0;
+    this.cachedAt = at; // the cached states are current as of `at` once this commits
     const changes = orgChanges(versions, written);
     return {
       result: {
@@ -443,35 +481,34 @@ export class ShardProjection {
   }
 
   /**
-   * The states (and chain tails) of the connections `wanted` names: from the cache, else from the
-   * stored rows (one statement for all of them), else new. The chains are the step's own (the cache
-   * may let an entry go while the step runs; the step keeps them back in it once written).
+   * Where the states of the connections touched come from, and their chain tails: the cache, else
+   * the stored rows (one statement for all of them, the states left as JSON text), else new. The
+   * chains are the step's own (the cache may let an entry go while the step runs; the step keeps
+   * them back in it as it writes them).
    */
-  private async loadStates(
+  private async loadSources(
     sql: Sql,
-    wanted: { orgId: string; connectionId: string }[],
-  ): Promise<{ states: Map<string, ConnectionState>; chains: Map<string, HealthChain> }> {
-    const states = new Map<string, ConnectionState>();
+    events: Map<string, ConnectionEvent[]>,
+  ): Promise<{ sources: Map<string, StateSource>; chains: Map<string, HealthChain>; sourceBytes: number }> {
+    const sources = new Map<string, StateSource>();
     const chains = new Map<string, HealthChain>();
     const missing = new Map<string, { orgId: string; connectionId: string }>();
-    for (const w of wanted) {
-      const k = key(w.orgId, w.connectionId);
-      if (states.has(k) || missing.has(k)) continue;
+    let sourceBytes = 0;
+    for (const [k, [first]] of events) {
       const held = this.cache.take(k);
       if (held) {
-        states.set(k, held.state);
+        sources.set(k, { packed: held.packed });
         chains.set(k, held.chain);
-      } else missing.set(k, w);
+      } else missing.set(k, { orgId: first.orgId, connectionId: first.connectionId });
     }
-    if (missing.size > 0) {
-      const found = await readStoredStates(sql, this.generation, [...missing.values()]);
-      for (const [k, w] of missing) {
-        const stored = found.get(k);
-        chains.set(k, stored?.chain ?? { reported: null, sequence: 0 });
-        states.set(k, stored?.state ?? initialConnectionState(w.orgId, w.connectionId));
-      }
+    const found = await readStoredStateTexts(sql, this.generation, [...missing.values()]);
+    for (const [k, where] of missing) {
+      const stored = found.get(k);
+      chains.set(k, stored?.chain ?? { reported: null, sequence: 0 });
+      sources.set(k, stored ? { stateJson: stored.stateJson } : where);
+      sourceBytes += stored ? stored.stateJson.length : 0;
     }
-    return { states, chains };
+    return { sources, chains, sourceBytes };
   }
 }
 
@@ -570,8 +607,6 @@ interface WrittenConnection {
   connectionId: string;
   /** The stored document (see stored-document.ts), or null when the connection is not listed. */
   document: string | null;
-  /** The state as stored (`stateToJson`): what the state cache keeps. */
-  stateJson: string;
 }
 
 /** Characters of rows sent in one upsert of connection_read_model at most (and one row beyond). */
@@ -581,9 +616,11 @@ export const UPSERT_CHUNK_CHARS = 4 * 1024 * 1024;
 export async function writeConnections(
   sql: Sql,
   generation: number,
-  states: ConnectionState[],
+  states: Iterable<ConnectionState>,
   streamTime: number | null,
   chains: HealthChains | null = null,
+  /** Told each state as it is stored (`stateToJson`), once its chain's tail is final. */
+  stored?: (state: ConnectionState, stateJson: string) => void,
 ): Promise<WrittenConnection[]> {
   // The rows go as json parameters (json_to_recordset), the stored state spliced in as it is: pg's
   // array literals escape every element in JavaScript, ~7× slower for rows of ~3 KB (and garbage).
@@ -646,7 +683,8 @@ export async function writeConnections(
     const line = `${row.slice(0, -1)},"state":${stateJson}}`;
     rows.push(line);
     rowChars += line.length;
-    written.push({ orgId: state.orgId, connectionId: state.connectionId, document, stateJson });
+    written.push({ orgId: state.orgId, connectionId: state.connectionId, document });
+    stored?.(state, stateJson);
     if (rowChars >= UPSERT_CHUNK_CHARS) {
       await upsertConnectionRows(sql, generation, `[${rows.join(',')}]`, chains?.emit ?? false);
       rows = [];

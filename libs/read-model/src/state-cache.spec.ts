@@ -60,7 +60,7 @@ describe('StateCache.keep / take', () => {
     cache.keep('org:c2', json('c2'), chain(3)); // c1 is the least recently used now
     expect(cache.take('org:c1')).toBeUndefined();
     expect(cache.chains.has('org:c1')).toBe(false);
-    expect(cache.take('org:c0')?.state).toEqual(initialConnectionState('org', 'c0'));
+    expect(unpackState(cache.take('org:c0')!.packed)).toEqual(initialConnectionState('org', 'c0'));
   });
 
   it('gives a state let go while a step ran its chain back when the step keeps it again', () => {
