@@ -27,11 +27,19 @@ const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc');
 const N = Number(process.argv[2] ?? 100_000);
 
-function heapAfter(fill: () => unknown): { bytes: number; external: number; kept: unknown } {
-  gc!();
+/** Collects garbage until what was let go is freed (zlib's handles and chunks go after a turn of the loop). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    gc!();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function heapAfter(fill: () => unknown): Promise<{ bytes: number; external: number; kept: unknown }> {
+  await settle();
   const before = process.memoryUsage();
   const kept = fill();
-  gc!();
+  await settle();
   const after = process.memoryUsage();
   return { bytes: after.heapUsed - before.heapUsed, external: after.arrayBuffers - before.arrayBuffers, kept };
 }
@@ -42,79 +50,83 @@ function line(what: string, measured: number, estimated: number): void {
   );
 }
 
-// The writer's stream versions: typed arrays outside the heap, allocated up front for the bound.
-const writerBound = 24 * 1024 * 1024;
-const versions = heapAfter(() => {
-  const cache = new StreamVersions(writerBound);
-  for (let i = 0; i < N; i++) cache.set(streamKey(`org_${i % 20000}`, `paystack_gh_primary_${i}`), i + 1);
-  return cache;
-});
-let held = 0;
-for (let i = 0; i < N; i++)
-  if ((versions.kept as StreamVersions).get(streamKey(`org_${i % 20000}`, `paystack_gh_primary_${i}`)) === i + 1)
-    held++;
-console.log(
-  `writer stream versions: bound ${writerBound} B; heap ${versions.bytes} B + outside the heap ${versions.external} B ` +
-    `for ${N} streams set, ${held} held (at least ${Math.floor(writerBound / STREAM_VERSION_ENTRY_BYTES)} by the bound); ` +
-    `(heap + outside) / bound ${((versions.bytes + versions.external) / writerBound).toFixed(2)}`,
-);
-
-// The projector's state cache: each state packed (its stored JSON, deflated) in a Buffer of its own.
-{
-  const count = N / 10;
-  let estimated = 0;
-  const cached = heapAfter(() => {
-    const cache = new Map<string, Buffer>();
-    for (let i = 0; i < count; i++) {
-      const where = { orgId: `org_${i % 20000}`, connectionId: `paystack_gh_primary_${i}` };
-      const state = initialConnectionState(where.orgId, where.connectionId);
-      applyEvent(state, configuredEvent(`cfg-${i}`, T0, { labels: ['ghana', 'primary'] }, where));
-      for (let m = 0; m < 10; m++) applyEvent(state, callEvent(`c-${i}-${m}`, T0 + m * MINUTE_MS, {}, where));
-      const bytes = packState(stateToJson(state));
-      const k = `${where.orgId}:${where.connectionId}`;
-      cache.set(k, bytes);
-      estimated += bytes.length + CACHED_STATE_OVERHEAD_BYTES + 2 * k.length;
-    }
+async function main(): Promise<void> {
+  // The writer's stream versions: typed arrays outside the heap, allocated up front for the bound.
+  const writerBound = 24 * 1024 * 1024;
+  const versions = await heapAfter(() => {
+    const cache = new StreamVersions(writerBound);
+    for (let i = 0; i < N; i++) cache.set(streamKey(`org_${i % 20000}`, `paystack_gh_primary_${i}`), i + 1);
     return cache;
   });
-  line(
-    `projector state cache (${count} states with 10 minutes of calls, packed: heap + outside the heap)`,
-    (cached.bytes + cached.external) / count,
-    estimated / count,
+  let held = 0;
+  for (let i = 0; i < N; i++)
+    if ((versions.kept as StreamVersions).get(streamKey(`org_${i % 20000}`, `paystack_gh_primary_${i}`)) === i + 1)
+      held++;
+  console.log(
+    `writer stream versions: bound ${writerBound} B; heap ${versions.bytes} B + outside the heap ${versions.external} B ` +
+      `for ${N} streams set, ${held} held (at least ${Math.floor(writerBound / STREAM_VERSION_ENTRY_BYTES)} by the bound); ` +
+      `(heap + outside) / bound ${((versions.bytes + versions.external) / writerBound).toFixed(2)}`,
   );
-  void cached.kept;
+
+  // The projector's state cache: each state packed (its stored JSON, deflated) in a Buffer of its own.
+  {
+    const count = N / 10;
+    let estimated = 0;
+    const cached = await heapAfter(() => {
+      const cache = new Map<string, Buffer>();
+      for (let i = 0; i < count; i++) {
+        const where = { orgId: `org_${i % 20000}`, connectionId: `paystack_gh_primary_${i}` };
+        const state = initialConnectionState(where.orgId, where.connectionId);
+        applyEvent(state, configuredEvent(`cfg-${i}`, T0, { labels: ['ghana', 'primary'] }, where));
+        for (let m = 0; m < 10; m++) applyEvent(state, callEvent(`c-${i}-${m}`, T0 + m * MINUTE_MS, {}, where));
+        const bytes = packState(stateToJson(state));
+        const k = `${where.orgId}:${where.connectionId}`;
+        cache.set(k, bytes);
+        estimated += bytes.length + CACHED_STATE_OVERHEAD_BYTES + 2 * k.length;
+      }
+      return cache;
+    });
+    line(
+      `projector state cache (${count} states with 10 minutes of calls, packed: heap + outside the heap)`,
+      (cached.bytes + cached.external) / count,
+      estimated / count,
+    );
+    void cached.kept;
+  }
+
+  // A replay's changed connections waiting for their write, as objects (the deferred writes):
+  // The projector's connection states: configured only, and with calls in all 60 minutes of the window.
+  for (const minutes of [0, 60]) {
+    let jsonChars = 0;
+    const count = N / 10;
+    const states = await heapAfter(() => {
+      const kept: ConnectionState[] = [];
+      for (let i = 0; i < count; i++) {
+        const where = { orgId: `org_${i % 20000}`, connectionId: `paystack_gh_primary_${i}` };
+        const state = initialConnectionState(where.orgId, where.connectionId);
+        applyEvent(state, configuredEvent(`cfg-${i}`, T0, { labels: ['ghana', 'primary'] }, where));
+        for (let m = 0; m < minutes; m++)
+          applyEvent(
+            state,
+            callEvent(
+              `c-${i}-${m}`,
+              T0 + m * MINUTE_MS,
+              m % 7 === 0 ? { outcome: 'failure', error_code: 'timeout' } : {},
+              where,
+            ),
+          );
+        jsonChars += stateToJson(state).length;
+        kept.push(state);
+      }
+      return kept;
+    });
+    line(
+      `projector states (${count}, ${minutes} minutes with calls, JSON of ${(jsonChars / count).toFixed(0)} characters)`,
+      states.bytes / count,
+      STATE_BASE_BYTES + (STATE_BYTES_PER_JSON_BYTE * jsonChars) / count + STATE_BYTES_PER_BUCKET * minutes,
+    );
+    void states.kept;
+  }
 }
 
-// A replay's changed connections waiting for their write, as objects (the deferred writes):
-// The projector's connection states: configured only, and with calls in all 60 minutes of the window.
-for (const minutes of [0, 60]) {
-  let jsonChars = 0;
-  const count = N / 10;
-  const states = heapAfter(() => {
-    const kept: ConnectionState[] = [];
-    for (let i = 0; i < count; i++) {
-      const where = { orgId: `org_${i % 20000}`, connectionId: `paystack_gh_primary_${i}` };
-      const state = initialConnectionState(where.orgId, where.connectionId);
-      applyEvent(state, configuredEvent(`cfg-${i}`, T0, { labels: ['ghana', 'primary'] }, where));
-      for (let m = 0; m < minutes; m++)
-        applyEvent(
-          state,
-          callEvent(
-            `c-${i}-${m}`,
-            T0 + m * MINUTE_MS,
-            m % 7 === 0 ? { outcome: 'failure', error_code: 'timeout' } : {},
-            where,
-          ),
-        );
-      jsonChars += stateToJson(state).length;
-      kept.push(state);
-    }
-    return kept;
-  });
-  line(
-    `projector states (${count}, ${minutes} minutes with calls, JSON of ${(jsonChars / count).toFixed(0)} characters)`,
-    states.bytes / count,
-    STATE_BASE_BYTES + (STATE_BYTES_PER_JSON_BYTE * jsonChars) / count + STATE_BYTES_PER_BUCKET * minutes,
-  );
-  void states.kept;
-}
+void main();

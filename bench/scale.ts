@@ -311,6 +311,8 @@ interface ProjectionBacklogResult {
   postgresUsPerEvent: number;
   peakRss: number[];
   cpu: CpuSummary;
+  /** The first projector's timing hook (queries and steps), absent in results from before it. */
+  timing?: TimingTop;
 }
 
 interface PointResult {
@@ -867,9 +869,17 @@ async function projectionBacklog(
   const cpu = new CpuAccount(db, run.databaseName);
   await cpu.start();
   const started = performance.now();
+  // The first projector carries the timing hook: what its time goes to (queries, steps).
+  const timingFile = scratch(`projection-${k}-timing.json`);
   const projectors = Array.from({ length: k }, (_, i) =>
     run.startCompiled(`projector ${i + 1} of ${k}`, 'apps/projector/src/main.js', {
-      env: { NODE_OPTIONS: PROJECTOR_NODE_OPTIONS, METRICS_PORT: '0', PROJECTOR_REBALANCE_MS: '200' },
+      env: {
+        NODE_OPTIONS: PROJECTOR_NODE_OPTIONS,
+        METRICS_PORT: '0',
+        PROJECTOR_REBALANCE_MS: '200',
+        ...(i === 0 ? { BENCH_TIMING: timingFile } : {}),
+      },
+      nodeArgs: i === 0 ? hooks(['timing-hook']) : [],
     }),
   );
   projectors.forEach((p, i) => cpu.track(`projector ${i + 1} of ${k} (node, compiled)`, p.pid));
@@ -898,6 +908,7 @@ async function projectionBacklog(
   const seconds = (performance.now() - started) / 1000;
   await cpu.stop();
   const peakRss = rss.map((r) => r.stop());
+  const timing = timingTop(await collectTiming(projectors[0], timingFile));
   await Promise.all(projectors.map((p) => p.stop()));
   const rows = cpu.rows('bench: poller');
   const cpuOfRow = (prefix: string) =>
@@ -912,6 +923,7 @@ async function projectionBacklog(
     postgresUsPerEvent: (cpuOfRow('PostgreSQL backends on the bench db') / total) * 1e6,
     peakRss,
     cpu: cpuSummary(cpu, 'bench: poller'),
+    timing,
   };
   say();
   say(
@@ -920,6 +932,9 @@ async function projectionBacklog(
       `; CPU per event: projector(s) ${result.projectorUsPerEvent.map((u) => `${fmt(u, 0)} µs`).join(' + ')}, PostgreSQL ${fmt(result.postgresUsPerEvent, 0)} µs; peak RSS ${peakRss.map(fmtMb).join(' + ')}`,
   );
   table(result.cpu.rows);
+  say();
+  say(`projector 1 of ${k} (timing hook):`);
+  table(timing.rows);
   return result;
 }
 
