@@ -1,7 +1,7 @@
 import { DataSource } from 'typeorm';
 import { PROJECTION_SHARDS, shardOfOrg } from '@psp/domain';
 import { callEvent, configuredEvent, MINUTE, T0 } from '@psp/domain/testing/events';
-import { readShardCheckpoint, ShardLeaseLost, ShardLeases, ShardProjection } from '@psp/read-model';
+import { generationLag, readShardCheckpoint, ShardLeaseLost, ShardLeases, ShardProjection } from '@psp/read-model';
 import { dropIsolated, isolatedSettings, openDatabase } from '../support/isolated-stack';
 import { seedLog } from '../support/seed';
 
@@ -116,5 +116,29 @@ describe('projection shards', () => {
     holder.lease = taker.leases.get(shard)!;
     expect((await holder.step()).applied).toBe(2);
     expect((await readShardCheckpoint(db, 1, shard)).eventsApplied).toBe(2);
+  });
+
+  it('counts the events a shard is behind up to a limit, exactly below it, "at least" past it', async () => {
+    const shard = 9;
+    const org = orgInShard(shard);
+    await seedLog(
+      db,
+      Array.from({ length: 12 }, (_, i) => callEvent(`lag-${i}`, T0 + i, {}, { orgId: org, connectionId: 'c1' })),
+    );
+    const exact = await generationLag(db, 1, Infinity);
+    const behind = exact.shards[shard].behindEvents;
+    expect(behind).toBeGreaterThanOrEqual(12);
+    expect(exact.shards[shard].behindAtLeast).toBe(false);
+    expect(exact.atLeast).toBe(false);
+
+    const bounded = await generationLag(db, 1, 5);
+    expect(bounded.shards[shard]).toMatchObject({ behindEvents: 5, behindAtLeast: true });
+    expect(bounded.atLeast).toBe(true);
+    expect(bounded.shards[shard].behindSeconds).toBeGreaterThan(0);
+    // A shard with fewer events behind than the limit is counted exactly.
+    const roomy = await generationLag(db, 1, behind);
+    expect(roomy.shards[shard]).toMatchObject({ behindEvents: behind, behindAtLeast: true });
+    const above = await generationLag(db, 1, behind + 1);
+    expect(above.shards[shard]).toMatchObject({ behindEvents: behind, behindAtLeast: false });
   });
 });

@@ -111,6 +111,8 @@ export class HealthController implements OnModuleDestroy {
   private async projectionLag(): Promise<{
     generation: number;
     lag_events: number;
+    /** Present (true) when a shard's count stopped at LAG_COUNT_LIMIT: at least `lag_events` are waiting. */
+    lag_events_at_least?: true;
     lag_seconds: number;
     stream_time: string | null;
     /** Present when the projection has failed on one event for STUCK_AFTER_MS or longer (the error text is for ops only). */
@@ -125,6 +127,7 @@ export class HealthController implements OnModuleDestroy {
     return {
       generation,
       lag_events: lag.events,
+      ...(lag.atLeast ? { lag_events_at_least: true as const } : {}),
       lag_seconds: Math.round(lag.seconds * 1000) / 1000,
       stream_time: checkpoint.streamTime === null ? null : new Date(checkpoint.streamTime).toISOString(),
       ...(isStuck(stall)

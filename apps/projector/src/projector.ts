@@ -287,10 +287,12 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
     this.reportedApplied = this.applied;
     const lag = await generationLag(this.db, this.generation).catch(() => null);
     const mine = new Set(this.shards);
-    const behind = lag ? lag.shards.filter((s) => mine.has(s.shard)).reduce((n, s) => n + s.behindEvents, 0) : null;
+    const held = lag ? lag.shards.filter((s) => mine.has(s.shard)) : [];
+    const behind = lag ? held.reduce((n, s) => n + s.behindEvents, 0) : null;
+    const atLeast = held.some((s) => s.behindAtLeast) ? 'at least ' : '';
     this.logger.log(
       `generation ${this.generation}, shards ${list(this.shards)}: applied ${this.applied} events this run` +
-        (behind !== null ? `; these shards are behind the log by ${behind} events` : ''),
+        (behind !== null ? `; these shards are behind the log by ${atLeast}${behind} events` : ''),
     );
   }
 

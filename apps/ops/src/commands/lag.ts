@@ -3,6 +3,7 @@ import { Settings } from '@psp/config';
 import { createKafka, intakeTopics } from '@psp/messaging';
 import {
   generationLag,
+  LAG_COUNT_LIMIT,
   isStuck,
   listGenerations,
   liveGeneration,
@@ -39,6 +40,8 @@ export interface GenerationLag {
   stream_time: string | null;
   /** null for a retired generation: nothing projects it any more, so it is not "behind". */
   behind_events: number | null;
+  /** The count stopped at LAG_COUNT_LIMIT events in some shard: at least `behind_events` (`--exact` counts all). */
+  behind_at_least: boolean;
   behind_seconds: number | null;
   /** A building generation (a replay): the share of the log it has applied, 0-1; null otherwise. */
   progress: number | null;
@@ -48,6 +51,7 @@ export interface GenerationLag {
     events_applied: number;
     stream_time: string | null;
     behind_events: number;
+    behind_at_least: boolean;
     behind_seconds: number;
     holder: string | null;
   }[];
@@ -107,12 +111,12 @@ async function writerLag(settings: Settings): Promise<WriterLag> {
   return lag;
 }
 
-async function projectorLag(settings: Settings): Promise<GenerationLag[]> {
-  return withDb(settings, readGenerationLags);
+async function projectorLag(settings: Settings, countLimit: number): Promise<GenerationLag[]> {
+  return withDb(settings, (db) => readGenerationLags(db, countLimit));
 }
 
 /** Each read-model generation: where it stands, its lag per shard and who holds each, a replay's progress, a stall. */
-export async function readGenerationLags(db: DataSource): Promise<GenerationLag[]> {
+export async function readGenerationLags(db: DataSource, countLimit = LAG_COUNT_LIMIT): Promise<GenerationLag[]> {
   {
     const generations = await listGenerations(db);
     const live = await liveGeneration(db);
@@ -120,7 +124,7 @@ export async function readGenerationLags(db: DataSource): Promise<GenerationLag[
     const holders = await readShardHolders(db);
     for (const g of generations) {
       const cp = await readCheckpoint(db, g.generation);
-      const behind = g.status === 'retired' ? null : await generationLag(db, g.generation);
+      const behind = g.status === 'retired' ? null : await generationLag(db, g.generation, countLimit);
       const stall = await readProjectionStall(db, g.generation);
       out.push({
         generation: g.generation,
@@ -129,6 +133,7 @@ export async function readGenerationLags(db: DataSource): Promise<GenerationLag[
         events_applied: cp.eventsApplied,
         stream_time: cp.streamTime === null ? null : new Date(cp.streamTime).toISOString(),
         behind_events: behind?.events ?? null,
+        behind_at_least: behind?.atLeast ?? false,
         behind_seconds: behind ? Math.round(behind.seconds * 10) / 10 : null,
         progress:
           g.status === 'building' && behind !== null
@@ -141,6 +146,7 @@ export async function readGenerationLags(db: DataSource): Promise<GenerationLag[
           events_applied: s.eventsApplied,
           stream_time: s.streamTime === null ? null : new Date(s.streamTime).toISOString(),
           behind_events: s.behindEvents,
+          behind_at_least: s.behindAtLeast,
           behind_seconds: Math.round(s.behindSeconds * 10) / 10,
           holder: g.generation === live ? (holders.get(s.shard) ?? null) : null,
         })),
@@ -163,7 +169,7 @@ export async function readGenerationLags(db: DataSource): Promise<GenerationLag[
 }
 
 /** `ops lag`: how far the writer is behind Kafka, and each read-model generation behind the log. */
-export async function lag(settings: Settings, options: { json?: boolean }): Promise<number> {
+export async function lag(settings: Settings, options: { json?: boolean; exact?: boolean }): Promise<number> {
   const writer = await writerLag(settings);
   if (!options.json) {
     if (writer.error !== null) {
@@ -182,7 +188,7 @@ export async function lag(settings: Settings, options: { json?: boolean }): Prom
       }
     }
   }
-  const generations = await projectorLag(settings);
+  const generations = await projectorLag(settings, options.exact ? Infinity : LAG_COUNT_LIMIT);
   if (options.json) {
     sayJson({ writer, projector: { generations } });
     return EXIT.ok;
@@ -194,11 +200,11 @@ export async function lag(settings: Settings, options: { json?: boolean }): Prom
         `stream time ${g.stream_time ?? 'none'}` +
         (g.behind_events === null
           ? ' (retired: not projected any more)'
-          : `, behind by ${g.behind_events} events / ${g.behind_seconds!.toFixed(1)} s`),
+          : `, behind by ${g.behind_at_least ? 'at least ' : ''}${g.behind_events} events / ${g.behind_seconds!.toFixed(1)} s`),
     );
     for (const s of g.shards)
       say(
-        `    shard ${String(s.shard).padStart(2)}: ${s.events_applied} events, behind by ${s.behind_events} / ${s.behind_seconds.toFixed(1)} s` +
+        `    shard ${String(s.shard).padStart(2)}: ${s.events_applied} events, behind by ${s.behind_at_least ? '≥' : ''}${s.behind_events} / ${s.behind_seconds.toFixed(1)} s` +
           (g.served ? `, held by ${s.holder ?? 'nobody (no projector running?)'}` : ''),
       );
     if (g.stall)
