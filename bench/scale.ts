@@ -841,7 +841,7 @@ async function ingestPoint(
       await guarded(point, 'projection', save, async () => {
         point.projection = [];
         for (const k of o.backlogProjectors) {
-          point.projection.push(await projectionBacklog(run, db, point, k, total));
+          point.projection.push(await projectionBacklog(run, db, point, k, total, o.profile ? o.out : null));
           save();
         }
       });
@@ -862,6 +862,8 @@ async function projectionBacklog(
   point: PointResult,
   k: number,
   total: number,
+  /** With --profile: where the first projector's CPU profile goes. */
+  profileDir: string | null,
 ): Promise<ProjectionBacklogResult> {
   const generation = await createBuildingGeneration(db);
   await switchLiveGeneration(db, generation);
@@ -871,6 +873,7 @@ async function projectionBacklog(
   const started = performance.now();
   // The first projector carries the timing hook: what its time goes to (queries, steps).
   const timingFile = scratch(`projection-${k}-timing.json`);
+  const profileFile = profileDir ? join(profileDir, `scale-${point.connections}-projection-${k}.cpuprofile`) : null;
   const projectors = Array.from({ length: k }, (_, i) =>
     run.startCompiled(`projector ${i + 1} of ${k}`, 'apps/projector/src/main.js', {
       env: {
@@ -878,8 +881,9 @@ async function projectionBacklog(
         METRICS_PORT: '0',
         PROJECTOR_REBALANCE_MS: '200',
         ...(i === 0 ? { BENCH_TIMING: timingFile } : {}),
+        ...(i === 0 && profileFile ? { BENCH_CPU_PROFILE: profileFile } : {}),
       },
-      nodeArgs: i === 0 ? hooks(['timing-hook']) : [],
+      nodeArgs: i === 0 ? hooks(profileFile ? ['timing-hook', 'cpu-profile-hook'] : ['timing-hook']) : [],
     }),
   );
   projectors.forEach((p, i) => cpu.track(`projector ${i + 1} of ${k} (node, compiled)`, p.pid));
@@ -908,6 +912,12 @@ async function projectionBacklog(
   const seconds = (performance.now() - started) / 1000;
   await cpu.stop();
   const peakRss = rss.map((r) => r.stop());
+  // The profile first: its 'dump' message stops the profiler (the timing hook answers it too).
+  if (profileFile)
+    summariseProfile(await collectChildProfile(projectors[0], profileFile), {
+      title: `projector 1 of ${k} CPU profile on the backlog at ${fmtInt(point.connections)} connections (${profileFile})`,
+      top: 15,
+    });
   const timing = timingTop(await collectTiming(projectors[0], timingFile));
   await Promise.all(projectors.map((p) => p.stop()));
   const rows = cpu.rows('bench: poller');
