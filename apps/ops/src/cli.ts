@@ -160,7 +160,7 @@ export function buildProgram(result: { code: number }): Command {
     .command('lag')
     .description('how far the writer is behind Kafka, and each read-model generation behind the event log')
     .option('--json', 'one JSON object on stdout')
-    .option('--exact', 'count every event a shard is behind (default: up to 10,000 per shard, then "at least")')
+    .option('--exact', 'count every event a shard is behind (default: up to 1,000 per shard, then "at least")')
     .action(async (opts: { json?: boolean; exact?: boolean }) => {
       result.code = await lag(settingsFromEnv(), opts);
     });
