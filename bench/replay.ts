@@ -204,7 +204,7 @@ runBench('bench:replay', async (register) => {
       throw new Error(`replay (${label}) did not finish: ${JSON.stringify(outcome)}`);
     const model: { rows: string; listed: string; state: string; doc: string }[] = await db.query(
       `SELECT count(*)::text AS rows, count(*) FILTER (WHERE listed)::text AS listed,
-              round(avg(length(state::text)))::text AS state, round(avg(length(document)))::text AS doc
+              round(avg(coalesce(length(packed_state), length(state::text))))::text AS state, round(avg(length(document)))::text AS doc
          FROM connection_read_model WHERE generation = $1`,
       [outcome.generation],
     );

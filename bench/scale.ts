@@ -795,7 +795,7 @@ async function ingestPoint(
         const replaySeconds = printedRate > 0 ? applied / printedRate : Number(done[3]);
         if (applied !== total) throw new Error(`ops replay applied ${applied} events, ${total} expected`);
         const rows: { n: string; state: string; doc: string }[] = await db.query(
-          `SELECT count(*)::text AS n, coalesce(round(avg(length(state::text))), 0)::text AS state,
+          `SELECT count(*)::text AS n, coalesce(round(avg(coalesce(length(packed_state), length(state::text)))), 0)::text AS state,
                 coalesce(round(avg(length(document))), 0)::text AS doc
            FROM connection_read_model WHERE generation = $1`,
           [generation],

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { inflateRawSync } from 'node:zlib';
 import { Logger } from '@nestjs/common';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import Redis from 'ioredis';
@@ -1442,9 +1443,16 @@ describe('the query API contract (CONTRACT 1)', () => {
       }
       const stored: { t: string }[] = await db.query(
         `SELECT data::text AS t FROM event_log
-         UNION ALL SELECT coalesce(document, '') || state::text FROM connection_read_model
          UNION ALL SELECT row_to_json(a)::text FROM api_key a`,
       );
+      // The read model's rows with their states as stored (packed: deflated JSON, read back as JSON).
+      const modelRows: { document: string | null; state: string | null; packed_state: Buffer | null }[] =
+        await db.query(`SELECT document, state::text AS state, packed_state FROM connection_read_model`);
+      expect(modelRows.length).toBeGreaterThan(0);
+      for (const r of modelRows)
+        stored.push({
+          t: (r.document ?? '') + (r.packed_state ? inflateRawSync(r.packed_state).toString('utf8') : r.state),
+        });
       for (const { t } of stored) {
         for (const n of [SECRET_1, SECRET_2, ...apiKeys])
           if (t.includes(n)) leaks.push(`stored row holds ${n.slice(0, 12)}...`);

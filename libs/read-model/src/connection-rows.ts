@@ -1,4 +1,3 @@
-import { ConnectionState, stateFromJson } from '@psp/domain';
 import { Sql } from '@psp/storage';
 
 /**
@@ -21,8 +20,10 @@ export interface HealthChain {
 
 /**
  * Inserts or replaces connections' rows, given as one JSON array (json_to_recordset: pg's array
- * literals would escape every ~3 KB element in JavaScript). With `keepChains` the rows' chain tails
- * are written too (the live generation); without, a row keeps the tail it has.
+ * literals would escape every ~3 KB element in JavaScript); each row's `packed_state` is its state
+ * packed (packState, projection.ts) in base64, stored as bytes, and `state` (the JSON column of rows
+ * written before migration 0014) is cleared. With `keepChains` the rows' chain tails are written too
+ * (the live generation); without, a row keeps the tail it has.
  */
 export async function upsertConnectionRows(
   sql: Sql,
@@ -36,79 +37,56 @@ export async function upsertConnectionRows(
   await sql.query(
     `INSERT INTO connection_read_model (generation, org_id, connection_id, listed, provider, status, labels, health_score,
                                         health_status, created_at, updated_at, last_call_minute, document, state,
-                                        health_next_change, health_reported, health_sequence)
+                                        packed_state, health_next_change, health_reported, health_sequence)
      SELECT $1, c.org_id, c.connection_id, c.listed, c.provider, c.status,
             ARRAY(SELECT json_array_elements_text(c.labels)), c.health_score, c.health_status, c.created_at, c.updated_at,
-            c.last_call_minute, c.document, c.state, c.health_next_change, c.health_reported, c.health_sequence
+            c.last_call_minute, c.document, NULL, decode(c.packed_state, 'base64'), c.health_next_change,
+            c.health_reported, c.health_sequence
        FROM json_to_recordset($2::json)
             AS c(org_id text, connection_id text, listed boolean, provider text, status text, labels json,
                  health_score float8, health_status text, created_at timestamptz, updated_at timestamptz,
-                 last_call_minute bigint, document text, state json, health_next_change bigint, health_reported text,
-                 health_sequence int)
+                 last_call_minute bigint, document text, packed_state text, health_next_change bigint,
+                 health_reported text, health_sequence int)
      ON CONFLICT (generation, org_id, connection_id) DO UPDATE SET
        listed = EXCLUDED.listed, provider = EXCLUDED.provider, status = EXCLUDED.status, labels = EXCLUDED.labels,
        health_score = EXCLUDED.health_score, health_status = EXCLUDED.health_status, created_at = EXCLUDED.created_at,
        updated_at = EXCLUDED.updated_at, last_call_minute = EXCLUDED.last_call_minute, document = EXCLUDED.document,
-       state = EXCLUDED.state, health_next_change = EXCLUDED.health_next_change${chainColumns}`,
+       state = NULL, packed_state = EXCLUDED.packed_state, health_next_change = EXCLUDED.health_next_change${chainColumns}`,
     [generation, rowsJson],
   );
 }
 
-/** The stored states (and health-change chain tails) of those of `wanted` the generation holds, by key. */
+/** A stored state as read: packed (packState) or, in a row written before migration 0014, its JSON text. */
+export type StoredState = { packed: Buffer } | { stateJson: string };
+
+/**
+ * The stored states of those of `wanted` the generation holds, as stored (unpacked or parsed by the
+ * caller one at a time, so that a step does not hold every state it reads as objects at once), with
+ * their health-change chain tails, by key.
+ */
 export async function readStoredStates(
   sql: Sql,
   generation: number,
   wanted: { orgId: string; connectionId: string }[],
-): Promise<Map<string, { state: ConnectionState; chain: HealthChain }>> {
-  const found = new Map<string, { state: ConnectionState; chain: HealthChain }>();
+): Promise<Map<string, { stored: StoredState; chain: HealthChain }>> {
+  const found = new Map<string, { stored: StoredState; chain: HealthChain }>();
   if (wanted.length === 0) return found;
   const rows: {
     org_id: string;
     connection_id: string;
-    state: ConnectionState;
+    packed_state: Buffer | null;
+    state: string | null;
     health_reported: string | null;
     health_sequence: number;
   }[] = await sql.query(
-    `SELECT c.org_id, c.connection_id, c.state, c.health_reported, c.health_sequence
+    `SELECT c.org_id, c.connection_id, c.packed_state, c.state::text AS state, c.health_reported, c.health_sequence
        FROM unnest($2::text[], $3::text[]) AS k(org_id, connection_id)
        JOIN connection_read_model c ON c.generation = $1 AND c.org_id = k.org_id AND c.connection_id = k.connection_id`,
     [generation, wanted.map((w) => w.orgId), wanted.map((w) => w.connectionId)],
   );
   for (const r of rows)
     found.set(connectionKey(r.org_id, r.connection_id), {
-      state: stateFromJson(r.state),
-      chain: { reported: r.health_reported, sequence: r.health_sequence },
-    });
-  return found;
-}
-
-/**
- * The stored states of those of `wanted` the generation holds, as their JSON text (parsed by the
- * caller one at a time, so that a step does not hold every state it reads as objects at once), with
- * their health-change chain tails, by key.
- */
-export async function readStoredStateTexts(
-  sql: Sql,
-  generation: number,
-  wanted: { orgId: string; connectionId: string }[],
-): Promise<Map<string, { stateJson: string; chain: HealthChain }>> {
-  const found = new Map<string, { stateJson: string; chain: HealthChain }>();
-  if (wanted.length === 0) return found;
-  const rows: {
-    org_id: string;
-    connection_id: string;
-    state: string;
-    health_reported: string | null;
-    health_sequence: number;
-  }[] = await sql.query(
-    `SELECT c.org_id, c.connection_id, c.state::text AS state, c.health_reported, c.health_sequence
-       FROM unnest($2::text[], $3::text[]) AS k(org_id, connection_id)
-       JOIN connection_read_model c ON c.generation = $1 AND c.org_id = k.org_id AND c.connection_id = k.connection_id`,
-    [generation, wanted.map((w) => w.orgId), wanted.map((w) => w.connectionId)],
-  );
-  for (const r of rows)
-    found.set(connectionKey(r.org_id, r.connection_id), {
-      stateJson: r.state,
+      stored: r.packed_state !== null ? { packed: r.packed_state } : { stateJson: r.state! },
       chain: { reported: r.health_reported, sequence: r.health_sequence },
     });
   return found;

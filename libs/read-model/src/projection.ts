@@ -29,7 +29,7 @@ import { lockShardStep } from './shard-lock';
 import { nextStepLimit } from './step-size';
 import { Checkpoint, readCheckpoint } from './generations';
 import { bumpOrgVersions } from './org-read-model';
-import { connectionKey, HealthChain, readStoredStateTexts, upsertConnectionRows } from './connection-rows';
+import { connectionKey, HealthChain, readStoredStates, StoredState, upsertConnectionRows } from './connection-rows';
 import { LRUCache } from 'lru-cache';
 import { HealthChangedInput, sweepHealthChanges, writeHealthChanges } from './health-changes';
 import { tracingOn } from '@psp/observability';
@@ -126,8 +126,8 @@ export class StateCache {
    * Keeps a connection's state (as stored) and its chain's tail, together: a state is never held
    * without its chain (an entry let go while a step ran, and then kept again, gets its chain back).
    */
-  keep(key: string, stateJson: string, chain: HealthChain): void {
-    this.states.set(key, packState(stateJson));
+  keep(key: string, packed: Buffer, chain: HealthChain): void {
+    this.states.set(key, packed);
     if (this.states.has(key)) this.chains.set(key, chain);
   }
 
@@ -167,12 +167,16 @@ export class ShardLeaseLost extends Error {
   }
 }
 
-/** Where a connection's state before a step comes from: the cache, its stored row, or nowhere yet. */
-type StateSource = { packed: Buffer } | { stateJson: string } | { orgId: string; connectionId: string };
+/** Where a connection's state before a step comes from: the cache or its stored row, or nowhere yet. */
+type StateSource = StoredState | { orgId: string; connectionId: string };
+
+/** A stored state as an object. */
+export function storedState(stored: StoredState): ConnectionState {
+  return 'packed' in stored ? unpackState(stored.packed) : stateFromJson(stored.stateJson);
+}
 
 function stateFrom(source: StateSource): ConnectionState {
-  if ('packed' in source) return unpackState(source.packed);
-  if ('stateJson' in source) return stateFromJson(source.stateJson);
+  if ('packed' in source || 'stateJson' in source) return storedState(source);
   return initialConnectionState(source.orgId, source.connectionId);
 }
 
@@ -372,11 +376,18 @@ export class ShardProjection {
     // Each state written is kept in the cache as stored, with its chain's tail (a step that fails
     // clears the cache, so nothing of it outlives a rollback).
     let stateBytes = 0;
-    const written = await writeConnections(tx, this.generation, foldedStates(folded), streamTime, chains, (state, json) => {
-      const k = key(state.orgId, state.connectionId);
-      this.cache.keep(k, json, folded.chains.get(k)!);
-      stateBytes = Math.max(stateBytes, estimatedStateBytes(state, json.length));
-    });
+    const written = await writeConnections(
+      tx,
+      this.generation,
+      foldedStates(folded),
+      streamTime,
+      chains,
+      (state, stateJsonLength, packed) => {
+        const k = key(state.orgId, state.connectionId);
+        this.cache.keep(k, packed, folded.chains.get(k)!);
+        stateBytes = Math.max(stateBytes, estimatedStateBytes(state, stateJsonLength));
+      },
+    );
     await writeHealthChanges(tx, this.generation, seen, trace?.outboxContexts(seen));
     const swept = live && streamTime !== null ? await this.sweep(tx, streamTime, trace?.context) : 0;
     const versions = await bumpOrgVersions(tx, this.generation, written);
@@ -501,12 +512,12 @@ export class ShardProjection {
         chains.set(k, held.chain);
       } else missing.set(k, { orgId: first.orgId, connectionId: first.connectionId });
     }
-    const found = await readStoredStateTexts(sql, this.generation, [...missing.values()]);
+    const found = await readStoredStates(sql, this.generation, [...missing.values()]);
     for (const [k, where] of missing) {
-      const stored = found.get(k);
-      chains.set(k, stored?.chain ?? { reported: null, sequence: 0 });
-      sources.set(k, stored ? { stateJson: stored.stateJson } : where);
-      sourceBytes += stored ? stored.stateJson.length : 0;
+      const row = found.get(k);
+      chains.set(k, row?.chain ?? { reported: null, sequence: 0 });
+      sources.set(k, row?.stored ?? where);
+      sourceBytes += row ? ('packed' in row.stored ? row.stored.packed.length : row.stored.stateJson.length) : 0;
     }
     return { sources, chains, sourceBytes };
   }
@@ -619,8 +630,8 @@ export async function writeConnections(
   states: Iterable<ConnectionState>,
   streamTime: number | null,
   chains: HealthChains | null = null,
-  /** Told each state as it is stored (`stateToJson`), once its chain's tail is final. */
-  stored?: (state: ConnectionState, stateJson: string) => void,
+  /** Told each state as it is stored (the length of its JSON, and packed), once its chain's tail is final. */
+  stored?: (state: ConnectionState, stateJsonLength: number, packed: Buffer) => void,
 ): Promise<WrittenConnection[]> {
   // The rows go as json parameters (json_to_recordset), the stored state spliced in as it is: pg's
   // array literals escape every element in JavaScript, ~7× slower for rows of ~3 KB (and garbage).
@@ -680,11 +691,12 @@ export async function writeConnections(
       health_reported: chain?.reported ?? null,
       health_sequence: chain?.sequence ?? 0,
     });
-    const line = `${row.slice(0, -1)},"state":${stateJson}}`;
+    const packed = packState(stateJson);
+    const line = `${row.slice(0, -1)},"packed_state":"${packed.toString('base64')}"}`;
     rows.push(line);
     rowChars += line.length;
     written.push({ orgId: state.orgId, connectionId: state.connectionId, document });
-    stored?.(state, stateJson);
+    stored?.(state, stateJson.length, packed);
     if (rowChars >= UPSERT_CHUNK_CHARS) {
       await upsertConnectionRows(sql, generation, `[${rows.join(',')}]`, chains?.emit ?? false);
       rows = [];

@@ -48,16 +48,16 @@ describe('packState / unpackState', () => {
 });
 
 describe('StateCache.keep / take', () => {
-  const json = (id: string) => stateToJson(initialConnectionState('org', id));
+  const packed = (id: string) => packState(stateToJson(initialConnectionState('org', id)));
   const chain = (sequence: number) => ({ reported: 'healthy', sequence });
-  const entryBytes = (id: string) => packState(json(id)).length + CACHED_STATE_OVERHEAD_BYTES + 2 * `org:${id}`.length;
+  const entryBytes = (id: string) => packed(id).length + CACHED_STATE_OVERHEAD_BYTES + 2 * `org:${id}`.length;
 
   it('holds a state with its chain, and lets both go together', () => {
     const cache = new StateCache(2 * entryBytes('c0') + 10); // room for two
-    cache.keep('org:c0', json('c0'), chain(1));
-    cache.keep('org:c1', json('c1'), chain(2));
+    cache.keep('org:c0', packed('c0'), chain(1));
+    cache.keep('org:c1', packed('c1'), chain(2));
     expect(cache.take('org:c0')?.chain).toEqual(chain(1));
-    cache.keep('org:c2', json('c2'), chain(3)); // c1 is the least recently used now
+    cache.keep('org:c2', packed('c2'), chain(3)); // c1 is the least recently used now
     expect(cache.take('org:c1')).toBeUndefined();
     expect(cache.chains.has('org:c1')).toBe(false);
     expect(unpackState(cache.take('org:c0')!.packed)).toEqual(initialConnectionState('org', 'c0'));
@@ -66,11 +66,11 @@ describe('StateCache.keep / take', () => {
   it('gives a state let go while a step ran its chain back when the step keeps it again', () => {
     // The step read c0 from the cache; writing c1 and c2 let c0 go (and its chain); then it keeps c0.
     const cache = new StateCache(2 * entryBytes('c0') + 10);
-    cache.keep('org:c0', json('c0'), chain(1));
-    cache.keep('org:c1', json('c1'), chain(2));
-    cache.keep('org:c2', json('c2'), chain(3));
+    cache.keep('org:c0', packed('c0'), chain(1));
+    cache.keep('org:c1', packed('c1'), chain(2));
+    cache.keep('org:c2', packed('c2'), chain(3));
     expect(cache.chains.has('org:c0')).toBe(false);
-    cache.keep('org:c0', json('c0'), chain(4));
+    cache.keep('org:c0', packed('c0'), chain(4));
     expect(cache.take('org:c0')?.chain).toEqual(chain(4));
   });
 });

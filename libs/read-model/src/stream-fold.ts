@@ -12,7 +12,7 @@ import {
   ShardFold,
 } from './generations';
 import { hasShardProgress } from './shard-checkpoints';
-import { writeConnections } from './projection';
+import { storedState, writeConnections } from './projection';
 import { hasRowsAfter, readStoredStates } from './connection-rows';
 import { bumpOrgVersions } from './org-read-model';
 import { claimShardFold } from './shard-leases';
@@ -272,9 +272,8 @@ async function foldShard(
           if (readyEvents >= options.pageSize || ready.length >= share.writeConnections) await flush();
         }
         if (open === null) {
-          open =
-            stored.get(`${event.orgId}:${event.connectionId}`)?.state ??
-            initialConnectionState(event.orgId, event.connectionId);
+          const seed = stored.get(`${event.orgId}:${event.connectionId}`);
+          open = seed ? storedState(seed.stored) : initialConnectionState(event.orgId, event.connectionId);
           openEvents = 0;
         }
         applyEvent(open, event);

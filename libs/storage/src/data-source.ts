@@ -12,6 +12,7 @@ import { CheaperReadModelWrites1732400000010 } from './migrations/1732400000010-
 import { ShardedProjection1732400000011 } from './migrations/1732400000011-ShardedProjection';
 import { TraceContext1732400000012 } from './migrations/1732400000012-TraceContext';
 import { ShardFolds1732400000013 } from './migrations/1732400000013-ShardFolds';
+import { PackedStates1732400000014 } from './migrations/1732400000014-PackedStates';
 
 export const MIGRATIONS = [
   EventLog1732400000000,
@@ -27,6 +28,7 @@ export const MIGRATIONS = [
   ShardedProjection1732400000011,
   TraceContext1732400000012,
   ShardFolds1732400000013,
+  PackedStates1732400000014,
 ];
 
 /** A TypeORM DataSource on our PostgreSQL. Schema changes are migrations only, never `synchronize`. */
