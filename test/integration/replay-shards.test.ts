@@ -155,7 +155,10 @@ describe('replay folds shards in parallel', () => {
       type: 'postgres',
       url: url.toString(),
       // Up to 0012 (the later ones run with the others below).
-      migrations: MIGRATIONS.slice(0, MIGRATIONS.findIndex((m) => m.name === 'ShardFolds1732400000013')),
+      migrations: MIGRATIONS.slice(
+        0,
+        MIGRATIONS.findIndex((m) => m.name === 'ShardFolds1732400000013'),
+      ),
       migrationsTableName: 'schema_migration',
       logging: false,
     });

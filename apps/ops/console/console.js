@@ -209,7 +209,7 @@
             `${count(g.events_applied)} events applied, stream time ${g.stream_time ?? 'none'}` +
               (g.behind_events === null
                 ? ' (retired: not projected any more)'
-                : `, behind by ${count(g.behind_events)} events / ${fmt(g.behind_seconds, 1)} s`),
+                : `, behind by ${g.behind_at_least ? 'at least ' : ''}${count(g.behind_events)} events / ${fmt(g.behind_seconds, 1)} s`),
           ),
         );
         if (g.progress !== null) {
@@ -268,7 +268,12 @@
                       { 'data-shard': s.shard },
                       el('th', { scope: 'row' }, String(s.shard)),
                       el('td', { class: 'num' }, count(s.events_applied)),
-                      el('td', { class: 'num' }, bar(s.behind_events, max), ` ${count(s.behind_events)}`),
+                      el(
+                        'td',
+                        { class: 'num' },
+                        bar(s.behind_events, max),
+                        ` ${s.behind_at_least ? '≥' : ''}${count(s.behind_events)}`,
+                      ),
                       el('td', { class: 'num' }, fmt(s.behind_seconds, 1)),
                       el('td', {}, g.served ? (s.holder ?? 'nobody') : '–'),
                     ),

@@ -38,8 +38,7 @@ export async function switchLiveGeneration(db: DataSource, generation: number): 
     );
     const previous = live[0].generation;
     // Every shard's step lock of the retired generation: no step of it is in flight past this point.
-    for (const shard of allShards())
-      await lockShardStep(tx, previous, shard);
+    for (const shard of allShards()) await lockShardStep(tx, previous, shard);
     await tx.query(
       `UPDATE projection_generation SET status = 'retired', updated_at = clock_timestamp() WHERE status = 'live'`,
     );

@@ -40,7 +40,7 @@ export interface GenerationLag {
   stream_time: string | null;
   /** null for a retired generation: nothing projects it any more, so it is not "behind". */
   behind_events: number | null;
-  /** The count stopped at LAG_COUNT_LIMIT events in some shard: at least `behind_events` (`--exact` counts all). */
+  /** The count stopped at LAG_COUNT_LIMIT events in some shard: at least `behind_events` (`--exact` counts all; a building generation is always counted in full). */
   behind_at_least: boolean;
   behind_seconds: number | null;
   /** A building generation (a replay): the share of the log it has applied, 0-1; null otherwise. */
@@ -124,7 +124,11 @@ export async function readGenerationLags(db: DataSource, countLimit = LAG_COUNT_
     const holders = await readShardHolders(db);
     for (const g of generations) {
       const cp = await readCheckpoint(db, g.generation);
-      const behind = g.status === 'retired' ? null : await generationLag(db, g.generation, countLimit);
+      // A building generation (a replay) is counted in full: its progress is applied / (applied + behind).
+      const behind =
+        g.status === 'retired'
+          ? null
+          : await generationLag(db, g.generation, g.status === 'building' ? Infinity : countLimit);
       const stall = await readProjectionStall(db, g.generation);
       out.push({
         generation: g.generation,
