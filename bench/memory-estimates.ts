@@ -94,7 +94,7 @@ async function main(): Promise<void> {
     void cached.kept;
   }
 
-  // A replay's changed connections waiting for their write, as objects (the deferred writes):
+  // States as objects (what a step makes one at a time, the largest counted in its working set):
   // The projector's connection states: configured only, and with calls in all 60 minutes of the window.
   for (const minutes of [0, 60]) {
     let jsonChars = 0;

@@ -45,15 +45,15 @@ export interface ProjectionStep {
   healthChanges: number;
   checkpoint: Checkpoint;
   /**
-   * What the step held in the heap, estimated (its events, the states it changed, the rows and
-   * documents it wrote; 0 when it read nothing): what bounds the next step's size (nextStepLimit).
+   * What the step held in the heap, estimated (its events, the stored states it read, the documents it
+   * wrote, one upsert statement and its largest state as objects; 0 when it read nothing): what bounds
+   * the next step's size (nextStepLimit).
    */
   workingBytes: number;
 }
 
 /**
- * What a state held as an object (a replay's changed connections waiting for their write) is counted
- * at: STATE_BASE_BYTES + STATE_BYTES_PER_JSON_BYTE × the length of its stored JSON (`stateToJson`) +
+ * What a state held as an object (the largest one a step makes, for its working set) is counted at: STATE_BASE_BYTES + STATE_BYTES_PER_JSON_BYTE × the length of its stored JSON (`stateToJson`) +
  * STATE_BYTES_PER_BUCKET × its minute buckets, whose arrays weigh far more in the heap than in JSON.
  * `npm run bench:memory`: 1.27 KB of heap for a state with no calls (953 B of JSON), 28.2 KB with
  * calls in all 60 minutes (5.2 KB of JSON); the estimate is 1.05-1.2× that.
@@ -77,14 +77,14 @@ function estimatedStateBytes(state: ConnectionState, stateJsonBytes: number): nu
  * parsed again when an event needs the state: exact in bytes, ~10-25× fewer bytes than the object,
  * and nothing for the garbage collector to trace (as objects, 100,000 cached states made GC 31% of the
  * projector's CPU at 100,000 connections). Deflated, the default 128 MiB holds every state of
- * ~300,000 connections, where the JSON held ~45,000: a backlog that steps its shards in turn reads
+ * ~150,000-250,000 connections, where the JSON held ~45,000: a backlog that steps its shards in turn reads
  * each of them again before a least-recently-used cache smaller than all of them gets back to it, so
  * such a cache misses every time. An entry is counted at its bytes + CACHED_STATE_OVERHEAD_BYTES + 2
  * per key character (the entry, the Buffer and its backing store; `npm run bench:memory`).
  */
 export const CACHED_STATE_OVERHEAD_BYTES = 320;
 
-/** A state as the cache holds it: its stored JSON, deflated, in a Buffer of its exact size. */
+/** A state as the cache and the row (`packed_state`) hold it: its JSON, deflated, in a Buffer of its exact size. */
 export function packState(stateJson: string): Buffer {
   const deflated = deflateRawSync(stateJson, { level: 1 });
   // A Buffer of its own: zlib's output is a slice of a 16 KiB chunk, which it would keep alive.
@@ -105,7 +105,7 @@ const key = connectionKey;
 
 /**
  * The connection states a projector process keeps in memory, shared by the shards it projects: each
- * state packed (packState: its stored JSON, deflated), least recently used forgotten first, bounded in bytes; and the
+ * state packed (packState), least recently used forgotten first, bounded in bytes; and the
  * health-change chain tail of each connection whose state is held (kept exactly as long as its state).
  */
 export class StateCache {
