@@ -83,6 +83,10 @@ describe('loadSettings', () => {
     ['API_HEAP_GROWING_PERCENT', '-1', 'API_HEAP_GROWING_PERCENT'],
     ['API_HEAP_GROWING_PERCENT', '1e9', 'API_HEAP_GROWING_PERCENT'],
     ['PROJECTOR_STATE_CACHE_BYTES', '-5', 'PROJECTOR_STATE_CACHE_BYTES'],
+    ['PROJECTOR_STEP_BYTES', '0', 'PROJECTOR_STEP_BYTES'],
+    ['PROJECTOR_STEP_BYTES', '1024', 'PROJECTOR_STEP_BYTES'],
+    ['PROJECTOR_STEP_BYTES', '64MiB', 'PROJECTOR_STEP_BYTES'],
+    ['PROJECTOR_STEP_BYTES', '1e30', 'PROJECTOR_STEP_BYTES'],
   ])('rejects %s=%s with one line naming it', (name, value, named) => {
     let error: unknown;
     try {
