@@ -1,5 +1,7 @@
 import { DataSource } from 'typeorm';
 import { PROJECTION_SHARDS, shardOfOrg } from '@psp/domain';
+import { inflateRawSync } from 'node:zlib';
+import { applyEvent, initialConnectionState, stateToJson } from '@psp/domain';
 import { callEvent, configuredEvent, MINUTE, T0 } from '@psp/domain/testing/events';
 import { generationLag, readShardCheckpoint, ShardLeaseLost, ShardLeases, ShardProjection } from '@psp/read-model';
 import { dropIsolated, isolatedSettings, openDatabase } from '../support/isolated-stack';
@@ -140,5 +142,45 @@ describe('projection shards', () => {
     expect(roomy.shards[shard]).toMatchObject({ behindEvents: behind, behindAtLeast: true });
     const above = await generationLag(db, 1, behind + 1);
     expect(above.shards[shard]).toMatchObject({ behindEvents: behind, behindAtLeast: false });
+  });
+
+  it('reads a state stored as JSON before migration 0014, and writes it back packed', async () => {
+    const shard = 3;
+    const org = orgInShard(shard);
+    const where = { orgId: org, connectionId: 'legacy' };
+    const events = [
+      configuredEvent('legacy-1', T0, { labels: ['ghana'] }, where),
+      callEvent('legacy-2', T0 + MINUTE, { outcome: 'failure', error_code: 'timeout' }, where),
+      callEvent('legacy-3', T0 + 2 * MINUTE, {}, where),
+    ];
+    const stepAll = async (projection: ShardProjection) => {
+      while ((await projection.step()).applied > 0);
+    };
+    const stored = async () =>
+      (
+        await db.query(
+          `SELECT state::text AS state, packed_state FROM connection_read_model
+            WHERE generation = 1 AND org_id = $1 AND connection_id = 'legacy'`,
+          [org],
+        )
+      )[0] as { state: string | null; packed_state: Buffer | null };
+    await seedLog(db, events.slice(0, 2));
+    await stepAll(new ShardProjection(db, 1, shard, null, 100));
+    // The row as a release before 0014 wrote it: the state as JSON, nothing packed.
+    const packed = (await stored()).packed_state!;
+    await db.query(
+      `UPDATE connection_read_model SET state = $2::json, packed_state = NULL
+        WHERE generation = 1 AND org_id = $1 AND connection_id = 'legacy'`,
+      [org, inflateRawSync(packed).toString('utf8')],
+    );
+
+    // A new projector (nothing cached) applies the next event on top of the JSON state.
+    await seedLog(db, events.slice(2));
+    await stepAll(new ShardProjection(db, 1, shard, null, 100));
+    const expected = initialConnectionState(org, 'legacy');
+    for (const e of events) applyEvent(expected, e);
+    const after = await stored();
+    expect(after.state).toBeNull();
+    expect(inflateRawSync(after.packed_state!).toString('utf8')).toBe(stateToJson(expected));
   });
 });
