@@ -95,7 +95,20 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
       let applied = 0;
       for (const shard of await this.shardsToStep(idle)) {
         if (!this.running) break;
+        // Shards change hands between steps, not only between cycles: a cycle of a backlog's steps
+        // lasts up to PROJECTOR_STEP_MS per shard held, and a shard left by a killed projector must
+        // not wait for it. A shard given up meanwhile is not stepped (it has no lease here).
+        if (Date.now() - this.lastRebalance >= this.settings.projectorRebalanceMs) {
+          try {
+            await this.rebalance();
+          } catch {
+            break; // the next cycle says what is wrong
+          }
+        }
+        if (!this.leases.leases.has(shard)) continue;
         applied += await this.stepShard(shard);
+        // Before the next step, not after the cycle: a step reads states into the cache.
+        this.shedUnderPressure();
       }
       idle = applied === 0;
       this.shedUnderPressure();
@@ -234,6 +247,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         full,
         this.settings.projectorMaxBatchSize,
         this.settings.projectorStepBytes,
+        this.settings.projectorStepMs,
       );
       // Swept at this minute for good only when the step found nothing to do: a sweep that changed
       // health may have stopped at its limit (SWEEP_LIMIT due connections), so look again.

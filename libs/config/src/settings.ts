@@ -56,6 +56,8 @@ export interface Settings {
    * estimated: a step that held more is followed by a proportionally smaller one (nextStepLimit).
    */
   projectorStepBytes: number;
+  /** How long one step may take, ms: a step that took longer is followed by a proportionally smaller one (not below the batch size). */
+  projectorStepMs: number;
   projectorIdleMs: number;
   /** Bytes of connection states the projector keeps in memory (least recently used ones go first). */
   projectorStateCacheBytes: number;
@@ -135,6 +137,10 @@ const MiB = 1024 * KiB;
 export const DEFAULT_PROJECTOR_STATE_CACHE_BYTES = 128 * MiB;
 /** Default of what one projection step may hold in the heap, as estimated (PROJECTOR_STEP_BYTES). */
 export const DEFAULT_PROJECTOR_STEP_BYTES = 64 * MiB;
+/** Default of how long one projection step may take, ms (PROJECTOR_STEP_MS). */
+export const DEFAULT_PROJECTOR_STEP_MS = 3000;
+/** Default of the most events one step of a shard that is behind reads (PROJECTOR_MAX_BATCH_SIZE). */
+export const DEFAULT_PROJECTOR_MAX_BATCH_SIZE = 100000;
 
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 const TOPIC_RULE = 'must be a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)';
@@ -205,10 +211,17 @@ export function loadSettings(env: Env = process.env): Settings {
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 1000, 0, 1000000000),
     rateLimitFailedAuthPerMinute: integer(env, 'RATE_LIMIT_FAILED_AUTH_PER_MINUTE', 60, 0, 1000000000),
     projectorBatchSize: integer(env, 'PROJECTOR_BATCH_SIZE', 5000, 1, 100000),
-    projectorMaxBatchSize: integer(env, 'PROJECTOR_MAX_BATCH_SIZE', 20000, 1, 100000),
+    projectorMaxBatchSize: integer(env, 'PROJECTOR_MAX_BATCH_SIZE', DEFAULT_PROJECTOR_MAX_BATCH_SIZE, 1, 1000000),
     projectorStepBytes: integer(env, 'PROJECTOR_STEP_BYTES', DEFAULT_PROJECTOR_STEP_BYTES, 1 * MiB, 16 * 1024 * MiB),
+    projectorStepMs: integer(env, 'PROJECTOR_STEP_MS', DEFAULT_PROJECTOR_STEP_MS, 100, 600000),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
-    projectorStateCacheBytes: integer(env, 'PROJECTOR_STATE_CACHE_BYTES', DEFAULT_PROJECTOR_STATE_CACHE_BYTES, 64 * KiB, 64 * 1024 * MiB),
+    projectorStateCacheBytes: integer(
+      env,
+      'PROJECTOR_STATE_CACHE_BYTES',
+      DEFAULT_PROJECTOR_STATE_CACHE_BYTES,
+      64 * KiB,
+      64 * 1024 * MiB,
+    ),
     projectorRebalanceMs: integer(env, 'PROJECTOR_REBALANCE_MS', 1000, 50, 60000),
     projectorRssShedBytes: integer(env, 'PROJECTOR_RSS_SHED_BYTES', 448 * MiB, 64 * MiB, 64 * 1024 * MiB),
     writerStreamCacheBytes: integer(env, 'WRITER_STREAM_CACHE_BYTES', 16 * MiB, 16, 4096 * MiB),

@@ -1,6 +1,10 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { DataSource } from 'typeorm';
-import { DEFAULT_PROJECTOR_STATE_CACHE_BYTES, DEFAULT_PROJECTOR_STEP_BYTES } from '@psp/config';
+import {
+  DEFAULT_PROJECTOR_STATE_CACHE_BYTES,
+  DEFAULT_PROJECTOR_STEP_BYTES,
+  DEFAULT_PROJECTOR_STEP_MS,
+} from '@psp/config';
 import {
   advanceStreamTime,
   applyEvent,
@@ -20,7 +24,7 @@ import {
   validationCapApplies,
 } from '@psp/domain';
 import { storedDocument } from './stored-document';
-import { LoggedEvent, LogPosition, readLogAfter, Sql } from '@psp/storage';
+import { LoggedEvent, LogPosition, LogRangeByConnection, measureLogAhead, readLogAfter, Sql } from '@psp/storage';
 import { allShards } from '@psp/domain';
 import { generationLag, readShardCheckpoint, ShardCheckpoint, writeShardCheckpoint } from './shard-checkpoints';
 import { currentShardLease } from './shard-leases';
@@ -50,6 +54,8 @@ export interface ProjectionStep {
    * the next step's size (nextStepLimit).
    */
   workingBytes: number;
+  /** Wall time of the step, ms (what bounds the next step's size in time: nextStepLimit). */
+  elapsedMs: number;
 }
 
 /**
@@ -180,33 +186,64 @@ function stateFrom(source: StateSource): ConnectionState {
   return initialConnectionState(source.orgId, source.connectionId);
 }
 
-/**
- * A step's events by connection (in the log's order within each, connections in the order first
- * touched), where each state comes from, the chains of those connections, and the stream time
- * reached. The states themselves are made one at a time as they are written (`foldedStates`).
- */
-interface Folded {
-  events: Map<string, ConnectionEvent[]>;
-  sources: Map<string, StateSource>;
-  chains: Map<string, HealthChain>;
-  streamTime: number | null;
-  /** Bytes of the sources held (packed states and stored JSON). */
-  sourceBytes: number;
+/** A chunk of a step's events by connection (in the log's order within each, connections in the order first read). */
+type ByConnection = Map<string, ConnectionEvent[]>;
+
+function byConnection(logged: Iterable<LoggedEvent>): ByConnection {
+  const events: ByConnection = new Map();
+  for (const { event } of logged) {
+    const k = key(event.orgId, event.connectionId);
+    const list = events.get(k);
+    if (list) list.push(event);
+    else events.set(k, [event]);
+  }
+  return events;
 }
 
 /**
- * Each touched connection's state with the step's events applied, made when asked for and let go
+ * Each touched connection's state with the chunk's events applied, made when asked for and let go
  * once written: a step holds one state as objects at a time, not one per connection it touches
  * (~1.3-28 KB each). The read model is a function of each connection's events in order
  * (order-independence.test.ts), so applying them connection by connection gives what the log's
  * order gives.
  */
-function* foldedStates(folded: Folded): Generator<ConnectionState> {
-  for (const [k, events] of folded.events) {
-    const state = stateFrom(folded.sources.get(k)!);
-    for (const event of events) applyEvent(state, event);
+function* foldedStates(events: ByConnection, sources: Map<string, StateSource>): Generator<ConnectionState> {
+  for (const [k, list] of events) {
+    const state = stateFrom(sources.get(k)!);
+    for (const event of list) applyEvent(state, event);
     yield state;
   }
+}
+
+/** Events a step of a shard that is behind reads from its cursor at a time (catch-up steps hold one chunk). */
+export const CATCH_UP_CHUNK_EVENTS = 5000;
+
+/**
+ * Bytes of documents one step keeps for its Redis update. The orgs of the connections it writes
+ * beyond them are dropped from Redis instead (the API refills each from PostgreSQL on its next read),
+ * so a step's memory does not grow with the connections it writes.
+ */
+export const REDIS_DOCUMENT_BYTES = 16 * 1024 * 1024;
+
+/** A written connection's entry as a step holds it until its commit, besides its document. */
+const WRITTEN_ENTRY_BYTES = 120;
+
+/** What a step has written so far, chunk after chunk. */
+class StepWrites {
+  readonly written: WrittenConnection[] = [];
+  healthChanges = 0;
+  /** Bytes of the documents kept for Redis. */
+  documentBytes = 0;
+  /** The most one chunk held at once: its events and the sources of its states. */
+  chunkBytes = 0;
+  /** The largest state made as objects. */
+  stateBytes = 0;
+}
+
+/** A step's span (tracing on): when the step began, and the span once it has events. */
+interface Traced {
+  startedAt: number;
+  step: StepTrace | null;
 }
 
 /** What a step committed, and the documents to publish to Redis once it has. */
@@ -220,7 +257,15 @@ function samePosition(a: LogPosition | null, b: LogPosition): boolean {
 }
 
 function nothingDone(checkpoint: ShardCheckpoint, healthChanges = 0): ProjectionStep {
-  return { applied: 0, connectionsWritten: 0, orgsChanged: 0, healthChanges, checkpoint, workingBytes: 0 };
+  return {
+    applied: 0,
+    connectionsWritten: 0,
+    orgsChanged: 0,
+    healthChanges,
+    checkpoint,
+    workingBytes: 0,
+    elapsedMs: 0,
+  };
 }
 
 /** The written connections by org, with each org's new version: what Redis gets. */
@@ -229,9 +274,15 @@ function orgChanges(versions: { orgId: string; version: number }[], written: Wri
   for (const v of versions) byOrg.set(v.orgId, { orgId: v.orgId, version: v.version, upserts: [], removals: [] });
   for (const w of written) {
     const change = byOrg.get(w.orgId)!;
-    if (w.document === null) change.removals.push(w.connectionId);
+    if (w.dropped) change.dropped = true;
+    else if (w.document === null) change.removals.push(w.connectionId);
     else change.upserts.push([w.connectionId, w.document]);
   }
+  for (const change of byOrg.values())
+    if (change.dropped) {
+      change.upserts = [];
+      change.removals = [];
+    }
   return [...byOrg.values()];
 }
 
@@ -266,6 +317,10 @@ export class ShardProjection {
   private redisInFlight: Promise<void> = Promise.resolve();
   /** The lease this process holds the shard under (null: no fencing, e.g. a replay's own steps). */
   lease: string | null = null;
+  /** Steps that read their events connection by connection (catchUp), since this object was made. */
+  catchUpSteps = 0;
+  private readonly chunkEvents: number;
+  private readonly redisDocumentBytes: number;
   /**
    * The first event the latest step read from the log (null when it failed before reading any): after
    * a failed step of one event, the event the projection cannot get past.
@@ -278,31 +333,36 @@ export class ShardProjection {
     readonly shard: number,
     private readonly redis: RedisReadModel | null,
     private readonly batchSize: number,
-    options: { cache?: StateCache; stateCacheBytes?: number } = {},
+    options: {
+      cache?: StateCache;
+      stateCacheBytes?: number;
+      /** Events a catch-up step reads at a time (CATCH_UP_CHUNK_EVENTS; tests make it small). */
+      catchUpChunkEvents?: number;
+      /** Bytes of documents a step keeps for Redis (REDIS_DOCUMENT_BYTES; tests make it small). */
+      redisDocumentBytes?: number;
+    } = {},
   ) {
     this.cache = options.cache ?? new StateCache(options.stateCacheBytes ?? DEFAULT_STATE_CACHE_BYTES);
+    this.chunkEvents = options.catchUpChunkEvents ?? CATCH_UP_CHUNK_EVENTS;
+    this.redisDocumentBytes = options.redisDocumentBytes ?? REDIS_DOCUMENT_BYTES;
   }
 
   /**
    * Projects up to `limit` events of the shard (the batch size by default); `applied` is 0 when the
-   * shard has caught up with the log.
+   * shard has caught up with the log. A step asked for more than the batch size (its shard is behind:
+   * apps/projector grows its steps) reads its events connection by connection (`catchUp`).
    */
   async step(limit = this.batchSize): Promise<ProjectionStep> {
     this.firstAttempted = null;
-    const startedAt = tracingOn() ? Date.now() : 0;
-    const traced: { step: StepTrace | null } = { step: null }; // once there are events (tracing on)
+    const began = Date.now();
+    const traced: Traced = { startedAt: tracingOn() ? began : 0, step: null }; // a span once there are events
     let committed: Committed;
     try {
       committed = await this.db.transaction(async (tx) => {
         const checkpoint = await this.begin(tx);
-        const logged = await readLogAfter(tx, checkpoint.at, limit, this.shard);
-        this.firstAttempted = logged[0] ?? null;
-        // A replay switched past this generation while this step waited for the lock: nothing more.
-        if (checkpoint.status === 'retired') return { result: nothingDone(checkpoint), changes: [] };
-        if (logged.length === 0) return { result: await this.caughtUp(tx, checkpoint), changes: [] };
-        if (startedAt) traced.step = new StepTrace(startedAt, this.generation, this.shard, logged);
-        const folded = await this.fold(tx, checkpoint, logged);
-        return this.write(tx, checkpoint, logged, folded, traced.step);
+        return limit > this.batchSize
+          ? this.catchUp(tx, checkpoint, limit, traced)
+          : this.stepInLogOrder(tx, checkpoint, limit, traced);
       });
     } catch (error) {
       traced.step?.end(null, error);
@@ -310,6 +370,7 @@ export class ShardProjection {
       this.cachedAt = null;
       throw error;
     }
+    committed.result.elapsedMs = Date.now() - began;
     traced.step?.end(committed.result);
     await this.publish(committed.changes, committed.result.applied === 0);
     return committed.result;
@@ -342,73 +403,166 @@ export class ShardProjection {
     return nothingDone(checkpoint, healthChanges);
   }
 
-  /**
-   * 3. The step's events by connection, where each touched connection's state comes from (the
-   * states are made as they are written: foldedStates), and the stream time reached.
-   */
-  private async fold(tx: Sql, checkpoint: ShardCheckpoint, logged: LoggedEvent[]): Promise<Folded> {
-    const events = new Map<string, ConnectionEvent[]>();
-    // The generation's stream time: the greatest of every shard's, this step's events included.
-    let streamTime = checkpoint.streamTime;
-    for (const { event } of logged) {
-      const k = key(event.orgId, event.connectionId);
-      const list = events.get(k);
-      if (list) list.push(event);
-      else events.set(k, [event]);
-      streamTime = advanceStreamTime(streamTime, event.occurredAt);
-    }
-    return { events, streamTime, ...(await this.loadSources(tx, events)) };
-  }
-
-  /** 4. Render and write the connections, the health changes, the orgs' versions and the checkpoint. */
-  private async write(
+  /** 2-4 for a step of at most the batch size: its events read in the log's order, held, folded, written. */
+  private async stepInLogOrder(
     tx: Sql,
     checkpoint: ShardCheckpoint,
-    logged: LoggedEvent[],
-    folded: Folded,
-    trace: StepTrace | null,
+    limit: number,
+    traced: Traced,
   ): Promise<Committed> {
-    const { streamTime } = folded;
-    // Health changes of the live read model, in this same transaction (CONTRACT 2.5: exactly once):
-    // those of the connections written now, then those of the connections due by the clock.
-    const live = checkpoint.status === 'live';
-    const { chains, changes: seen } = this.chainBook(live, folded.chains);
-    // Each state written is kept in the cache as stored, with its chain's tail (a step that fails
-    // clears the cache, so nothing of it outlives a rollback).
-    let stateBytes = 0;
+    const logged = await readLogAfter(tx, checkpoint.at, limit, this.shard);
+    this.firstAttempted = logged[0] ?? null;
+    // A replay switched past this generation while this step waited for the lock: nothing more.
+    if (checkpoint.status === 'retired') return { result: nothingDone(checkpoint), changes: [] };
+    if (logged.length === 0) return { result: await this.caughtUp(tx, checkpoint), changes: [] };
+    if (traced.startedAt) traced.step = new StepTrace(traced.startedAt, this.generation, this.shard, logged);
+    traced.step?.saw(logged);
+    // The generation's stream time: the greatest of every shard's, this step's events included.
+    let streamTime = checkpoint.streamTime;
+    for (const { event } of logged) streamTime = advanceStreamTime(streamTime, event.occurredAt);
+    const writes = new StepWrites();
+    await this.foldAndWrite(tx, checkpoint, byConnection(logged), streamTime, writes, traced.step, logged.length);
+    return this.finish(tx, checkpoint, logged[logged.length - 1].at, streamTime, logged.length, writes, traced.step);
+  }
+
+  /**
+   * 2-4 for a step of a shard that is behind: the extent of its next `limit` events first (how many,
+   * the last one's position, the stream time they reach), then those events in connection order
+   * through a cursor, CATCH_UP_CHUNK_EVENTS at a time, each connection folded with all of its events
+   * of the step and written once, as a replay folds (docs/read-model.md, "A shard that is behind").
+   * Memory holds one chunk, whatever `limit`; a connection written once for all its events of the
+   * step is what makes a backlog cheaper per event than steady traffic.
+   */
+  private async catchUp(tx: Sql, checkpoint: ShardCheckpoint, limit: number, traced: Traced): Promise<Committed> {
+    const ahead = await measureLogAhead(tx, checkpoint.at, limit, this.shard);
+    if (checkpoint.status === 'retired') return { result: nothingDone(checkpoint), changes: [] };
+    if (ahead === null) return { result: await this.caughtUp(tx, checkpoint), changes: [] };
+    const streamTime = advanceStreamTime(checkpoint.streamTime, ahead.latestOccurredAt);
+    this.catchUpSteps++;
+    const range = await LogRangeByConnection.open(tx, checkpoint.at, ahead.last, this.shard);
+    const writes = new StepWrites();
+    let read = 0;
+    let carried: LoggedEvent[] = [];
+    for (;;) {
+      const chunk = await range.next(this.chunkEvents);
+      read += chunk.length;
+      this.firstAttempted ??= chunk[0] ?? null;
+      if (traced.startedAt && !traced.step)
+        traced.step = new StepTrace(traced.startedAt, this.generation, this.shard, chunk, ahead.events);
+      traced.step?.saw(chunk);
+      const last = chunk.length < this.chunkEvents;
+      let events = carried.length > 0 ? carried.concat(chunk) : chunk;
+      carried = [];
+      if (!last && events.length > 0) {
+        // The chunk may end within a connection: that connection's events wait for the next chunk.
+        const tail = events[events.length - 1].event;
+        let from = events.length - 1;
+        while (
+          from > 0 &&
+          events[from - 1].event.orgId === tail.orgId &&
+          events[from - 1].event.connectionId === tail.connectionId
+        )
+          from--;
+        carried = events.slice(from);
+        events = events.slice(0, from);
+      }
+      await this.foldAndWrite(
+        tx,
+        checkpoint,
+        byConnection(events),
+        streamTime,
+        writes,
+        traced.step,
+        events.length + carried.length,
+      );
+      if (last) break;
+    }
+    await range.close();
+    if (read !== ahead.events)
+      throw new Error(`shard ${this.shard}: the step's range held ${read} events where ${ahead.events} were counted`);
+    return this.finish(tx, checkpoint, ahead.last, streamTime, read, writes, traced.step);
+  }
+
+  /**
+   * 3-4 for one chunk of a step: the states of the connections its events touch (the cache, else the
+   * stored rows, else new), each connection's events applied in order, rendered at the step's stream
+   * time and written with their health changes (live generation). Each state written is kept in the
+   * cache as stored, with its chain's tail (a step that fails clears the cache, so nothing of it
+   * outlives a rollback).
+   */
+  private async foldAndWrite(
+    tx: Sql,
+    checkpoint: ShardCheckpoint,
+    events: ByConnection,
+    streamTime: number | null,
+    writes: StepWrites,
+    trace: StepTrace | null,
+    eventsHeld: number,
+  ): Promise<void> {
+    if (events.size === 0) return;
+    const { sources, chains: stepChains, sourceBytes } = await this.loadSources(tx, events);
+    const { chains, changes: seen } = this.chainBook(checkpoint.status === 'live', stepChains);
     const written = await writeConnections(
       tx,
       this.generation,
-      foldedStates(folded),
+      foldedStates(events, sources),
       streamTime,
       chains,
       (state, stateJsonLength, packed) => {
         const k = key(state.orgId, state.connectionId);
-        this.cache.keep(k, packed, folded.chains.get(k)!);
-        stateBytes = Math.max(stateBytes, estimatedStateBytes(state, stateJsonLength));
+        this.cache.keep(k, packed, stepChains.get(k)!);
+        writes.stateBytes = Math.max(writes.stateBytes, estimatedStateBytes(state, stateJsonLength));
       },
     );
     await writeHealthChanges(tx, this.generation, seen, trace?.outboxContexts(seen));
-    const swept = live && streamTime !== null ? await this.sweep(tx, streamTime, trace?.context) : 0;
-    const versions = await bumpOrgVersions(tx, this.generation, written);
-    const at = logged[logged.length - 1].at;
-    const eventsApplied = checkpoint.eventsApplied + logged.length;
+    trace?.written(written);
+    writes.healthChanges += seen.length;
+    writes.chunkBytes = Math.max(writes.chunkBytes, eventsHeld * LOGGED_EVENT_BYTES + sourceBytes);
+    for (const w of written) {
+      if (w.document !== null) {
+        if (writes.documentBytes + w.document.length > this.redisDocumentBytes) {
+          w.document = null;
+          w.dropped = true;
+        } else writes.documentBytes += w.document.length;
+      }
+      writes.written.push(w);
+    }
+  }
+
+  /** 4, the end: the sweep (live), the orgs' versions, the shard's checkpoint, the lease checked last (fencing: ShardLeases). */
+  private async finish(
+    tx: Sql,
+    checkpoint: ShardCheckpoint,
+    at: LogPosition,
+    streamTime: number | null,
+    applied: number,
+    writes: StepWrites,
+    trace: StepTrace | null,
+  ): Promise<Committed> {
+    const swept =
+      checkpoint.status === 'live' && streamTime !== null ? await this.sweep(tx, streamTime, trace?.context) : 0;
+    const versions = await bumpOrgVersions(tx, this.generation, writes.written);
+    const eventsApplied = checkpoint.eventsApplied + applied;
     await writeShardCheckpoint(tx, this.generation, this.shard, { at, streamTime, eventsApplied });
     await this.checkLease(tx);
-    // What the step held at most: its events, the sources of its states, the documents written (kept
-    // for Redis), one statement's rows and the largest state as objects.
-    let workingBytes = logged.length * LOGGED_EVENT_BYTES + folded.sourceBytes + UPSERT_CHUNK_CHARS + stateBytes;
-    for (const w of written) workingBytes += w.document?.length ?? 0;
     this.cachedAt = at; // the cached states are current as of `at` once this commits
-    const changes = orgChanges(versions, written);
+    const changes = orgChanges(versions, writes.written);
     return {
       result: {
-        applied: logged.length,
-        connectionsWritten: written.length,
+        applied,
+        connectionsWritten: writes.written.length,
         orgsChanged: changes.length,
-        healthChanges: seen.length + swept,
+        healthChanges: writes.healthChanges + swept,
         checkpoint: { at, streamTime, eventsApplied, status: checkpoint.status },
-        workingBytes,
+        // What the step held at most: a chunk's events and the sources of their states, one upsert
+        // statement, the largest state as objects, the documents kept for Redis and the written entries.
+        workingBytes:
+          writes.chunkBytes +
+          UPSERT_CHUNK_CHARS +
+          writes.stateBytes +
+          writes.documentBytes +
+          writes.written.length * WRITTEN_ENTRY_BYTES,
+        elapsedMs: 0,
       },
       changes,
     };
@@ -540,7 +694,12 @@ export class Projection {
     redis: RedisReadModel | null,
     private readonly batchSize: number,
     stateCacheBytes = DEFAULT_STATE_CACHE_BYTES,
-    private readonly options: { shards?: number[]; maxBatchSize?: number; stepBytes?: number } = {},
+    private readonly options: {
+      shards?: number[];
+      maxBatchSize?: number;
+      stepBytes?: number;
+      stepMillis?: number;
+    } = {},
   ) {
     const cache = new StateCache(stateCacheBytes);
     this.shards = (options.shards ?? allShards()).map(
@@ -559,6 +718,7 @@ export class Projection {
     let orgsChanged = 0;
     let healthChanges = 0;
     let workingBytes = 0;
+    let elapsedMs = 0;
     let last: ProjectionStep | null = null;
     for (const shard of this.shards) {
       const asked = limit ?? this.limits.get(shard.shard) ?? this.batchSize;
@@ -572,6 +732,7 @@ export class Projection {
             this.batchSize,
             this.options.maxBatchSize ?? this.batchSize,
             this.options.stepBytes ?? DEFAULT_PROJECTOR_STEP_BYTES,
+            this.options.stepMillis ?? DEFAULT_PROJECTOR_STEP_MS,
           ),
         );
       applied += step.applied;
@@ -579,6 +740,7 @@ export class Projection {
       orgsChanged += step.orgsChanged;
       healthChanges += step.healthChanges;
       workingBytes = Math.max(workingBytes, step.workingBytes);
+      elapsedMs += step.elapsedMs;
       last = step;
     }
     const progress = await readCheckpoint(this.db, this.generation);
@@ -589,6 +751,7 @@ export class Projection {
       healthChanges,
       checkpoint: { ...progress, at: last?.checkpoint.at ?? progress.at },
       workingBytes,
+      elapsedMs,
     };
   }
 
@@ -616,8 +779,10 @@ export interface HealthChains {
 interface WrittenConnection {
   orgId: string;
   connectionId: string;
-  /** The stored document (see stored-document.ts), or null when the connection is not listed. */
+  /** The stored document (see stored-document.ts), or null when the connection is not listed (or dropped). */
   document: string | null;
+  /** Its document was not kept for Redis (REDIS_DOCUMENT_BYTES): its org is dropped from Redis. */
+  dropped?: boolean;
 }
 
 /** Characters of rows sent in one upsert of connection_read_model at most (and one row beyond). */

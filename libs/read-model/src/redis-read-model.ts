@@ -12,20 +12,26 @@ export interface OrgChange {
   version: number;
   upserts: [connectionId: string, document: string][];
   removals: string[];
+  /**
+   * The change is not carried (a step that wrote more documents than it keeps for Redis): Redis
+   * drops the org, and the API refills it from PostgreSQL on its next read.
+   */
+  dropped?: boolean;
 }
 
 // KEYS: per org, its documents hash, the version of that hash, the latest version the projector
 // committed. ARGV: per org, version, number of upserts, number of removals, then the upserts as
-// (id, document) pairs, then the removed ids. For each org: applies the change only on top of the
-// version just before it; anything else is stale and is dropped, so the API refills the org from
-// PostgreSQL. Always records the latest committed version. Many orgs per call: one script call for
-// a whole chunk of a projector batch, not one per org.
+// (id, document) pairs, then the removed ids (-1 upserts: the change is not carried, drop the org).
+// For each org: applies the change only on top of the version just before it; anything else is stale
+// and is dropped, so the API refills the org from PostgreSQL. Always records the latest committed
+// version. Many orgs per call: one script call for a whole chunk of a projector batch, not one per org.
 const APPLY_CHANGES = `
 local a = 1
 for k = 1, #KEYS, 3 do
   local v = tonumber(ARGV[a])
+  local n = tonumber(ARGV[a + 1])
   local up = a + 3
-  local rm = up + 2 * tonumber(ARGV[a + 1])
+  local rm = up + 2 * math.max(n, 0)
   local nxt = rm + tonumber(ARGV[a + 2])
   local latest = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
   if v > latest then redis.call('SET', KEYS[k + 2], ARGV[a]) end
@@ -33,7 +39,7 @@ for k = 1, #KEYS, 3 do
   if cur then
     cur = tonumber(cur)
     if cur < v then
-      if cur ~= v - 1 then
+      if n < 0 or cur ~= v - 1 then
         redis.call('DEL', KEYS[k], KEYS[k + 1])
       else
         for i = up, rm - 1, 2 do redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1]) end
@@ -121,12 +127,15 @@ export class RedisReadModel {
     };
     for (const c of changes) {
       keys.push(...this.keys(generation, c.orgId));
-      args.push(c.version, c.upserts.length, c.removals.length);
-      for (const [id, doc] of c.upserts) {
-        args.push(id, doc);
-        bytes += doc.length;
+      if (c.dropped) args.push(c.version, -1, 0);
+      else {
+        args.push(c.version, c.upserts.length, c.removals.length);
+        for (const [id, doc] of c.upserts) {
+          args.push(id, doc);
+          bytes += doc.length;
+        }
+        for (const id of c.removals) args.push(id);
       }
-      for (const id of c.removals) args.push(id);
       if (keys.length >= 3 * CHANGES_PER_CALL.orgs || bytes >= CHANGES_PER_CALL.bytes) flush();
     }
     flush();

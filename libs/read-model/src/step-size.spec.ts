@@ -73,4 +73,36 @@ describe('nextStepLimit', () => {
       expect(nextStepLimit(10000, { applied: 0, workingBytes: 0 }, BASE, MAX, 64 * MiB)).toBe(BASE);
     });
   });
+
+  describe('bounded by the time a step takes', () => {
+    it('grows as before while steps stay short', () => {
+      // 20,000 events in 1 s: 40,000 would take ~2 s, within 3.
+      expect(nextStepLimit(20000, { applied: 20000, elapsedMs: 1000 }, BASE, 100000, Infinity, 3000)).toBe(40000);
+    });
+
+    it('grows only as far as the latest step says fits in the time', () => {
+      // 40,000 events in 4 s: 3 s holds 30,000 of them.
+      expect(nextStepLimit(40000, { applied: 40000, elapsedMs: 4000 }, BASE, 100000, Infinity, 3000)).toBe(30000);
+    });
+
+    it('never takes a step below the base for time alone (a slow machine still steps the base size)', () => {
+      expect(nextStepLimit(5000, { applied: 5000, elapsedMs: 60000 }, BASE, 100000, Infinity, 3000)).toBe(BASE);
+      // A recovering step after failures still doubles toward the base.
+      expect(nextStepLimit(64, { applied: 64, elapsedMs: 60000 }, BASE, 100000, Infinity, 3000)).toBe(128);
+    });
+
+    it('combines with the bound in bytes (the smaller wins) and has no effect without a bound', () => {
+      expect(
+        nextStepLimit(
+          40000,
+          { applied: 40000, elapsedMs: 1000, workingBytes: 128 * 1024 * 1024 },
+          BASE,
+          100000,
+          64 * 1024 * 1024,
+          3000,
+        ),
+      ).toBe(20000);
+      expect(nextStepLimit(40000, { applied: 40000, elapsedMs: 100000 }, BASE, 100000)).toBe(80000);
+    });
+  });
 });

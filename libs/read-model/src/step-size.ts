@@ -16,22 +16,31 @@
  * changed and the rows it wrote, estimated) passed it is followed by one reading proportionally fewer
  * events, and no step grows past what its latest one suggests fits (events × maxBytes / workingBytes,
  * at least 1): the projector's heap stays bounded whatever the size of its connections' states.
+ *
+ * And time: with `maxMillis`, no step grows past what its latest one suggests takes that long
+ * (events × maxMillis / elapsedMs), but time alone never takes a step below the base size: a shard's
+ * step holds its other shards back (one process steps its shards in turn) and delays a handover of
+ * shards between processes, so the backlog's big steps stay a few seconds long on any machine.
  */
 export function nextStepLimit(
   current: number,
-  outcome: { applied: number; workingBytes?: number } | 'failed',
+  outcome: { applied: number; workingBytes?: number; elapsedMs?: number } | 'failed',
   base: number,
   max: number,
   maxBytes = Infinity,
+  maxMillis = Infinity,
 ): number {
   if (outcome === 'failed') return Math.max(1, Math.floor(current / 2));
   if (outcome.applied === 0) return base;
-  const next =
+  let next =
     current < base
       ? Math.min(base, current * 2)
       : outcome.applied >= current
         ? Math.min(Math.max(base, max), current * 2)
         : base;
+  const elapsed = outcome.elapsedMs ?? 0;
+  if (elapsed > 0 && Number.isFinite(maxMillis))
+    next = Math.min(next, Math.max(Math.min(next, base), Math.floor((outcome.applied * maxMillis) / elapsed)));
   const working = outcome.workingBytes ?? 0;
   if (working <= 0 || !Number.isFinite(maxBytes)) return next;
   return Math.max(1, Math.min(next, Math.floor((outcome.applied * maxBytes) / working)));

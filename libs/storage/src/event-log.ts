@@ -255,6 +255,97 @@ export async function readLogAfter(
   }));
 }
 
+/** What a shard's next events hold, up to a number of them: how many, the last one's position, the latest occurred_at. */
+export interface LogAhead {
+  events: number;
+  last: LogPosition;
+  latestOccurredAt: number;
+}
+
+/**
+ * The extent of the next (at most) `limit` events after `after` of one projection shard, with the
+ * same rule as readLogAfter (only transactions older than the snapshot's xmin): null when there are
+ * none. One index range of `limit` entries (event_log_shard_tail) and their rows' occurred_at.
+ */
+export async function measureLogAhead(
+  sql: Sql,
+  after: LogPosition,
+  limit: number,
+  shard: number,
+): Promise<LogAhead | null> {
+  const rows: { events: number; last_tx: string | null; last_position: string | null; latest: Date | null }[] =
+    await sql.query(
+      `WITH ahead AS MATERIALIZED (
+       SELECT e.transaction_id AS tx, e.position AS pos, e.occurred_at
+         FROM event_log e
+        WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+          AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          AND psp_shard(e.org_id) = $4
+        ORDER BY psp_shard(e.org_id), e.transaction_id, e.position
+        LIMIT $3)
+     SELECT (SELECT count(*) FROM ahead)::int AS events, (SELECT max(occurred_at) FROM ahead) AS latest,
+            l.tx::text AS last_tx, l.pos::text AS last_position
+       FROM (SELECT tx, pos FROM ahead ORDER BY tx DESC, pos DESC LIMIT 1) l`,
+      [after.transactionId, after.position, limit, shard],
+    );
+  const r = rows[0];
+  if (!r || r.events === 0 || r.last_tx === null || r.last_position === null || r.latest === null) return null;
+  return {
+    events: r.events,
+    last: { transactionId: r.last_tx, position: r.last_position },
+    latestOccurredAt: r.latest.getTime(),
+  };
+}
+
+/**
+ * A shard's events in (`after`, `through`] in connection order (org, connection, then the log's order
+ * within each), read in chunks through a cursor of the caller's transaction: what a step of a shard
+ * that is behind folds connection by connection, holding one chunk at a time whatever the range's
+ * size. `through` comes from measureLogAhead in the same transaction, so the range holds exactly the
+ * events it counted. Close it (or end the transaction) when done.
+ */
+export class LogRangeByConnection {
+  private static opened = 0;
+  private readonly cursor = `log_by_connection_${++LogRangeByConnection.opened}`;
+  private done = false;
+
+  private constructor(private readonly sql: Sql) {}
+
+  static async open(sql: Sql, after: LogPosition, through: LogPosition, shard: number): Promise<LogRangeByConnection> {
+    const range = new LogRangeByConnection(sql);
+    await sql.query(
+      `DECLARE ${range.cursor} NO SCROLL CURSOR FOR
+       SELECT e.transaction_id::text AS tx, e.position, e.event_id, e.org_id, e.connection_id, e.type, e.occurred_at,
+              e.data, e.trace_context
+         FROM event_log e
+        WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+          AND (e.transaction_id, e.position) <= ($3::xid8, $4::bigint)
+          AND psp_shard(e.org_id) = $5
+        ORDER BY e.org_id, e.connection_id, e.transaction_id, e.position`,
+      [after.transactionId, after.position, through.transactionId, through.position, shard],
+    );
+    return range;
+  }
+
+  /** The next up to `count` events (none once the range is read). */
+  async next(count: number): Promise<LoggedEvent[]> {
+    if (this.done) return [];
+    const rows: (EventRow & { tx: string; position: string; trace_context: string | null })[] = await this.sql.query(
+      `FETCH FORWARD ${Math.max(1, Math.floor(count))} FROM ${this.cursor}`,
+    );
+    if (rows.length < count) this.done = true;
+    return rows.map((r) => ({
+      at: { transactionId: r.tx, position: String(r.position) },
+      event: eventFromRow(r),
+      traceContext: r.trace_context,
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.sql.query(`CLOSE ${this.cursor}`);
+  }
+}
+
 /** Events in the log (a full count: for progress totals, not for hot paths). */
 export async function countLoggedEvents(sql: Sql): Promise<number> {
   const rows: { n: string }[] = await sql.query(`SELECT count(*)::text AS n FROM event_log`);
