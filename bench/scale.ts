@@ -920,6 +920,8 @@ async function projectionBacklog(
     });
   const timing = timingTop(await collectTiming(projectors[0], timingFile));
   await Promise.all(projectors.map((p) => p.stop()));
+  // Each projector's own account of its work (steps, connections written: how much a write carried).
+  const work = projectors.map((p) => p.output.filter((l) => /stopped: applied/.test(l)).pop() ?? '');
   const rows = cpu.rows('bench: poller');
   const cpuOfRow = (prefix: string) =>
     rows.filter((r) => r[0].startsWith(prefix)).reduce((a, r) => a + Number(r[1].replace(/,/g, '')), 0);
@@ -942,6 +944,10 @@ async function projectionBacklog(
       `; CPU per event: projector(s) ${result.projectorUsPerEvent.map((u) => `${fmt(u, 0)} µs`).join(' + ')}, PostgreSQL ${fmt(result.postgresUsPerEvent, 0)} µs; peak RSS ${peakRss.map(fmtMb).join(' + ')}`,
   );
   table(result.cpu.rows);
+  for (const [i, line] of work.entries()) {
+    const said = /stopped: ([^"]*)/.exec(line);
+    if (said) say(`projector ${i + 1} of ${k}: ${said[1]}`);
+  }
   say();
   say(`projector 1 of ${k} (timing hook):`);
   table(timing.rows);

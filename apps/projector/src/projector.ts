@@ -50,6 +50,9 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
   private loop?: Promise<void>;
   private reporter?: NodeJS.Timeout;
   private applied = 0;
+  /** Steps that applied events, and the connections they wrote, this run (the report's "events per write"). */
+  private steps = 0;
+  private connectionsWritten = 0;
   private reportedApplied = 0;
   private lastRebalance = 0;
   private lastShedLog = 0;
@@ -231,6 +234,10 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
       const step = await projection.step(run.limit);
       this.lastStep = step;
       this.applied += step.applied;
+      if (step.applied > 0) {
+        this.steps += 1;
+        this.connectionsWritten += step.connectionsWritten;
+      }
       projectorMetrics().eventsApplied.inc(step.applied);
       if (run.stalled) {
         run.stalled = false;
@@ -305,9 +312,15 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
     const behind = lag ? held.reduce((n, s) => n + s.behindEvents, 0) : null;
     const atLeast = held.some((s) => s.behindAtLeast) ? 'at least ' : '';
     this.logger.log(
-      `generation ${this.generation}, shards ${list(this.shards)}: applied ${this.applied} events this run` +
+      `generation ${this.generation}, shards ${list(this.shards)}: ${this.work()} this run` +
         (behind !== null ? `; these shards are behind the log by ${atLeast}${behind} events` : ''),
     );
+  }
+
+  /** What this run applied: events, steps, connections written (and events per connection written). */
+  private work(): string {
+    const perWrite = this.connectionsWritten > 0 ? (this.applied / this.connectionsWritten).toFixed(1) : '-';
+    return `applied ${this.applied} events in ${this.steps} steps, writing ${this.connectionsWritten} connections (${perWrite} events per connection written)`;
   }
 
   /** Stops stepping, leaves the shards to the other projectors, before any client it uses is closed. */
@@ -318,6 +331,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
     // The last steps' Redis updates, before Redis is closed.
     await Promise.all([...this.runs.values()].map((r) => r.projection.settled()));
     await this.leases.leave();
+    this.logger.log(`stopped: ${this.work()}`);
   }
 }
 

@@ -4,8 +4,8 @@ describe('nextStepLimit', () => {
   const BASE = 5000;
   const MAX = 20000;
 
-  it('grows while the shard is behind (full steps), up to the most', () => {
-    expect(nextStepLimit(5000, { applied: 5000 }, BASE, MAX)).toBe(10000);
+  it('reads the most while the shard is behind (full steps)', () => {
+    expect(nextStepLimit(5000, { applied: 5000 }, BASE, MAX)).toBe(20000);
     expect(nextStepLimit(10000, { applied: 10000 }, BASE, MAX)).toBe(20000);
     expect(nextStepLimit(20000, { applied: 20000 }, BASE, MAX)).toBe(20000);
   });
@@ -31,7 +31,7 @@ describe('nextStepLimit', () => {
       back.push(limit);
     }
     expect(back).toEqual([2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 5000]);
-    expect(nextStepLimit(limit, { applied: limit }, BASE, MAX)).toBe(10000);
+    expect(nextStepLimit(limit, { applied: limit }, BASE, MAX)).toBe(20000);
   });
 
   it('never grows past the base when the most is set below it', () => {
@@ -44,13 +44,16 @@ describe('nextStepLimit', () => {
 
     it('grows as before while the steps stay within the bound', () => {
       // 5,000 events that held 10 MiB: 20,000 would hold ~40 MiB, within 64.
-      expect(nextStepLimit(5000, { applied: 5000, workingBytes: 10 * MiB }, BASE, MAX, 64 * MiB)).toBe(10000);
+      expect(nextStepLimit(5000, { applied: 5000, workingBytes: 10 * MiB }, BASE, MAX, 64 * MiB)).toBe(20000);
       expect(nextStepLimit(10000, { applied: 10000, workingBytes: 20 * MiB }, BASE, MAX, 64 * MiB)).toBe(20000);
     });
 
-    it('grows only as far as the latest step says fits', () => {
-      // 10,000 events held 40 MiB: 64 MiB holds 64/40 × 10,000 = 16,000 of them, not 20,000.
-      expect(nextStepLimit(10000, { applied: 10000, workingBytes: 40 * MiB }, BASE, MAX, 64 * MiB)).toBe(16000);
+    it('does not extrapolate a step above the base (it holds one chunk at a time) from what the last one held', () => {
+      // A base step (events held) of 40 MiB: the next reads connection by connection, the most.
+      expect(nextStepLimit(5000, { applied: 5000, workingBytes: 40 * MiB }, BASE, MAX, 64 * MiB)).toBe(20000);
+      expect(nextStepLimit(10000, { applied: 10000, workingBytes: 40 * MiB }, BASE, MAX, 64 * MiB)).toBe(20000);
+      // A base step that would not fit again stays below the base: 5,000 events held 80 MiB.
+      expect(nextStepLimit(4000, { applied: 4000, workingBytes: 80 * MiB }, BASE, MAX, 64 * MiB)).toBe(3200);
     });
 
     it('shrinks, below the base too, after a step that held more than the bound', () => {
@@ -75,34 +78,44 @@ describe('nextStepLimit', () => {
   });
 
   describe('bounded by the time a step takes', () => {
-    it('grows as before while steps stay short', () => {
-      // 20,000 events in 1 s: 40,000 would take ~2 s, within 3.
-      expect(nextStepLimit(20000, { applied: 20000, elapsedMs: 1000 }, BASE, 100000, Infinity, 3000)).toBe(40000);
+    const T = 3000;
+    const MOST = 100000;
+
+    it('jumps from a full base step to the most (a catch-up step reads connection by connection)', () => {
+      expect(nextStepLimit(BASE, { applied: BASE, elapsedMs: 800 }, BASE, MOST, Infinity, T)).toBe(MOST);
+      // Even a slow base step: what a catch-up step costs grows more slowly than its events.
+      expect(nextStepLimit(BASE, { applied: BASE, elapsedMs: 5000 }, BASE, MOST, Infinity, T)).toBe(MOST);
     });
 
-    it('grows only as far as the latest step says fits in the time', () => {
-      // 40,000 events in 4 s: 3 s holds 30,000 of them.
-      expect(nextStepLimit(40000, { applied: 40000, elapsedMs: 4000 }, BASE, 100000, Infinity, 3000)).toBe(30000);
+    it('shrinks in proportion after a step that took longer, never below the base', () => {
+      // 100,000 events in 12 s: 3 s holds 25,000 of them.
+      expect(nextStepLimit(MOST, { applied: MOST, elapsedMs: 12000 }, BASE, MOST, Infinity, T)).toBe(25000);
+      expect(nextStepLimit(20000, { applied: 20000, elapsedMs: 60000 }, BASE, MOST, Infinity, T)).toBe(BASE);
     });
 
-    it('never takes a step below the base for time alone (a slow machine still steps the base size)', () => {
-      expect(nextStepLimit(5000, { applied: 5000, elapsedMs: 60000 }, BASE, 100000, Infinity, 3000)).toBe(BASE);
-      // A recovering step after failures still doubles toward the base.
-      expect(nextStepLimit(64, { applied: 64, elapsedMs: 60000 }, BASE, 100000, Infinity, 3000)).toBe(128);
+    it('doubles after a step that took less than half the time, keeps its size otherwise', () => {
+      expect(nextStepLimit(25000, { applied: 25000, elapsedMs: 1000 }, BASE, MOST, Infinity, T)).toBe(50000);
+      expect(nextStepLimit(80000, { applied: 80000, elapsedMs: 1000 }, BASE, MOST, Infinity, T)).toBe(MOST);
+      expect(nextStepLimit(25000, { applied: 25000, elapsedMs: 2000 }, BASE, MOST, Infinity, T)).toBe(25000);
     });
 
-    it('combines with the bound in bytes (the smaller wins) and has no effect without a bound', () => {
+    it('goes back to the base once caught up, and recovers from failures as before', () => {
+      expect(nextStepLimit(25000, { applied: 300, elapsedMs: 50 }, BASE, MOST, Infinity, T)).toBe(BASE);
+      expect(nextStepLimit(64, { applied: 64, elapsedMs: 60000 }, BASE, MOST, Infinity, T)).toBe(128);
+    });
+
+    it('combines with the bound in bytes (the smaller wins) and reads the most without a time bound', () => {
       expect(
         nextStepLimit(
           40000,
           { applied: 40000, elapsedMs: 1000, workingBytes: 128 * 1024 * 1024 },
           BASE,
-          100000,
+          MOST,
           64 * 1024 * 1024,
-          3000,
+          T,
         ),
       ).toBe(20000);
-      expect(nextStepLimit(40000, { applied: 40000, elapsedMs: 100000 }, BASE, 100000)).toBe(80000);
+      expect(nextStepLimit(40000, { applied: 40000, elapsedMs: 100000 }, BASE, MOST)).toBe(MOST);
     });
   });
 });
