@@ -1,6 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { inflateRawSync } from 'node:zlib';
 import { Logger } from '@nestjs/common';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import Redis from 'ioredis';
@@ -9,7 +8,7 @@ import { Settings } from '@psp/config';
 import { ApiKeyStore } from '@psp/api-keys';
 import { ConnectionEvent, validateMessage } from '@psp/domain';
 import { appendEvents, EventToAppend } from '@psp/storage';
-import { createRedis, Projection, RedisReadModel } from '@psp/read-model';
+import { createRedis, Projection, RedisReadModel, unpackStateJson } from '@psp/read-model';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { ConnectionReads } from '../../apps/api/src/connection-reads';
 import { dropIsolated, eventually, isolatedSettings, openDatabase } from '../support/isolated-stack';
@@ -1451,7 +1450,7 @@ describe('the query API contract (CONTRACT 1)', () => {
       expect(modelRows.length).toBeGreaterThan(0);
       for (const r of modelRows)
         stored.push({
-          t: (r.document ?? '') + (r.packed_state ? inflateRawSync(r.packed_state).toString('utf8') : r.state),
+          t: (r.document ?? '') + (r.packed_state ? unpackStateJson(r.packed_state) : r.state),
         });
       for (const { t } of stored) {
         for (const n of [SECRET_1, SECRET_2, ...apiKeys])

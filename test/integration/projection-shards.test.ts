@@ -1,9 +1,15 @@
 import { DataSource } from 'typeorm';
 import { PROJECTION_SHARDS, shardOfOrg } from '@psp/domain';
-import { inflateRawSync } from 'node:zlib';
 import { applyEvent, initialConnectionState, stateToJson } from '@psp/domain';
 import { callEvent, configuredEvent, MINUTE, T0 } from '@psp/domain/testing/events';
-import { generationLag, readShardCheckpoint, ShardLeaseLost, ShardLeases, ShardProjection } from '@psp/read-model';
+import {
+  generationLag,
+  readShardCheckpoint,
+  ShardLeaseLost,
+  ShardLeases,
+  ShardProjection,
+  unpackStateJson,
+} from '@psp/read-model';
 import { dropIsolated, isolatedSettings, openDatabase } from '../support/isolated-stack';
 import { seedLog } from '../support/seed';
 
@@ -171,7 +177,7 @@ describe('projection shards', () => {
     await db.query(
       `UPDATE connection_read_model SET state = $2::json, packed_state = NULL
         WHERE generation = 1 AND org_id = $1 AND connection_id = 'legacy'`,
-      [org, inflateRawSync(packed).toString('utf8')],
+      [org, unpackStateJson(packed)],
     );
 
     // A new projector (nothing cached) applies the next event on top of the JSON state.
@@ -181,6 +187,6 @@ describe('projection shards', () => {
     for (const e of events) applyEvent(expected, e);
     const after = await stored();
     expect(after.state).toBeNull();
-    expect(inflateRawSync(after.packed_state!).toString('utf8')).toBe(stateToJson(expected));
+    expect(unpackStateJson(after.packed_state!)).toBe(stateToJson(expected));
   });
 });

@@ -1,6 +1,7 @@
 export * from './redis-read-model';
 export * from './org-read-model';
 export * from './projection';
+export * from './state-packing';
 export * from './redis-client';
 export * from './projection-stall';
 export * from './stored-document';

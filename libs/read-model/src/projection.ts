@@ -1,4 +1,3 @@
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { DataSource } from 'typeorm';
 import {
   DEFAULT_PROJECTOR_STATE_CACHE_BYTES,
@@ -24,6 +23,7 @@ import {
   validationCapApplies,
 } from '@psp/domain';
 import { storedDocument } from './stored-document';
+import { packState, unpackState } from './state-packing';
 import { LoggedEvent, LogPosition, LogRangeByConnection, measureLogAhead, readLogAfter, Sql } from '@psp/storage';
 import { allShards } from '@psp/domain';
 import { generationLag, readShardCheckpoint, ShardCheckpoint, writeShardCheckpoint } from './shard-checkpoints';
@@ -89,20 +89,6 @@ function estimatedStateBytes(state: ConnectionState, stateJsonBytes: number): nu
  * per key character (the entry, the Buffer and its backing store; `npm run bench:memory`).
  */
 export const CACHED_STATE_OVERHEAD_BYTES = 320;
-
-/** A state as the cache and the row (`packed_state`) hold it: its JSON, deflated, in a Buffer of its exact size. */
-export function packState(stateJson: string): Buffer {
-  const deflated = deflateRawSync(stateJson, { level: 1 });
-  // A Buffer of its own: zlib's output is a slice of a 16 KiB chunk, which it would keep alive.
-  const bytes = Buffer.allocUnsafeSlow(deflated.length);
-  deflated.copy(bytes);
-  return bytes;
-}
-
-/** The state a packed entry holds. */
-export function unpackState(bytes: Buffer): ConnectionState {
-  return stateFromJson(inflateRawSync(bytes).toString('utf8'));
-}
 
 /** Default bound of the projection's state cache (PROJECTOR_STATE_CACHE_BYTES). */
 export const DEFAULT_STATE_CACHE_BYTES = DEFAULT_PROJECTOR_STATE_CACHE_BYTES;

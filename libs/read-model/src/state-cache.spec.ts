@@ -1,6 +1,8 @@
 import { applyEvent, initialConnectionState, stateToJson } from '@psp/domain';
 import { callEvent, configuredEvent, T0 } from '@psp/domain/testing/events';
-import { CACHED_STATE_OVERHEAD_BYTES, packState, StateCache, unpackState } from './projection';
+import { deflateRawSync } from 'node:zlib';
+import { CACHED_STATE_OVERHEAD_BYTES, StateCache } from './projection';
+import { packState, unpackState, unpackStateJson } from './state-packing';
 
 /** The projector's state cache under memory pressure (the process sheds it when its RSS passes a budget). */
 describe('StateCache.shed', () => {
@@ -44,6 +46,20 @@ describe('packState / unpackState', () => {
     const packed = packState(json);
     expect(packed.length).toBeLessThan(Buffer.byteLength(json) / 2);
     expect(packed.buffer.byteLength).toBe(packed.length);
+  });
+
+  it('reads states packed before (raw deflate, as rows and caches of earlier releases hold them)', () => {
+    for (const level of [1, 6, 9]) {
+      const deflated = deflateRawSync(json, { level });
+      // Its first byte can never be the Snappy marker (a deflate block of the reserved type 3).
+      expect((deflated[0] >> 1) & 3).not.toBe(3);
+      expect(unpackStateJson(deflated)).toBe(json);
+      expect(unpackState(deflated)).toEqual(state);
+    }
+    // And a tiny state, whose deflate stream may be a stored block.
+    const small = stateToJson(initialConnectionState('o', 'c'));
+    expect(unpackStateJson(deflateRawSync(small, { level: 0 }))).toBe(small);
+    expect(unpackStateJson(packState(small))).toBe(small);
   });
 });
 
