@@ -280,7 +280,8 @@ describe('two writers, two projectors and two APIs on one stack', () => {
     const writer1 = start('writer', { KAFKA_CLIENT_ID: `${env.KAFKA_CLIENT_ID}-w1` });
     start('writer', { KAFKA_CLIENT_ID: `${env.KAFKA_CLIENT_ID}-w2` });
     const projector1 = start('projector');
-    start('projector');
+    // The survivor steps up to 4 of its shards at once (PROJECTOR_CONCURRENCY): the answers must not change.
+    start('projector', { PROJECTOR_CONCURRENCY: '4' });
     const apis: { url: string; child: ReturnType<typeof startProcess> }[] = [];
     for (let i = 0; i < 2; i++) {
       const port = await freePort();

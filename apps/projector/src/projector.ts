@@ -4,6 +4,7 @@ import { DataSource } from 'typeorm';
 import { SETTINGS, Settings } from '@psp/config';
 import { minuteBucket } from '@psp/domain';
 import {
+  REDIS_DOCUMENT_BYTES,
   clearProjectionStall,
   generationLag,
   liveGeneration,
@@ -55,6 +56,8 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
   private connectionsWritten = 0;
   private reportedApplied = 0;
   private lastRebalance = 0;
+  /** The rebalance under way, if any (steps in flight share it). */
+  private rebalancing: Promise<void> | null = null;
   private lastShedLog = 0;
   lastStep?: ProjectionStep;
 
@@ -95,17 +98,36 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         await sleep(Math.min(1000, 20 * failures));
         continue;
       }
-      let applied = 0;
-      for (const shard of await this.shardsToStep(idle)) {
-        if (!this.running) break;
-        // Shards change hands between steps, not only between cycles: a cycle of a backlog's steps
-        // lasts up to PROJECTOR_STEP_MS per shard held, and a shard left by a killed projector must
-        // not wait for it. A shard given up meanwhile is not stepped (it has no lease here).
+      const applied = await this.stepShards(await this.shardsToStep(idle));
+      idle = applied === 0;
+      this.shedUnderPressure();
+      if (idle) await sleep(this.settings.projectorIdleMs);
+    }
+  }
+
+  /**
+   * Steps each of `shards` once, up to PROJECTOR_CONCURRENCY of them at a time (each step is a
+   * transaction of its own on a connection of the pool; the shards' rows, chains and Redis documents
+   * are disjoint, and the state cache is keyed by connection): a shard waits for fewer steps of the
+   * others before its turn comes, so what arrives is visible sooner. Shards change hands between
+   * steps, not only between cycles: a cycle of a backlog's steps lasts up to PROJECTOR_STEP_MS per
+   * shard held, and a shard left by a killed projector must not wait for it. A shard given up
+   * meanwhile is not stepped (it has no lease here). Returns the events applied.
+   */
+  private async stepShards(shards: number[]): Promise<number> {
+    let applied = 0;
+    let next = 0;
+    let rebalanceFailed = false;
+    const worker = async () => {
+      while (this.running && !rebalanceFailed && next < shards.length) {
+        const shard = shards[next++];
         if (Date.now() - this.lastRebalance >= this.settings.projectorRebalanceMs) {
+          this.rebalancing ??= this.rebalance().finally(() => (this.rebalancing = null));
           try {
-            await this.rebalance();
+            await this.rebalancing;
           } catch {
-            break; // the next cycle says what is wrong
+            rebalanceFailed = true; // the next cycle says what is wrong
+            return;
           }
         }
         if (!this.leases.leases.has(shard)) continue;
@@ -113,10 +135,10 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         // Before the next step, not after the cycle: a step reads states into the cache.
         this.shedUnderPressure();
       }
-      idle = applied === 0;
-      this.shedUnderPressure();
-      if (idle) await sleep(this.settings.projectorIdleMs);
-    }
+    };
+    const workers = Math.max(1, Math.min(this.settings.projectorConcurrency, shards.length));
+    await Promise.all(Array.from({ length: workers }, worker));
+    return applied;
   }
 
   /**
@@ -191,6 +213,11 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
     await run?.projection.settled();
   }
 
+  /** What one step may hold: PROJECTOR_STEP_BYTES is shared by the steps in flight together. */
+  private stepBytes(): number {
+    return Math.floor(this.settings.projectorStepBytes / Math.max(1, this.settings.projectorConcurrency));
+  }
+
   private runOf(shard: number): ShardRun {
     let run = this.runs.get(shard);
     if (!run) {
@@ -203,6 +230,8 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
           this.settings.projectorBatchSize,
           {
             cache: this.cache,
+            // A quarter of a step's share of PROJECTOR_STEP_BYTES, up to REDIS_DOCUMENT_BYTES.
+            redisDocumentBytes: Math.min(REDIS_DOCUMENT_BYTES, Math.floor(this.stepBytes() / 4)),
           },
         ),
         limit: this.settings.projectorBatchSize,
@@ -253,7 +282,7 @@ export class Projector implements OnApplicationBootstrap, BeforeApplicationShutd
         step,
         full,
         this.settings.projectorMaxBatchSize,
-        this.settings.projectorStepBytes,
+        this.stepBytes(),
         this.settings.projectorStepMs,
       );
       // Swept at this minute for good only when the step found nothing to do: a sweep that changed

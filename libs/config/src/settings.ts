@@ -58,6 +58,8 @@ export interface Settings {
   projectorStepBytes: number;
   /** How long one step may take, ms: a step that took longer is followed by a proportionally smaller one (not below the batch size). */
   projectorStepMs: number;
+  /** Shards a projector steps at once (each step a transaction of its own); PROJECTOR_STEP_BYTES is shared by them. */
+  projectorConcurrency: number;
   projectorIdleMs: number;
   /** Bytes of connection states the projector keeps in memory (least recently used ones go first). */
   projectorStateCacheBytes: number;
@@ -214,6 +216,7 @@ export function loadSettings(env: Env = process.env): Settings {
     projectorMaxBatchSize: integer(env, 'PROJECTOR_MAX_BATCH_SIZE', DEFAULT_PROJECTOR_MAX_BATCH_SIZE, 1, 1000000),
     projectorStepBytes: integer(env, 'PROJECTOR_STEP_BYTES', DEFAULT_PROJECTOR_STEP_BYTES, 1 * MiB, 16 * 1024 * MiB),
     projectorStepMs: integer(env, 'PROJECTOR_STEP_MS', DEFAULT_PROJECTOR_STEP_MS, 100, 600000),
+    projectorConcurrency: integer(env, 'PROJECTOR_CONCURRENCY', 1, 1, 16),
     projectorIdleMs: integer(env, 'PROJECTOR_IDLE_MS', 50, 1, 60000),
     projectorStateCacheBytes: integer(
       env,
