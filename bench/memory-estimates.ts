@@ -10,13 +10,25 @@
  *    STATE_BYTES_PER_JSON_BYTE × their stored JSON + STATE_BYTES_PER_BUCKET × their minute buckets,
  *    configured only and with a full 60-minute window.
  * An estimate / measured ratio ≥ 1 means the byte bound is conservative.
+ * Then what packing a state costs (libs/read-model/src/state-packing.ts): µs to pack and to unpack a
+ * state with 3, 11 and 60 minutes of calls, and its size, with Snappy (packState, as shipped) and with
+ * the zlib raw deflate level 1 that packed states before, in the same process one after the other.
  * Run: npm run bench:memory [-- N]
  */
-import { applyEvent, ConnectionState, initialConnectionState, MINUTE_MS, stateToJson } from '@psp/domain';
+import {
+  applyEvent,
+  ConnectionState,
+  initialConnectionState,
+  MINUTE_MS,
+  stateFromJson,
+  stateToJson,
+} from '@psp/domain';
 import { callEvent, configuredEvent, T0 } from '@psp/domain/testing/events';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import {
   CACHED_STATE_OVERHEAD_BYTES,
   packState,
+  unpackState,
   STATE_BASE_BYTES,
   STATE_BYTES_PER_BUCKET,
   STATE_BYTES_PER_JSON_BYTE,
@@ -68,7 +80,7 @@ async function main(): Promise<void> {
       `(heap + outside) / bound ${((versions.bytes + versions.external) / writerBound).toFixed(2)}`,
   );
 
-  // The projector's state cache: each state packed (its stored JSON, deflated) in a Buffer of its own.
+  // The projector's state cache: each state packed (its stored JSON, Snappy) in a Buffer of its own.
   {
     const count = N / 10;
     let estimated = 0;
@@ -126,6 +138,51 @@ async function main(): Promise<void> {
       STATE_BASE_BYTES + (STATE_BYTES_PER_JSON_BYTE * jsonChars) / count + STATE_BYTES_PER_BUCKET * minutes,
     );
     void states.kept;
+  }
+
+  packingCosts();
+}
+
+/** µs per call of `f`, over `n` calls after 1,000 to warm up. */
+function microseconds(n: number, f: () => unknown): number {
+  for (let i = 0; i < 1000; i++) f();
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) f();
+  return Number(process.hrtime.bigint() - started) / 1000 / n;
+}
+
+function packingCosts(): void {
+  console.log('packing a state (µs per call; bytes): Snappy as shipped, and zlib raw deflate level 1 as before');
+  for (const minutes of [3, 11, 60]) {
+    const where = { orgId: 'org_123', connectionId: 'paystack_gh_primary_456' };
+    const state = initialConnectionState(where.orgId, where.connectionId);
+    applyEvent(state, configuredEvent('cfg', T0, { labels: ['ghana', 'primary'] }, where));
+    for (let m = 0; m < minutes; m++)
+      for (let c = 0; c < 3; c++)
+        applyEvent(
+          state,
+          callEvent(
+            `c-${m}-${c}`,
+            T0 + m * MINUTE_MS + c * 1000,
+            c === 2
+              ? { outcome: 'failure', error_code: 'timeout', method: 'card', currency: 'GHS' }
+              : { method: 'card' },
+            where,
+          ),
+        );
+    const json = stateToJson(state);
+    const snappy = packState(json);
+    const deflated = deflateRawSync(json, { level: 1 });
+    const n = 20000;
+    const snappyPack = microseconds(n, () => packState(json));
+    const snappyUnpack = microseconds(n, () => unpackState(snappy));
+    const deflatePack = microseconds(n, () => deflateRawSync(json, { level: 1 }));
+    const deflateUnpack = microseconds(n, () => stateFromJson(inflateRawSync(deflated).toString('utf8')));
+    console.log(
+      `  ${minutes} minutes of calls, JSON ${json.length} B: Snappy ${snappy.length} B, pack ${snappyPack.toFixed(1)} µs, ` +
+        `unpack ${snappyUnpack.toFixed(1)} µs; deflate ${deflated.length} B, pack ${deflatePack.toFixed(1)} µs, ` +
+        `unpack ${deflateUnpack.toFixed(1)} µs (unpack includes JSON.parse)`,
+    );
   }
 }
 

@@ -78,12 +78,12 @@ function estimatedStateBytes(state: ConnectionState, stateJsonBytes: number): nu
 }
 
 /**
- * The state cache holds each state as its stored JSON, deflated (zlib level 1: 2.7× smaller with 3
- * minutes of calls, 8× with 60), in a Buffer of its own outside the JavaScript heap, inflated and
- * parsed again when an event needs the state: exact in bytes, ~10-25× fewer bytes than the object,
+ * The state cache holds each state as its stored JSON, packed (state-packing.ts: Snappy, 2× smaller
+ * with 3 minutes of calls, 6.7× with 60), in a Buffer of its own outside the JavaScript heap, unpacked
+ * and parsed again when an event needs the state: exact in bytes, ~10-25× fewer bytes than the object,
  * and nothing for the garbage collector to trace (as objects, 100,000 cached states made GC 31% of the
- * projector's CPU at 100,000 connections). Deflated, the default 128 MiB holds every state of
- * ~150,000-250,000 connections, where the JSON held ~45,000: a backlog that steps its shards in turn reads
+ * projector's CPU at 100,000 connections). Packed, the default 128 MiB holds every state of
+ * ~100,000-150,000 connections, where the JSON held ~45,000: a backlog that steps its shards in turn reads
  * each of them again before a least-recently-used cache smaller than all of them gets back to it, so
  * such a cache misses every time. An entry is counted at its bytes + CACHED_STATE_OVERHEAD_BYTES + 2
  * per key character (the entry, the Buffer and its backing store; `npm run bench:memory`).

@@ -8,11 +8,11 @@ import { ConnectionState, stateFromJson } from '@psp/domain';
  * caches written before hold the JSON deflated (zlib, raw, level 1); both are read.
  *
  * Why Snappy: the projector packs every state it writes and unpacks every state it reads back, once
- * per row written. Deflate with Node's zlib cost ~16 µs to pack and ~7.5 µs to unpack a state with a
- * few minutes of calls in isolation, and about twice that in the projector (a zlib stream made and
- * freed per call: 31% of its busy CPU in the backlog's profile, 03b9470); Snappy ~5 µs and ~8 µs
- * (measured side by side, BENCHMARKS.md §5). It packs ~1.4× less tightly (687 B where deflate gave
- * 479 for 1.5 KB of JSON): the 128 MiB cache still holds every state at 100,000 connections.
+ * per row written, and zlib's deflate (a stream made and freed per call) was 31% of its busy CPU on a
+ * backlog (BENCHMARKS.md §5). `npm run bench:memory` times both: for a state with 3 minutes of calls,
+ * Snappy packs in 4.6 µs and unpacks (JSON.parse included) in 12.7 µs where deflate took 21.5 and 18.1;
+ * about the same at a full hour of calls. It packs 1.4-1.7× less tightly: the 128 MiB cache still holds
+ * every state at 100,000 connections.
  *
  * The marker: a raw deflate stream starts with a block header whose bits 1-2 are its type, and type
  * 3 is reserved (never written), so a first byte with those bits set cannot begin a deflate stream.
