@@ -24,7 +24,7 @@ import {
 } from '@psp/domain';
 import { storedDocument } from './stored-document';
 import { packState, unpackState } from './state-packing';
-import { LoggedEvent, LogPosition, LogRangeByConnection, measureLogAhead, readLogAfter, Sql } from '@psp/storage';
+import { LoggedEvent, LogPosition, LogRangeByConnection, planLogRange, readLogAfter, Sql } from '@psp/storage';
 import { allShards } from '@psp/domain';
 import { generationLag, readShardCheckpoint, ShardCheckpoint, writeShardCheckpoint } from './shard-checkpoints';
 import { currentShardLease } from './shard-leases';
@@ -420,12 +420,15 @@ export class ShardProjection {
    * step is what makes a backlog cheaper per event than steady traffic.
    */
   private async catchUp(tx: Sql, checkpoint: ShardCheckpoint, limit: number, traced: Traced): Promise<Committed> {
-    const ahead = await measureLogAhead(tx, checkpoint.at, limit, this.shard);
+    const ahead = await planLogRange(tx, checkpoint.at, { shard: this.shard, limit });
     if (checkpoint.status === 'retired') return { result: nothingDone(checkpoint), changes: [] };
     if (ahead === null) return { result: await this.caughtUp(tx, checkpoint), changes: [] };
-    const streamTime = advanceStreamTime(checkpoint.streamTime, ahead.latestOccurredAt);
+    const streamTime =
+      ahead.maxOccurredAt === null
+        ? checkpoint.streamTime
+        : advanceStreamTime(checkpoint.streamTime, ahead.maxOccurredAt);
     this.catchUpSteps++;
-    const range = await LogRangeByConnection.open(tx, checkpoint.at, ahead.last, this.shard);
+    const range = await LogRangeByConnection.open(tx, checkpoint.at, ahead.through, this.shard);
     const writes = new StepWrites();
     let read = 0;
     let carried: LoggedEvent[] = [];
@@ -466,7 +469,7 @@ export class ShardProjection {
     await range.close();
     if (read !== ahead.events)
       throw new Error(`shard ${this.shard}: the step's range held ${read} events where ${ahead.events} were counted`);
-    return this.finish(tx, checkpoint, ahead.last, streamTime, read, writes, traced.step);
+    return this.finish(tx, checkpoint, ahead.through, streamTime, read, writes, traced.step);
   }
 
   /**
