@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { DataSource, QueryRunner } from 'typeorm';
 import { Settings } from '@psp/config';
 import { ConnectionEvent } from '@psp/domain';
-import { appendEvents, LOG_START, LogPosition, readLogAfter } from '@psp/storage';
+import { appendEvents, LOG_START, LogPosition, readLogAfter, readLogByStream } from '@psp/storage';
 import { dropIsolated, isolatedSettings, openDatabase } from '../support/isolated-stack';
 
 function call(connectionId: string, i: number): ConnectionEvent {
@@ -134,5 +134,30 @@ describe('tailing the event log', () => {
     ]);
     expect(seen.length).toBe(produced.length);
     expect(new Set(seen)).toEqual(new Set(produced));
+  });
+
+  it('reads every instant back to the millisecond (occurred_at as epoch ms), the extremes of the contract included', async () => {
+    const instants = [
+      Date.UTC(2026, 10, 24, 9, 0, 0, 1),
+      Date.UTC(2026, 10, 24, 9, 0, 0, 999),
+      Date.parse('0001-01-01T00:00:00.001Z'),
+      Date.parse('1969-12-31T23:59:59.999Z'),
+      Date.parse('9999-12-31T23:59:59.999Z'),
+    ];
+    const events = instants.map((at, i) => ({ ...call(`instants_${i}`, i), occurredAt: at }));
+    const before = await readLogAfter(db, LOG_START, 1_000_000);
+    const from = before.length > 0 ? before[before.length - 1].at : LOG_START;
+    await appendEvents(
+      db,
+      events.map((event, i) => ({ event, streamVersion: 1, source: { topic: 't', partition: 0, offset: String(i) } })),
+    );
+    const read = await readLogAfter(db, from, 100);
+    expect(read.map((l) => l.event.occurredAt)).toEqual(instants);
+    // The replay's reader, by stream.
+    const through = read[read.length - 1].at;
+    const byStream: number[] = [];
+    for await (const page of readLogByStream(db, { after: from, through, afterStream: null }, { pageSize: 2 }))
+      for (const e of page) byStream[Number(e.connectionId.split('_')[1])] = e.occurredAt;
+    expect(byStream).toEqual(instants);
   });
 });

@@ -1,6 +1,6 @@
 import { DataSource, QueryRunner } from 'typeorm';
 import { ConnectionEvent } from '@psp/domain';
-import { eventFromRow, LoggedEvent, LogPosition, Sql } from './event-log';
+import { eventFromRow, LoggedEvent, LogPosition, OCCURRED_AT_MS, Sql } from './event-log';
 
 /**
  * The event log read stream by stream, for a replay that folds each connection once
@@ -104,7 +104,7 @@ async function declareByStream(sql: Sql, cursor: string, range: StreamRange, pos
   await sql.query(
     `DECLARE ${cursor} NO SCROLL CURSOR FOR
      SELECT ${positions ? 'e.transaction_id::text AS tx, e.position, e.trace_context, ' : ''}e.event_id, e.org_id,
-            e.connection_id, e.type, e.occurred_at, e.data
+            e.connection_id, e.type, ${OCCURRED_AT_MS}, e.data
        FROM event_log e
       WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
         AND (e.transaction_id, e.position) <= ($3::xid8, $4::bigint)
